@@ -1,0 +1,102 @@
+"""Baselines on hand-computed examples, nodata handling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from phenocast import baselines
+from phenocast.metrics import Scoreboard, image_mse
+
+from conftest import FILL
+
+
+def year_stack(images_by_year: list[list[int]], month: int = 0, years: int | None = None) -> np.ndarray:
+    """A (12·years, 1, n) stack where only calendar month ``month`` holds the given values."""
+    years = years or len(images_by_year) + 1
+    stack = np.full((12 * years, 1, len(images_by_year[0])), 4000, dtype=np.int16)
+    for year, values in enumerate(images_by_year):
+        stack[12 * year + month, 0] = values
+    return stack
+
+
+def test_ema_on_a_hand_computed_three_image_example():
+    # pixel 0: 1000, 2000, 4000 → 1000; 1000 (first again); 0.6·1000+0.4·2000 = 1400; 0.6·1400+0.4·4000 = 2440
+    # pixel 1: masked first → starts at its first valid 3000, keeps it through, then 0.6·3000+0.4·1000 = 2200
+    # pixel 2: masked in the middle image → keeps its running value: 5000 → 5000 → 0.6·5000+0.4·0 = 3000
+    stack = year_stack([[1000, FILL, 5000], [2000, 3000, FILL], [4000, 1000, 0]])
+    forecast = baselines.ema(stack, 36, FILL, 0.4)
+    np.testing.assert_allclose(forecast[0], [2440, 2200, 3000], rtol=1e-6)
+    # α = 1 is persistence of the same calendar month; per-pixel α broadcasts
+    np.testing.assert_allclose(baselines.ema(stack, 36, FILL, 1.0)[0], [4000, 1000, 0])
+    alphas = np.array([[0.4, 1.0, 0.5]], np.float32)
+    np.testing.assert_allclose(baselines.ema(stack, 36, FILL, alphas)[0], [2440, 1000, 2500], rtol=1e-6)
+
+
+def test_ema_of_a_never_valid_pixel_is_nan():
+    stack = year_stack([[FILL, 10], [FILL, 20]])
+    assert np.isnan(baselines.ema(stack, 24, FILL, 0.4)[0, 0])
+
+
+def test_climatology_ignores_masked_pixels_and_other_months():
+    stack = year_stack([[1000, FILL, FILL], [2000, 3000, FILL], [6000, 5000, FILL]])
+    np.testing.assert_allclose(baselines.climatology(stack, 36, FILL)[0, :2], [3000, 4000])
+    assert np.isnan(baselines.climatology(stack, 36, FILL)[0, 2])
+    # another calendar month only sees the constant 4000
+    np.testing.assert_allclose(baselines.climatology(stack, 37, FILL)[0], [4000] * 3)
+    # a limited end uses only earlier years
+    np.testing.assert_allclose(baselines.climatology(stack, 36, FILL, end=12)[0, :1], [1000])
+
+
+def test_persistence_takes_the_most_recent_valid_value():
+    stack = np.array([[[1, 2, FILL]], [[3, FILL, FILL]], [[FILL, FILL, FILL]]], dtype=np.int16)
+    result = baselines.persistence(stack, 2, FILL)
+    np.testing.assert_array_equal(result[0, :2], [3, 2])
+    assert np.isnan(result[0, 2])
+    np.testing.assert_array_equal(baselines.persistence(stack, 0, FILL)[0, :2], [1, 2])
+
+
+def test_fit_alpha_picks_the_alpha_that_forecasts_best():
+    rng = np.random.default_rng(0)
+    years = 12
+    stack = np.full((12 * years, 1, 2), 4000, dtype=np.int16)
+    level = 3000.0
+    for year in range(years):  # pixel 0: a random walk (α → 1); pixel 1: noise around a constant (α small)
+        level += rng.normal(0, 500)
+        stack[12 * year, 0, 0] = level
+        stack[12 * year, 0, 1] = 3000 + rng.normal(0, 500)
+    alphas = baselines.fit_alpha(stack, len(stack), FILL, [0.1, 0.5, 0.9], 0.4)
+    assert alphas[0, 0] == pytest.approx(0.9) and alphas[0, 1] == pytest.approx(0.1)
+    never = np.full((24, 1, 1), FILL, dtype=np.int16)
+    assert baselines.fit_alpha(never, 24, FILL, [0.1, 0.9], 0.4)[0, 0] == pytest.approx(0.4)
+
+
+def test_baseline_forecasts_fall_back_so_every_method_covers_the_same_pixels():
+    stack = np.full((37, 1, 2), FILL, dtype=np.int16)
+    stack[[0, 12], 0, 0] = [1000, 2000]
+    stack[30, 0, 1] = 7000  # pixel 1 never seen in calendar month 0, but seen recently
+    forecasts = baselines.baseline_forecasts(stack, 30, [36], FILL, 0.4, np.full((1, 2), 0.5, np.float32))
+    for method, images in forecasts.items():
+        assert np.isfinite(images[36]).all(), method
+        assert images[36][0, 1] == 7000, method  # climatology and EMA fall back to persistence
+    assert forecasts["persistence"][36][0, 0] == 2000 and forecasts["ema"][36][0, 0] == 1400
+    with pytest.raises(ValueError, match="not 1..12 months after"):
+        baselines.baseline_forecasts(stack, 10, [30], FILL, 0.4)
+
+
+def test_rmse_ignores_fill_and_pools_images_by_mean_mse():
+    truth = np.array([[10000, FILL], [0, 5000]], dtype=np.int16)
+    prediction = np.array([[9000.0, -999999.0], [1000.0, 5000.0]])
+    mse, count = image_mse(prediction, truth, FILL, 10000.0)
+    assert count == 3 and mse == pytest.approx((0.01 + 0.01 + 0) / 3)
+    assert image_mse(prediction, np.full((2, 2), FILL, np.int16), FILL, 10000.0) is None
+    board = Scoreboard()
+    board.add("Z1", 10, 1, "m", (0.04, 5))
+    board.add("Z1", 11, 1, "m", (0.0, 5))
+    board.add("Z2", 10, 2, "m", (0.01, 5))
+    board.add("Z2", 10, 3, "m", None)  # not scored
+    summary = board.summary()
+    assert summary["pooled"]["m"] == pytest.approx(np.sqrt(0.05 / 3))
+    assert summary["zones"]["Z1"]["rmse"]["m"] == pytest.approx(np.sqrt(0.02))
+    assert summary["pooled_by_lead"]["2"]["m"] == pytest.approx(0.1)
+    assert summary["images"] == 3

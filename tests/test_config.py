@@ -1,0 +1,102 @@
+"""Config loading, overrides, strict errors and cross-field checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from phenocast.config import config_hash, load_config, parse_override, save_config
+from phenocast.errors import PhenocastError
+
+from conftest import ROOT
+
+DEFAULT = ROOT / "configs" / "default.yaml"
+SAMPLE = ROOT / "configs" / "sample.yaml"
+
+
+def test_default_config_is_the_competition_setup():
+    config = load_config(DEFAULT)
+    assert config.tiling.centre == 240 and config.tiling.margin == 24 and config.window == 288
+    assert config.data.fill_value == -3000 and config.data.valid_range == [-2000, 10000]
+    assert config.data.val_months == 24 and config.predict.horizon == 3
+    assert config.evaluate.origins == 24 and config.data.zones is None
+    assert config.sequence.years == 10 and len(config.sequence.offsets) == 12
+    assert config.sequence.context  # 12 month channels + 12 context channels
+
+
+def test_sample_config_inherits_from_its_base_and_overrides_it():
+    config = load_config(SAMPLE)
+    assert config.data.sample is True and config.output.name == "sample"
+    assert config.data.fill_value == -3000  # from default.yaml
+    assert config.window == config.tiling.centre + 2 * config.tiling.margin
+
+
+def test_overrides_are_parsed_as_yaml_and_typed():
+    config = load_config(DEFAULT, ["train.lr=3e-4", "data.zones=[Z1, Z3]", "train.epochs=2",
+                                   "postprocess.ema_weight=fit", "train.lr=1e-3"])
+    assert config.train.lr == pytest.approx(1e-3)  # the last override wins
+    assert config.data.zones == ["Z1", "Z3"] and config.train.epochs == 2
+    assert config.postprocess.ema_weight == "fit"
+    assert load_config(DEFAULT, ["postprocess.ema_weight=1"]).postprocess.ema_weight == 1.0
+    assert parse_override("output.name=v1.2") == {"output": {"name": "v1.2"}}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lrr=1", "unknown config key train.lrr; valid keys of train: epochs"),
+    ("bogus.key=1", "unknown config key bogus; valid keys of the top level: seed, data"),
+    ("train.lr=fast", "config key train.lr: expected float, got 'fast'"),
+    ("train.epochs=2.5", "config key train.epochs: expected int, got 2.5"),
+    ("train.augment=3", "config key train.augment: expected bool, got 3"),
+    ("data.zones=Z1", "config key data.zones: expected list of str or null, got 'Z1'"),
+    ("train.schedule=linear", "config key train.schedule: expected 'cosine' or 'step' or 'constant'"),
+    ("train.lr", "expected an override like train.lr=3e-4"),
+])
+def test_bad_overrides_name_the_key_and_the_expected_type(override, message):
+    with pytest.raises(PhenocastError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):
+        load_config(DEFAULT, [override])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.fill_value=0", "data.fill_value 0 lies inside data.valid_range"),
+    ("data.valid_range=[10, 5]", "data.valid_range must be [low, high]"),
+    ("sequence.offsets=[0, 1]", "sequence.offsets must be <= 0"),
+    ("tiling.margin=-1", "tiling.margin >= 0"),
+    ("tiling.centre=50", "must be divisible by 4"),
+    ("model.lstm_filters=[8, 8]", "one entry per scale"),
+    ("postprocess.ema_weight=1.5", "postprocess.ema_weight must be in [0, 1]"),
+])
+def test_cross_field_checks_run_at_load(override, message):
+    with pytest.raises(PhenocastError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(DEFAULT, [override])
+
+
+def test_missing_and_broken_config_files(tmp_path: Path):
+    with pytest.raises(PhenocastError, match="expected a YAML config file at"):
+        load_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(PhenocastError, match="is not valid YAML"):
+        load_config(broken)
+    section = tmp_path / "section.yaml"
+    section.write_text("train: 3\n")
+    with pytest.raises(PhenocastError, match="config section train: expected a mapping"):
+        load_config(section)
+
+
+def test_resolved_config_round_trips(tmp_path: Path):
+    config = load_config(SAMPLE, ["train.lr=2e-4", "model.l2=1e-5"])
+    path = save_config(config, tmp_path / "run" / "config.resolved.yaml")
+    assert load_config(path) == config
+    assert not list(path.parent.glob(".tmp-*"))
+    assert yaml.safe_load(path.read_text())["train"]["lr"] == pytest.approx(2e-4)
+
+
+def test_config_hash_tracks_only_the_named_fields():
+    keys = ["tiling", "data.fill_value"]
+    changed = load_config(DEFAULT, ["tiling.margin=48"])
+    same = load_config(DEFAULT, ["train.lr=1e-3"])
+    reference = load_config(DEFAULT)
+    assert config_hash(reference, keys) == config_hash(same, keys)
+    assert config_hash(reference, keys) != config_hash(changed, keys)

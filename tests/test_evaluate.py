@@ -1,0 +1,105 @@
+"""Backtest scoring: the CLI's JSON equals an independent, straightforward computation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from phenocast.config import load_config
+from phenocast.evaluate import backtest_stack, score_predictions
+from phenocast.zones import discover_zones, month_file_name, read_zone, write_geotiff
+
+from conftest import FILL, ROOT, VALID_RANGE, synthetic_stack
+
+
+def reference_backtest(stack: np.ndarray, origins: int = 24, horizon: int = 3, alpha: float = 0.4
+                       ) -> dict[str, float]:
+    """Persistence, climatology and EMA RMSE written the plain way: float64 with NaN, loops."""
+    values = np.where(stack == FILL, np.nan, stack.astype(np.float64)) / 10000
+    months = len(values)
+    errors = {"persistence": [], "climatology": [], "ema": []}
+    for origin in range(months - origins, months):  # 0-based position of the origin
+        for lead in range(1, horizon + 1):
+            target = origin + lead
+            if target >= months or np.isnan(values[target]).all():
+                continue
+            history = values[: origin + 1]
+            same = [history[p] for p in range(target % 12, origin + 1, 12)]
+            persistence = np.full(values.shape[1:], np.nan)
+            for image in history:
+                persistence = np.where(np.isnan(image), persistence, image)
+            climatology = np.nanmean(same, axis=0)
+            ema = same[0].copy()
+            for image in same:
+                ema = np.where(np.isnan(ema), image, ema)
+                ema = np.where(np.isnan(image), ema, 0.6 * ema + 0.4 * image)
+            truth = values[target]
+            for name, forecast in (("persistence", persistence), ("climatology", climatology),
+                                   ("ema", ema)):
+                valid = ~np.isnan(truth)
+                assert not np.isnan(forecast[valid]).any()
+                errors[name].append(np.mean((forecast[valid] - truth[valid]) ** 2))
+    return {name: float(np.sqrt(np.mean(values))) for name, values in errors.items()}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_backtest_matches_the_reference_computation(seed: int):
+    config = load_config(ROOT / "configs" / "default.yaml")
+    # 6 years with 3% fill: every pixel has same-month history (the reference has no fallbacks)
+    stack = synthetic_stack(72, 12, 10, seed=seed, fill_fraction=0.03, permanent=False)
+    stack[-7] = FILL  # a gap month inside the backtest
+    for zone in ["Z1"]:
+        expected = reference_backtest(stack)
+        pooled = backtest_stack(stack, config, zone).summary()["pooled"]
+        for name, value in expected.items():
+            assert pooled[name] == pytest.approx(value, abs=1e-6), name  # float32 arithmetic
+        assert pooled["ema_pixel"] <= pooled["climatology"] * 1.5
+
+
+def test_evaluate_cli_writes_json_per_zone_and_pooled(tiny_data: Path, tmp_path: Path):
+    json_path = tmp_path / "scores.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "phenocast.evaluate", "--config", str(ROOT / "configs" / "default.yaml"),
+         "--set", f"data.dir={tiny_data}", "--set", f"output.dir={tmp_path / 'out'}", "--json",
+         str(json_path), "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(json_path.read_text())
+    assert set(scores["pooled"]) == {"persistence", "climatology", "ema", "ema_pixel"}
+    assert set(scores["zones"]) == {"Z1", "Z2"}
+    assert set(scores["zones"]["Z1"]["by_lead"]) == {"1", "2", "3"}
+    # Z2 has gap months 5 and 17, before the backtest: origins 17..39, leads 1..3 within the zone
+    assert scores["zones"]["Z2"]["images"] == 23 * 3 - 3
+    board_lines = [line for line in result.stdout.splitlines() if line.startswith("pooled  all")]
+    assert board_lines and f"{scores['pooled']['ema']:.4f}" in board_lines[0]
+    assert (json_path.parent / "scores.config.yaml").is_file()
+    # nothing else was written into the data
+    assert sorted(p.name for p in tiny_data.iterdir()) == ["Z1", "Z2"]
+
+
+def test_gap_months_are_not_scored(tmp_path: Path):
+    config = load_config(ROOT / "configs" / "default.yaml")
+    stack = synthetic_stack(40, 6, 6, seed=3)
+    stack[-2] = FILL  # month 39 is a gap
+    board = backtest_stack(stack, config, "Z1")
+    assert all(score.month != 39 for score in board.scores)
+    assert {score.month for score in board.scores} == set(range(18, 41)) - {39}
+
+
+def test_score_predictions_against_truth(tiny_data: Path, tmp_path: Path):
+    config = load_config(ROOT / "configs" / "default.yaml", [f"data.dir={tiny_data}"])
+    zones = discover_zones(tiny_data, report=None)
+    zone = zones[0]
+    truth = read_zone(zone, FILL, VALID_RANGE)
+    predicted = tmp_path / "predictions"
+    for month in (39, 40):
+        image = truth[month - 1].astype(np.float64) + 100  # 0.01 NDVI off everywhere
+        image[truth[month - 1] == FILL] = np.nan
+        write_geotiff(predicted / month_file_name("Z1", month), image, zone.profile, FILL, VALID_RANGE)
+    board = score_predictions(predicted, zones, config)
+    assert board.summary()["zones"]["Z1"]["rmse"]["predictions"] == pytest.approx(0.01)
+    assert sorted(score.lead for score in board.scores) == [1, 2]
