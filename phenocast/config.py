@@ -70,10 +70,10 @@ class TilingConfig:
 class RecordsConfig:
     """Where and how ``preprocess.py`` writes its TFRecords."""
 
-    dir: str | None = None  # null = <output.dir>/records
-    compression: Literal["GZIP", "NONE"] = "GZIP"
-    compression_level: int = 1  # zlib level for GZIP (1 = fastest)
-    windows_per_shard: int = 25  # records per shard file
+    dir: str | None = None  # null = <output.dir>/records/<data folder name>-c<centre>-m<margin>
+    compression: Literal["SHUFFLE_ZLIB", "GZIP", "NONE"] = "SHUFFLE_ZLIB"  # see phenocast.records
+    compression_level: int = 1  # zlib level (1 = fastest)
+    windows_per_shard: int = 1  # records per shard; 1 lets run.py shuffle windows across zones cheaply
     workers: int | None = None  # zones processed in parallel; null = CPU count
 
 
@@ -238,8 +238,15 @@ class Config:
 
     @property
     def records_dir(self) -> Path:
-        """``records.dir``, or ``<output.dir>/records``."""
-        return Path(self.records.dir) if self.records.dir else Path(self.output.dir) / "records"
+        """``records.dir``, or ``<output.dir>/records/<data folder name>-c<centre>-m<margin>``.
+
+        Grids of different centre/margin get their own folders, so sweeps over the overlap keep each
+        member's records; any other record-relevant change rebuilds in place (see phenocast.preprocess).
+        """
+        if self.records.dir:
+            return Path(self.records.dir)
+        name = Path(self.data.dir).resolve().name or "data"
+        return Path(self.output.dir) / "records" / f"{name}-c{self.tiling.centre}-m{self.tiling.margin}"
 
     @property
     def history_months(self) -> int:

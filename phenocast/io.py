@@ -28,9 +28,17 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        if temporary_path.exists():
+            os.chmod(temporary_path, 0o666 & ~_umask())  # mkstemp creates 0600; use normal permissions
         os.replace(temporary_path, path)
     finally:
         temporary_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -1,0 +1,341 @@
+"""Zones → overlapping windows → compact, resumable TFRecords (the library behind ``preprocess.py``).
+
+For every selected zone: read its months (int16), block-average it into the context stack, cut the
+window grid (``phenocast.tiling``) and write one record per window into shards plus one context record
+(schema in ``phenocast.records``). Every file is written under a temporary name and renamed when
+complete; the manifest (``manifest.json``) lists a zone only once all its files are in place, and is
+rewritten atomically after each zone. A rerun skips zones whose manifest entry matches the current
+record settings (``RECORD_KEYS`` and the schema version) and input files (names, sizes, modification
+times); any other zone is rebuilt. Readers take the file list from the manifest, so a half-written or
+leftover file is never mistaken for a complete shard.
+
+Zones are processed in parallel processes (``records.workers``, default the CPU count), one zone in
+memory per process (int16: 230 months of 1200² = 660 MB); within a process, window encoding runs in
+threads.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import multiprocessing
+import os
+import queue
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from skimage.measure import block_reduce
+from tqdm import tqdm
+
+from phenocast import records
+from phenocast.config import Config, config_hash
+from phenocast.errors import PhenocastError
+from phenocast.io import atomic_path, remove_stale_temporaries
+from phenocast.origins import check_zone_length
+from phenocast.tiling import extract_window, window_grid
+from phenocast.zones import Zone, discover_zones, read_zone
+
+# the config fields that change the records (anything else — model, training — does not)
+RECORD_KEYS = ["data.fill_value", "data.valid_range", "tiling.centre", "tiling.margin",
+               "records.compression", "records.compression_level", "records.windows_per_shard"]
+
+
+def record_settings_hash(config: Config) -> str:
+    """Hash of the record-relevant config fields, the schema version and the data folder."""
+    return f"v{records.SCHEMA_VERSION}-" + config_hash(config, RECORD_KEYS) + "-" + hashlib.sha256(
+        str(Path(config.data.dir).resolve()).encode()).hexdigest()[:8]
+
+
+def input_fingerprint(zone: Zone) -> str:
+    """Hash of a zone's input files' names, sizes and modification times."""
+    digest = hashlib.sha256()
+    for month in sorted(zone.files):
+        status = zone.files[month].stat()
+        digest.update(f"{month}:{zone.files[month].name}:{status.st_size}:{status.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
+def context_stack(stack: np.ndarray, factor: int, fill_value: int,
+                  progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Block means of the valid pixels, per month.
+
+    Args:
+      stack: int16 (months, height, width), nodata = ``fill_value``.
+      factor: block side (``records.context_factor``).
+
+    Returns:
+      int16 (months, ceil(height/factor), ceil(width/factor)); ``fill_value`` where a block has no valid
+      pixel.
+    """
+    months, height, width = stack.shape
+    out = np.empty((months, -(-height // factor), -(-width // factor)), dtype=np.int16)
+    for index in range(months):
+        image = stack[index]
+        valid = image != fill_value
+        total = block_reduce(np.where(valid, image, 0).astype(np.float32), (factor, factor), np.sum)
+        count = block_reduce(valid.astype(np.float32), (factor, factor), np.sum)
+        mean = np.floor(total / np.maximum(count, 1) + 0.5)
+        out[index] = np.where(count > 0, mean, fill_value)
+        if progress is not None:
+            progress(1)
+    return out
+
+
+def _zone_files_pattern(zone: str) -> re.Pattern:
+    return re.compile(rf"^{re.escape(zone)}-(\d{{5}}-of-\d{{5}}|context)\.tfrecord(\.gz)?$")
+
+
+def remove_zone_files(folder: Path, zone: str) -> None:
+    """Delete every shard and context file of ``zone`` in ``folder``."""
+    pattern = _zone_files_pattern(zone)
+    for path in folder.iterdir():
+        if pattern.match(path.name):
+            path.unlink()
+
+
+def _write_records(path: Path, serialized: list[bytes] | Any, compression: str, level: int) -> int:
+    """Write records to ``path`` atomically; returns the file's size in bytes."""
+    import tensorflow as tf
+
+    options = tf.io.TFRecordOptions(compression_type=records.file_compression(compression),
+                                    compression_level=level)
+    with atomic_path(path, suffix="") as temporary:
+        with tf.io.TFRecordWriter(str(temporary), options) as writer:
+            for record in serialized:
+                writer.write(record)
+    return path.stat().st_size
+
+
+def build_zone(zone: Zone, config: Config, folder: Path, progress: Callable[[str, int], None] | None = None,
+               threads: int = 1) -> dict[str, Any]:
+    """Write one zone's window shards and context record; return its manifest entry.
+
+    Args:
+      zone: the zone.
+      config: uses data.fill_value/valid_range, tiling.*, records.*.
+      folder: the records folder.
+      progress: called with ("read", months), ("windows", count) as work completes.
+      threads: threads encoding windows in parallel.
+    """
+    started = time.time()
+    report = progress or (lambda kind, count: None)
+    fill, compression = config.data.fill_value, config.records.compression
+    level = config.records.compression_level
+    stack = read_zone(zone, fill, config.data.valid_range, progress=lambda n: report("read", n))
+    months, height, width = stack.shape  # (months, height, width), int16
+    grid = window_grid(height, width, config.tiling.centre, config.tiling.margin)
+    factor = records.context_factor(height, width, config.tiling.centre)
+    context = context_stack(stack, factor, fill)
+    context_file = records.context_name(zone.name, compression)
+    context_bytes = _write_records(folder / context_file, [records.serialize_context(
+        zone.name, factor, zone.first, records.encode_stack(context, compression, level), months,
+        *context.shape[1:])], compression, level)
+
+    windows = grid.windows
+    per_shard = config.records.windows_per_shard
+    count = -(-len(windows) // per_shard)
+
+    def encode(window) -> bytes:
+        payload = records.encode_stack(extract_window(stack, window), compression, level)
+        return records.serialize_window(zone.name, window.row, window.col, window.top, window.left,
+                                        height, width, zone.first, payload, months, grid.size)
+
+    shards = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for index in range(count):
+            chunk = windows[index * per_shard:(index + 1) * per_shard]
+
+            def serialized(chunk=chunk):
+                for record in pool.map(encode, chunk):  # in order: deterministic files
+                    yield record
+                    report("windows", 1)
+
+            name = records.shard_name(zone.name, index, count, compression)
+            size = _write_records(folder / name, serialized(), compression, level)
+            shards.append({"file": name, "records": len(chunk), "bytes": size})
+    total = context_bytes + sum(shard["bytes"] for shard in shards)
+    return {
+        "first": zone.first, "last": zone.last, "gaps": zone.gaps, "profile": zone.profile.to_dict(),
+        "inputs": input_fingerprint(zone),
+        "grid": {"rows": grid.rows, "cols": grid.cols, "centre": grid.centre, "margin": grid.margin,
+                 "size": grid.size},
+        "context": {"file": context_file, "factor": factor, "height": int(context.shape[1]),
+                    "width": int(context.shape[2]), "bytes": context_bytes},
+        "shards": shards, "records": len(windows), "bytes": total,
+        "seconds": round(time.time() - started, 2),
+    }
+
+
+def _entry_is_complete(folder: Path, entry: dict[str, Any]) -> bool:
+    files = [entry["context"]] + entry["shards"]
+    return all((folder / item["file"]).is_file() and (folder / item["file"]).stat().st_size == item["bytes"]
+               for item in files)
+
+
+def _worker(zone: Zone, config: Config, folder: Path, messages, threads: int) -> dict[str, Any]:
+    """Process-pool entry point: build one zone, reporting progress through a queue."""
+        return build_zone(zone, config, folder, lambda kind, count: messages.put((kind, count)), threads)
+
+
+def plan(config: Config, zones: list[Zone], manifest: dict[str, Any] | None) -> tuple[list[Zone],
+                                                                                     list[Zone], str]:
+    """Split zones into (to build, to skip) against an existing manifest; returns also the settings hash."""
+    settings = record_settings_hash(config)
+    folder = config.records_dir
+    same_settings = manifest is not None and manifest.get("settings") == settings
+    build, skip = [], []
+    for zone in zones:
+        entry = (manifest or {}).get("zones", {}).get(zone.name) if same_settings else None
+        if entry and entry.get("inputs") == input_fingerprint(zone) and _entry_is_complete(folder, entry):
+            skip.append(zone)
+        else:
+            build.append(zone)
+    return build, skip, settings
+
+
+def preprocess(config: Config, workers: int | None = None, progress: bool = True,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build (or bring up to date) the records of every selected zone.
+
+    Args:
+      config: the run's config.
+      workers: parallel zone processes (default ``records.workers``, else the CPU count).
+      progress: show tqdm bars.
+      log: where one-line messages go.
+
+    Returns:
+      A summary: zones, built, skipped, records, bytes, seconds, folder.
+    """
+    started = time.time()
+    zones = discover_zones(config.data.dir, config.data.zones, report=log)
+    for zone in zones:
+        try:
+            check_zone_length(zone.name, zone.first, zone.last, config)
+        except PhenocastError as error:
+            log(f"warning: {error} (records are written anyway; run.py will refuse this zone)")
+    folder = config.records_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = remove_stale_temporaries(folder)
+    if stale:
+        log(f"removed {stale} unfinished file(s) left by an interrupted run in {folder}")
+    manifest = records.load_manifest(folder)
+    build, skip, settings = plan(config, zones, manifest)
+    if manifest is None or manifest.get("settings") != settings:
+        if manifest is not None:
+            log(f"record settings changed ({', '.join(RECORD_KEYS)}): rebuilding every zone in {folder}")
+        manifest = {"schema": records.SCHEMA_VERSION, "settings": settings, "zones": {}}
+    manifest.update({"compression": config.records.compression,
+                     "fill_value": config.data.fill_value, "valid_range": config.data.valid_range,
+                     "centre": config.tiling.centre, "margin": config.tiling.margin,
+                     "data_dir": str(Path(config.data.dir).resolve())})
+    for zone in skip:
+        log(f"zone {zone.name}: records up to date, skipped")
+    for zone in build:  # forget the old entry first: a kill from here on leaves the zone incomplete
+        manifest["zones"].pop(zone.name, None)
+    records.write_manifest(folder, manifest)
+    for zone in build:
+        remove_zone_files(folder, zone.name)
+
+    workers = workers or config.records.workers or os.cpu_count() or 1
+    workers = max(1, min(workers, len(build))) if build else 1
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    total_months = sum(len(zone.months) for zone in build)
+    total_windows = sum(len(window_grid(*zone.shape, config.tiling.centre, config.tiling.margin))
+                        for zone in build)
+    bars = {
+        "zones": tqdm(total=len(build), desc="zones", unit="zone", disable=not progress or not build),
+        "read": tqdm(total=total_months, desc="months read", unit="month", disable=not progress or not build),
+        "windows": tqdm(total=total_windows, desc="windows written", unit="window",
+                        disable=not progress or not build),
+    }
+
+    def finished(zone: Zone, entry: dict[str, Any]) -> None:
+        manifest["zones"][zone.name] = entry
+        records.write_manifest(folder, manifest)
+        bars["zones"].update(1)
+
+    try:
+        if workers == 1:
+            for zone in build:
+                finished(zone, build_zone(zone, config, folder, lambda kind, n: bars[kind].update(n),
+                                          threads))
+        else:
+            _run_parallel(build, config, folder, workers, threads, bars, finished)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    entries = [manifest["zones"][zone.name] for zone in zones]
+    return {"zones": len(zones), "built": len(build), "skipped": len(skip),
+            "records": sum(entry["records"] for entry in entries),
+            "bytes": sum(entry["bytes"] for entry in entries),
+            "seconds": time.time() - started, "folder": str(folder)}
+
+
+def _run_parallel(build: list[Zone], config: Config, folder: Path, workers: int, threads: int,
+                  bars: dict[str, tqdm], finished: Callable[[Zone, dict[str, Any]], None]) -> None:
+    context = multiprocessing.get_context("spawn")  # TF is not fork-safe
+    with context.Manager() as manager:
+        messages = manager.Queue()
+        stop = threading.Event()
+
+        def pump() -> None:
+            while not stop.is_set():
+                try:
+                    kind, count = messages.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                bars[kind].update(count)
+
+        listener = threading.Thread(target=pump, daemon=True)
+        listener.start()
+        try:
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = {pool.submit(_worker, zone, config, folder, messages, threads): zone
+                           for zone in build}
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        finished(futures[future], future.result())
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+        finally:
+            stop.set()
+            listener.join()
+
+
+def load_zone_records(config: Config, zones: list[str] | None = None) -> tuple[dict[str, Any],
+                                                                                list[records.ZoneRecords]]:
+    """The manifest and the complete records of the selected zones, checked against the config.
+
+    Raises a one-line error telling the user to run ``preprocess.py`` when records are missing, stale or
+    incomplete.
+    """
+    folder = config.records_dir
+    manifest = records.load_manifest(folder)
+    command = "python preprocess.py --config <your config>"
+    if manifest is None:
+        raise PhenocastError(f"expected preprocessed records in {folder}, found none; run {command}")
+    if manifest.get("settings") != record_settings_hash(config):
+        raise PhenocastError(
+            f"the records in {folder} were written with other settings ({', '.join(RECORD_KEYS)} or "
+            f"data.dir); run {command} to rebuild them")
+    names = zones if zones is not None else sorted(manifest["zones"], key=_natural)
+    result = []
+    for name in names:
+        entry = manifest["zones"].get(name)
+        if entry is None or not _entry_is_complete(folder, entry):
+            raise PhenocastError(f"expected complete records of zone {name} in {folder}, found "
+                                 f"{'none' if entry is None else 'missing files'}; run {command}")
+        result.append(records.ZoneRecords(name, entry, folder))
+    return manifest, result
+
+
+def _natural(name: str):
+    from phenocast.zones import natural_key
+
+    return natural_key(name)
