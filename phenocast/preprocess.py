@@ -178,7 +178,7 @@ def _entry_is_complete(folder: Path, entry: dict[str, Any]) -> bool:
 
 def _worker(zone: Zone, config: Config, folder: Path, messages, threads: int) -> dict[str, Any]:
     """Process-pool entry point: build one zone, reporting progress through a queue."""
-        return build_zone(zone, config, folder, lambda kind, count: messages.put((kind, count)), threads)
+    return build_zone(zone, config, folder, lambda kind, count: messages.put((kind, count)), threads)
 
 
 def plan(config: Config, zones: list[Zone], manifest: dict[str, Any] | None) -> tuple[list[Zone],
