@@ -1,0 +1,385 @@
+"""tf.data input pipeline: samples assembled on the fly from the int16 window stacks of the records.
+
+A sample is one window at one forecast origin o (0-based position ``p`` in the zone's months). It has
+``sequence.years`` steps; step k uses the origin p_k = p - 12·(years-1-k) and holds, per channel offset
+d of ``sequence.offsets``, the month p_k + d, as the difference from the climatology *as of p_k*:
+
+    climatology_k(phase, pixel) = mean of the valid values at positions q <= p_k with q ≡ phase (mod 12)
+    channel value = (value - climatology_k) / data.scale, 0 where the value or the climatology is missing
+
+so no step — neither its inputs nor its targets — ever sees a month after its own origin through the
+climatology (the cumulative sums over years make this cheap). With ``sequence.context`` the same is done
+on the zone's block-averaged context stack, placed centred in a window-sized canvas; with
+``sequence.calendar`` two channels carry sin/cos of the calendar month of the first target month.
+Channel order: month channels, context channels, calendar channels (``model.input_channels``).
+
+Targets of step k are months p_k+1 .. p_k+horizon as differences from climatology_k, packed with their
+mask into the last axis: ``y[..., :horizon]`` targets, ``y[..., horizon:]`` mask (1 = valid pixel inside
+the zone with a climatology; padding, fill, gap months and months past the zone's end are 0). For
+validation the mask also excludes the window margins, so metrics score window centres only.
+
+Training samples draw their origin uniformly from the zone's training origins (``phenocast.origins``)
+and, with ``train.augment``, one of the 8 flips/rotations; all randomness is stateless, seeded from
+``seed``, so a run is reproducible. Windows of all zones are shuffled together (by shard file, one window
+per file by default), so consecutive batches mix zones and windows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+import tensorflow as tf
+
+from phenocast import origins as origin_rules
+from phenocast.config import Config
+from phenocast.records import ZoneRecords, file_compression, parse_context, parse_window
+
+MONTHS_PER_YEAR = 12
+TRANSFORMS = 8  # the dihedral group: 4 rotations × optional flip
+
+
+@dataclass(frozen=True)
+class ZoneSamples:
+    """A zone's records and the origins (month indices) it contributes to each stage."""
+
+    records: ZoneRecords
+    train: list[int]
+    validation: list[int]
+    forecast: int
+
+    @property
+    def name(self) -> str:
+        return self.records.name
+
+    @property
+    def first(self) -> int:
+        return self.records.first
+
+
+def zone_samples(zone_records: list[ZoneRecords], config: Config, refit: bool = False
+                 ) -> list[ZoneSamples]:
+    """Origins per zone; raises the one-line error of ``check_zone_length`` for too short zones."""
+    result = []
+    for records in zone_records:
+        origin_rules.check_zone_length(records.name, records.first, records.last, config)
+        result.append(ZoneSamples(
+            records=records,
+            train=origin_rules.training_origins(records.first, records.last, config,
+                                                include_validation=refit),
+            validation=origin_rules.validation_origins(records.first, records.last, config),
+            forecast=origin_rules.forecast_origin(records.last, config)))
+    return result
+
+
+def input_channels(config: Config) -> int:
+    """Channels of one year-step: offsets (+ their context) (+ sin/cos calendar)."""
+    offsets = len(config.sequence.offsets)
+    return offsets * (2 if config.sequence.context else 1) + (2 if config.sequence.calendar else 0)
+
+
+class SampleAssembler:
+    """Builds (inputs, targets) tensors from a window stack, a context stack and an origin position."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.years = config.sequence.years
+        self.offsets = tf.constant(config.sequence.offsets, tf.int32)  # (channels,)
+        self.horizon = config.predict.horizon
+        self.fill = config.data.fill_value
+        self.scale = float(config.data.scale)
+        self.size = config.window
+        self.centre = config.tiling.centre
+        self.margin = config.tiling.margin
+        self.first_month = config.data.first_month
+
+    # ---- climatology-relative differences ---------------------------------------------------------
+    def _step_origins(self, origin):
+        steps = tf.range(self.years, dtype=tf.int32)
+        return origin - MONTHS_PER_YEAR * (self.years - 1 - steps)  # (years,)
+
+    def _cumulative_climatology(self, stack, origin):
+        """Cumulative per-year sums and counts of valid values, for positions <= origin.
+
+        Returns:
+          sums, counts: float32 (years_of_history, 12, height, width).
+        """
+        history_years = origin // MONTHS_PER_YEAR + 1
+        length = history_years * MONTHS_PER_YEAR
+        available = tf.shape(stack)[0]
+        history = stack[:tf.minimum(length, available)]
+        history = tf.pad(history, [[0, tf.maximum(length - available, 0)], [0, 0], [0, 0]],
+                         constant_values=self.fill)
+        positions = tf.range(length)[:, None, None]
+        valid = (history != self.fill) & (positions <= origin)
+        values = tf.where(valid, tf.cast(history, tf.float32), 0.0)
+        shape = tf.concat([[history_years, MONTHS_PER_YEAR], tf.shape(stack)[1:]], axis=0)
+        sums = tf.cumsum(tf.reshape(values, shape), axis=0)
+        counts = tf.cumsum(tf.reshape(tf.cast(valid, tf.float32), shape), axis=0)
+        return sums, counts
+
+    def _climatology_per_step(self, sums, counts, step_origins):
+        """Climatology of each calendar phase as of each step's origin.
+
+        Returns:
+          mean, exists: (years, 12, height, width) float32 and bool.
+        """
+        phases = tf.range(MONTHS_PER_YEAR, dtype=tf.int32)[None, :]  # (1, 12)
+        last_year = tf.math.floordiv(step_origins[:, None] - phases, MONTHS_PER_YEAR)  # (years, 12)
+        usable = last_year >= 0
+        index = tf.stack([tf.maximum(last_year, 0), tf.broadcast_to(phases, tf.shape(last_year))], -1)
+        total = tf.gather_nd(sums, index)  # (years, 12, height, width)
+        count = tf.gather_nd(counts, index) * tf.cast(usable, tf.float32)[:, :, None, None]
+        return total / tf.maximum(count, 1.0), count > 0
+
+    def _differences(self, stack, positions, mean, exists):
+        """(value - climatology) / scale at ``positions`` (years, n), with validity.
+
+        Returns:
+          values float32 and valid bool, both (years, n, height, width).
+        """
+        available = tf.shape(stack)[0]
+        inside = (positions >= 0) & (positions < available)
+        images = tf.gather(stack, tf.clip_by_value(positions, 0, available - 1))  # (years, n, h, w)
+        phases = tf.math.floormod(positions, MONTHS_PER_YEAR)
+        climatology = tf.gather(mean, phases, batch_dims=1)  # (years, n, h, w)
+        has_climatology = tf.gather(exists, phases, batch_dims=1)
+        valid = (images != self.fill) & inside[:, :, None, None] & has_climatology
+        values = tf.where(valid, (tf.cast(images, tf.float32) - climatology) / self.scale, 0.0)
+        return values, valid
+
+    def _channels(self, stack, origin, with_targets: bool):
+        step_origins = self._step_origins(origin)
+        sums, counts = self._cumulative_climatology(stack, origin)
+        mean, exists = self._climatology_per_step(sums, counts, step_origins)
+        channels, _ = self._differences(stack, step_origins[:, None] + self.offsets[None, :], mean, exists)
+        if not with_targets:
+            return channels, None, None
+        leads = tf.range(1, self.horizon + 1, dtype=tf.int32)
+        targets, valid = self._differences(stack, step_origins[:, None] + leads[None, :], mean, exists)
+        return channels, targets, valid
+
+    # ---- the sample --------------------------------------------------------------------------------
+    def inside_mask(self, position, zone_size):
+        """bool (size, size): window pixels inside the zone (not reflection padding)."""
+        top, left = tf.cast(position[2], tf.int32), tf.cast(position[3], tf.int32)
+        rows = tf.range(self.size) + top
+        cols = tf.range(self.size) + left
+        height, width = tf.cast(zone_size[0], tf.int32), tf.cast(zone_size[1], tf.int32)
+        return ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+
+    def centre_mask(self):
+        """bool (size, size): the window's centre (what stitching keeps)."""
+        line = (tf.range(self.size) >= self.margin) & (tf.range(self.size) < self.margin + self.centre)
+        return line[:, None] & line[None, :]
+
+    def _context_canvas(self, context, origin):
+        """Context channels (years, size, size, channels): the zone's context centred in the window."""
+        values, _, _ = self._channels(context, origin, with_targets=False)  # (years, ch, h, w)
+        values = tf.transpose(values, [0, 2, 3, 1])
+        height, width = tf.shape(values)[1], tf.shape(values)[2]
+        top, left = (self.size - height) // 2, (self.size - width) // 2
+        return tf.pad(values, [[0, 0], [top, self.size - height - top], [left, self.size - width - left],
+                               [0, 0]])
+
+    def _calendar(self, first_month, origin):
+        """sin/cos of the calendar month of the first target month, (years, size, size, 2)."""
+        month_index = tf.cast(first_month, tf.int32) + origin + 1  # the first target month's index
+        calendar = tf.math.floormod(month_index - 1 + self.first_month - 1, MONTHS_PER_YEAR)
+        angle = 2.0 * math.pi * tf.cast(calendar, tf.float32) / MONTHS_PER_YEAR
+        values = tf.stack([tf.sin(angle), tf.cos(angle)])
+        return tf.broadcast_to(values, [self.years, self.size, self.size, 2])
+
+    def __call__(self, window: dict, context: dict, origin, with_targets: bool = True,
+                 centre_only: bool = False):
+        """Assemble one sample.
+
+        Args:
+          window: ``parse_window`` output; context: ``parse_context`` output.
+          origin: int32 scalar, 0-based position of the forecast origin in the zone's months.
+          with_targets: also build targets and masks.
+          centre_only: restrict the mask to the window centre (validation).
+
+        Returns:
+          inputs float32 (years, size, size, channels) and, with targets, y float32
+          (years, size, size, 2·horizon) = targets then mask.
+        """
+        origin = tf.cast(origin, tf.int32)
+        channels, targets, valid = self._channels(window["stack"], origin, with_targets)
+        parts = [tf.transpose(channels, [0, 2, 3, 1])]  # (years, size, size, offsets)
+        if self.config.sequence.context:
+            parts.append(self._context_canvas(context["stack"], origin))
+        if self.config.sequence.calendar:
+            parts.append(self._calendar(window["first_month"], origin))
+        inputs = tf.concat(parts, axis=-1)
+        if not with_targets:
+            return inputs
+        mask = valid & self.inside_mask(window["position"], window["zone_size"])[None, None]
+        if centre_only:
+            mask &= self.centre_mask()[None, None]
+        y = tf.concat([tf.transpose(targets, [0, 2, 3, 1]),
+                       tf.transpose(tf.cast(mask, tf.float32), [0, 2, 3, 1])], axis=-1)
+        return inputs, y
+
+
+def dihedral(tensor, transform):
+    """One of the 8 flips/rotations of the (height, width) axes of a (…, height, width, channels) tensor.
+
+    transform = 4·flip + quarter turns; ``inverse_dihedral`` undoes it.
+    """
+    transform = tf.cast(transform, tf.int32)
+    flipped = tf.cond(transform >= 4, lambda: tf.reverse(tensor, axis=[-2]), lambda: tensor)
+    return tf.image.rot90(flipped, k=tf.math.floormod(transform, 4))
+
+
+def inverse_dihedral(tensor, transform):
+    """Undo ``dihedral(…, transform)``."""
+    transform = tf.cast(transform, tf.int32)
+    turned = tf.image.rot90(tensor, k=tf.math.floormod(-tf.math.floormod(transform, 4), 4))
+    return tf.cond(transform >= 4, lambda: tf.reverse(turned, axis=[-2]), lambda: turned)
+
+
+def _read_pair(window_file, context_file, compression: str) -> tf.data.Dataset:
+    """(serialized window, serialized context) for every window record of one shard."""
+    kind = file_compression(compression)
+    windows = tf.data.TFRecordDataset(window_file, compression_type=kind)
+    context = tf.data.TFRecordDataset(context_file, compression_type=kind).repeat()
+    return tf.data.Dataset.zip((windows, context))
+
+
+def _parse_pair(compression: str):
+    def parse(serialized_window, serialized_context):
+        return parse_window(serialized_window, compression), parse_context(serialized_context, compression)
+    return parse
+
+
+def _shard_table(zones: list[ZoneSamples], origins_of) -> tuple[list[str], list[str], list[int], list]:
+    """Parallel lists over shards: window file, context file, zone first month, the zone's origins."""
+    window_files, context_files, firsts, origin_lists = [], [], [], []
+    for zone in zones:
+        for shard in zone.records.shards:
+            window_files.append(str(shard))
+            context_files.append(str(zone.records.context))
+            firsts.append(zone.first)
+            origin_lists.append(origins_of(zone))
+    return window_files, context_files, firsts, origin_lists
+
+
+def _ragged(origin_lists: list[list[int]]) -> tf.RaggedTensor:
+    return tf.ragged.constant(origin_lists, dtype=tf.int32, row_splits_dtype=tf.int32)
+
+
+def decoded_bytes(zones: list[ZoneSamples]) -> int:
+    """Approximate memory of all decoded window and context stacks (for the cache decision)."""
+    total = 0
+    for zone in zones:
+        entry = zone.records.entry
+        months = zone.records.last - zone.records.first + 1
+        size = entry["grid"]["size"]
+        context = entry["context"]["height"] * entry["context"]["width"]
+        total += entry["records"] * months * (size * size + context) * 2
+    return total
+
+
+def training_dataset(zones: list[ZoneSamples], config: Config, batch_size: int, seed: int,
+                     cache: bool | None = None, with_origins: bool = False) -> tf.data.Dataset:
+    """Endless shuffled training batches (inputs, y) over all windows and training origins of ``zones``.
+
+    Args:
+      zones: the zones (with their training origins).
+      batch_size: global batch size.
+      seed: seeds the shuffle, the origins and the augmentations.
+      cache: keep decoded stacks in memory (default: when they take under 2 GB).
+      with_origins: add (zone, origin month) of every sample to each element, for checks.
+    """
+    compression = config.records.compression
+    assembler = SampleAssembler(config)
+    zones = [zone for zone in zones if zone.train]
+    if not zones:
+        raise ValueError("no zone has a training origin")
+    window_files, context_files, firsts, origin_lists = _shard_table(zones, lambda zone: zone.train)
+    table = tf.data.Dataset.from_tensor_slices((window_files, context_files, firsts, _ragged(origin_lists)))
+    parse = _parse_pair(compression)
+    windows_total = sum(zone.records.records for zone in zones)
+    cache = decoded_bytes(zones) < 2e9 if cache is None else cache
+
+    def read(window_file, context_file, first, origin_list):
+        return _read_pair(window_file, context_file, compression).map(
+            lambda w, c: (w, c, first, origin_list))
+
+    if cache:  # decode once, then shuffle decoded windows in memory
+        dataset = table.interleave(read, cycle_length=1, deterministic=True)
+        dataset = dataset.map(lambda w, c, first, origin_list: (*parse(w, c), first, origin_list),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+        dataset = dataset.shuffle(windows_total, seed=seed, reshuffle_each_iteration=True).repeat()
+    else:  # shuffle the file list, read a few files in parallel
+        dataset = table.shuffle(len(window_files), seed=seed, reshuffle_each_iteration=True).repeat()
+        dataset = dataset.interleave(read, cycle_length=4, block_length=1,
+                                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.map(lambda w, c, first, origin_list: (*parse(w, c), first, origin_list),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)  # stateless seeds, one pair per sample
+    augment = config.train.augment
+
+    def assemble(element, seed_pair):
+        window, context, first, origin_list = element
+        choice = tf.random.stateless_uniform([], seed_pair, 0, tf.shape(origin_list)[0], dtype=tf.int32)
+        origin = origin_list[choice] - tf.cast(first, tf.int32)
+        inputs, y = assembler(window, context, origin)
+        if augment:
+            transform = tf.random.stateless_uniform([], seed_pair[::-1], 0, TRANSFORMS, dtype=tf.int32)
+            inputs, y = dihedral(inputs, transform), dihedral(y, transform)
+        if with_origins:
+            return inputs, _select_outputs(y, config), (window["zone"], origin_list[choice])
+        return inputs, _select_outputs(y, config)
+
+    dataset = tf.data.Dataset.zip((dataset, seeds)).map(assemble, num_parallel_calls=tf.data.AUTOTUNE,
+                                                         deterministic=True)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _select_outputs(y, config: Config):
+    """All year-steps' targets, or only the last one's."""
+    return y if config.model.per_year_outputs else y[-1]
+
+
+def origin_dataset(zones: list[ZoneSamples], config: Config, origins_of, with_targets: bool = True,
+                   centre_only: bool = True) -> tf.data.Dataset:
+    """Every (window, origin) of ``zones`` in a fixed order: zone, shard, window, origin.
+
+    Args:
+      origins_of: zone → list of origin month indices (e.g. ``lambda z: z.validation``).
+      with_targets: yield (inputs, y) (for evaluation) instead of (inputs, key).
+      centre_only: masks cover window centres only (validation scores what stitching keeps).
+
+    Elements are (inputs, y) with targets, else (inputs, key) where key = (zone, row, col, origin month).
+    """
+    compression = config.records.compression
+    assembler = SampleAssembler(config)
+    zones = [zone for zone in zones if origins_of(zone)]
+    window_files, context_files, firsts, origin_lists = _shard_table(zones, origins_of)
+    table = tf.data.Dataset.from_tensor_slices((window_files, context_files, firsts, _ragged(origin_lists)))
+    parse = _parse_pair(compression)
+
+    def expand(window_file, context_file, first, origin_list):
+        pairs = _read_pair(window_file, context_file, compression).map(parse)
+        return pairs.flat_map(lambda window, context: tf.data.Dataset.from_tensor_slices(
+            origin_list).map(lambda origin: (window, context, first, origin)))
+
+    dataset = table.flat_map(expand)
+
+    def assemble(window, context, first, origin):
+        position = origin - tf.cast(first, tf.int32)
+        if with_targets:
+            inputs, y = assembler(window, context, position, centre_only=centre_only)
+            return inputs, _select_outputs(y, config)
+        inputs = assembler(window, context, position, with_targets=False)
+        key = (window["zone"], tf.cast(window["position"][0], tf.int32),
+               tf.cast(window["position"][1], tf.int32), origin)
+        return inputs, key
+
+    return dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def steps_in(zones: list[ZoneSamples], origins_of) -> int:
+    """Number of (window, origin) elements ``origin_dataset`` yields."""
+    return sum(zone.records.records * len(origins_of(zone)) for zone in zones)
