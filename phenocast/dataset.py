@@ -307,7 +307,7 @@ def training_dataset(zones: list[ZoneSamples], config: Config, batch_size: int, 
             lambda w, c: (w, c, first, origin_list))
 
     if cache:  # decode once, then shuffle decoded windows in memory
-        dataset = table.interleave(read, cycle_length=1, deterministic=True)
+        dataset = table.interleave(read, cycle_length=1)
         dataset = dataset.map(lambda w, c, first, origin_list: (*parse(w, c), first, origin_list),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
         dataset = dataset.shuffle(windows_total, seed=seed, reshuffle_each_iteration=True).repeat()
