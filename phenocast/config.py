@@ -110,8 +110,10 @@ class ModelConfig:
     image_pooling: bool = True  # ASPP image-pooling branch
     decoder_filters: int = 32
     upsampling: Literal["bilinear", "depth_to_space"] = "bilinear"
-    activation: str = "relu"
-    recurrent_activation: str = "sigmoid"
+    activation: str = "relu"  # every convolution outside the ConvLSTMs
+    cell_activation: str = "tanh"  # ConvLSTM cell and state activation
+    recurrent_activation: str = "sigmoid"  # ConvLSTM gates
+    convlstm: Literal["fused", "keras"] = "fused"  # model/convlstm.py, or stock keras ConvLSTM2D (slower)
     unroll: bool = True  # unroll the ConvLSTM over years (else a symbolic loop)
     per_year_outputs: bool = True  # predict the next year's window at every year-step, as the original
     loss: Literal["sqrt_sqrt_mse", "rmse", "mse"] = "sqrt_sqrt_mse"
@@ -135,11 +137,12 @@ class TrainConfig:
     step_factor: float = 0.3
     early_stopping: int = 0  # patience in epochs; 0 = off
     augment: bool = True  # random flips and 90° rotations
-    shuffle_buffer: int = 256
+    cache: bool | None = None  # keep decoded stacks in memory; null = when they fit in 2 GB
     validation_batches: int | None = None  # null = the whole validation set
     mixed_precision: bool = False  # GPU only: float16 compute, float32 outputs and loss
     jit_compile: bool = False  # XLA; about 10× slower for a ConvLSTM step on CPU
     memory_growth: bool = True  # GPU memory grows as needed
+    cpu_devices: int = 1  # > 1: split the CPU into logical devices and mirror (tests the multi-GPU path)
 
 
 @dataclass

@@ -72,6 +72,11 @@ class Scoreboard:
     def __init__(self, scores: Iterable[Score] = ()):
         self.scores: list[Score] = list(scores)
 
+    @classmethod
+    def from_summary(cls, summary: dict) -> "Scoreboard":
+        """Rebuild a scoreboard from a summary written with its ``image_scores`` (``scores.json``)."""
+        return cls(Score(**row) for row in summary.get("image_scores", []))
+
     def add(self, zone: str, origin: int, lead: int, method: str, result: tuple[float, int] | None
             ) -> None:
         """Record the ``image_mse`` result of one forecast image (None = not scored)."""

@@ -1,0 +1,143 @@
+"""From a trained model to zone-sized forecasts: window predictions, their files, stitching, climatology.
+
+``predict_windows`` runs a model over every window of a zone at given origins (optionally the 8
+flips/rotations, test-time augmentation) and returns the predicted *differences* from the climatology
+as of each origin. ``save_windows`` / ``load_windows`` keep them in ``predictions/raw/<zone>-<kind>.npz``
+so that postprocessing (stitching mode, blending with the EMA) can be redone without the model.
+``zone_forecast`` stitches a zone's windows (``phenocast.tiling.stitch``), averages augmentations and adds
+the climatology as of the origin, computed from the zone's months with ``phenocast.baselines``: the
+same definition the tf.data pipeline used to build the targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from phenocast import baselines
+from phenocast.config import Config
+from phenocast.io import atomic_path
+from phenocast.tiling import Window, stitch, window_grid
+
+
+@dataclass
+class WindowPredictions:
+    """A zone's predicted differences for some origins: (windows, origins, transforms, horizon, size, size)."""
+
+    zone: str
+    rows: np.ndarray  # (windows,) grid rows
+    cols: np.ndarray  # (windows,) grid columns
+    origins: np.ndarray  # (origins,) month indices
+    differences: np.ndarray  # float32 (windows, origins, transforms, horizon, size, size)
+
+    def mean(self) -> np.ndarray:
+        """Average over transforms: (windows, origins, horizon, size, size)."""
+        return self.differences.mean(axis=2)
+
+
+def predict_windows(model, zone, origins: list[int], config: Config, tta: bool = False,
+                    batch_size: int | None = None) -> WindowPredictions:
+    """Predict every window of ``zone`` (a ``dataset.ZoneSamples``) at each origin.
+
+    Args:
+      model: a Keras model built by ``model.build_model``.
+      origins: origin month indices.
+      tta: also predict the 7 other flips/rotations (undone before saving).
+
+    Returns:
+      The zone's ``WindowPredictions``.
+    """
+    import tensorflow as tf
+
+    from phenocast.dataset import TRANSFORMS, dihedral, inverse_dihedral, origin_dataset
+
+    batch_size = batch_size or config.predict.batch_size
+    transforms = list(range(TRANSFORMS)) if tta else [0]
+    dataset = origin_dataset([zone], config, lambda _: origins, with_targets=False)
+    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    horizon, size = config.predict.horizon, config.window
+    predictions: dict[tuple[int, int], dict[int, np.ndarray]] = {}
+    for inputs, (_, rows, cols, batch_origins) in dataset:
+        outputs = []
+        for transform in transforms:
+            moved = dihedral(inputs, transform) if transform else inputs
+            output = model(moved, training=False)
+            if isinstance(output, dict):
+                output = output["forecast"]
+            if len(output.shape) == 5:  # per-year outputs: the last step is the forecast
+                output = output[:, -1]
+            output = tf.cast(output, tf.float32)
+            outputs.append(inverse_dihedral(output, transform) if transform else output)
+        stacked = tf.stack(outputs, axis=1).numpy()  # (batch, transforms, size, size, horizon)
+        for index in range(stacked.shape[0]):
+            key = (int(rows[index]), int(cols[index]))
+            predictions.setdefault(key, {})[int(batch_origins[index])] = stacked[index]
+    keys = sorted(predictions)
+    differences = np.zeros((len(keys), len(origins), len(transforms), horizon, size, size), np.float32)
+    for w, key in enumerate(keys):
+        for o, origin in enumerate(origins):
+            differences[w, o] = np.moveaxis(predictions[key][origin], -1, 1)  # (transforms, horizon, h, w)
+    return WindowPredictions(zone.name, np.array([k[0] for k in keys]), np.array([k[1] for k in keys]),
+                             np.asarray(origins, dtype=np.int64), differences)
+
+
+def raw_path(run_dir: Path, zone: str, kind: str) -> Path:
+    """``<run>/predictions/raw/<zone>-<kind>.npz`` (kind: forecast or validation)."""
+    return Path(run_dir) / "predictions" / "raw" / f"{zone}-{kind}.npz"
+
+
+def save_windows(predictions: WindowPredictions, path: Path) -> Path:
+    """Write window predictions atomically (npz)."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, zone=np.array(predictions.zone), rows=predictions.rows, cols=predictions.cols,
+                     origins=predictions.origins, differences=predictions.differences)
+    return path
+
+
+def load_windows(path: Path) -> WindowPredictions:
+    with np.load(path) as archive:
+        return WindowPredictions(str(archive["zone"]), archive["rows"], archive["cols"], archive["origins"],
+                                 archive["differences"])
+
+
+def stitch_differences(predictions: WindowPredictions, shape: tuple[int, int], config: Config,
+                       mode: str = "centre") -> np.ndarray:
+    """Stitch the windows into zone-sized differences.
+
+    Returns:
+      float32 (origins, horizon, height, width), averaged over transforms.
+    """
+    grid = window_grid(*shape, config.tiling.centre, config.tiling.margin)
+    means = predictions.mean()  # (windows, origins, horizon, size, size)
+    by_position = {(int(r), int(c)): means[i] for i, (r, c) in enumerate(zip(predictions.rows,
+                                                                               predictions.cols))}
+    windows: list[tuple[Window, np.ndarray]] = []
+    for window in grid.windows:
+        if (window.row, window.col) not in by_position:
+            raise ValueError(f"window ({window.row}, {window.col}) of zone {predictions.zone} has no "
+                             f"prediction: rerun run.py --stage predict")
+        windows.append((window, by_position[window.row, window.col]))
+    return stitch(grid, windows, mode=mode)
+
+
+def add_climatology(differences: np.ndarray, stack: np.ndarray, origin_position: int, config: Config
+                    ) -> np.ndarray:
+    """Differences of the months after an origin → stored units (NDVI × scale).
+
+    Args:
+      differences: (horizon, height, width) in NDVI units.
+      stack: int16 (months, height, width), the zone's history; only positions <= origin_position are used.
+      origin_position: 0-based position of the origin.
+
+    Returns:
+      float32 (horizon, height, width); NaN where the climatology of that calendar month is undefined.
+    """
+    out = np.empty(differences.shape, dtype=np.float32)
+    for lead_index in range(differences.shape[0]):
+        target = origin_position + 1 + lead_index
+        climatology = baselines.climatology(stack, target, config.data.fill_value, end=origin_position + 1)
+        out[lead_index] = climatology + differences[lead_index] * config.data.scale
+    return out

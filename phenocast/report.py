@@ -1,0 +1,232 @@
+"""The run report: ``report.md`` with tables, maps and plots (matplotlib PNGs in ``report/``).
+
+Made from what the run left on disk (``scores.json``, ``predictions/``, ``logs/``), so it can be
+re-created alone with ``python run.py --stage report``:
+
+- a table per zone and lead month of validation RMSE for the model, the blend, the EMA, the per-pixel
+  EMA, climatology, persistence (and the oracle on the built-in sample), with the model/EMA ratio and
+  the share of the EMA → oracle gap the model closed;
+- for each zone and validation month (up to ``report.max_map_months``), maps side by side of truth,
+  model, EMA and the two error maps, with shared colour scales;
+- RMSE by calendar month; learning curves from the CSV logs; a quick look at every submitted GeoTIFF.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from phenocast.config import Config  # noqa: E402
+from phenocast.errors import PhenocastError  # noqa: E402
+from phenocast.io import atomic_path, atomic_write_text  # noqa: E402
+from phenocast.metrics import Scoreboard  # noqa: E402
+from phenocast.zones import Zone  # noqa: E402
+
+METHOD_ORDER = ("model", "blend", "ema", "ema_pixel", "climatology", "persistence", "oracle")
+MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _save(figure, path: Path) -> Path:
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=90, bbox_inches="tight", format="png")
+    plt.close(figure)
+    return path
+
+
+def ordered_methods(methods: list[str]) -> list[str]:
+    return [m for m in METHOD_ORDER if m in methods] + [m for m in methods if m not in METHOD_ORDER]
+
+
+def headline(summary: dict) -> dict[str, float | None]:
+    """Pooled model/EMA ratio and the share of the EMA → oracle gap closed by the model (None if n/a)."""
+    pooled = summary["pooled"]
+    model, ema, oracle = pooled.get("model"), pooled.get("ema"), pooled.get("oracle")
+    ratio = model / ema if model is not None and ema else None
+    gap = (ema - model) / (ema - oracle) if None not in (model, ema, oracle) and ema != oracle else None
+    return {"model_over_ema": ratio, "gap_closed": gap}
+
+
+def score_table(summary: dict, methods: list[str]) -> list[str]:
+    """Markdown rows: zone × lead, then zone, then pooled."""
+    lines = ["| zone | lead | images | " + " | ".join(methods) + " |",
+             "|---|---|---|" + "---|" * len(methods)]
+
+    def cells(values: dict) -> str:
+        best = min((values[m] for m in methods if values.get(m) is not None), default=None)
+        out = []
+        for method in methods:
+            value = values.get(method)
+            text = "–" if value is None else f"{value:.4f}"
+            out.append(f"**{text}**" if value is not None and value == best else text)
+        return " | ".join(out)
+
+    for zone, values in summary["zones"].items():
+        for lead, by_method in values["by_lead"].items():
+            lines.append(f"| {zone} | {lead} | | {cells(by_method)} |")
+        lines.append(f"| {zone} | all | {values['images']} | {cells(values['rmse'])} |")
+    for lead, by_method in summary["pooled_by_lead"].items():
+        lines.append(f"| pooled | {lead} | | {cells(by_method)} |")
+    lines.append(f"| **pooled** | all | {summary['images']} | {cells(summary['pooled'])} |")
+    return lines
+
+
+def map_figure(zone: str, origin: int, lead: int, images: dict, config: Config, path: Path) -> Path:
+    """Truth, model, EMA (shared NDVI scale) and model/EMA errors (shared diverging scale)."""
+    fill, scale = config.data.fill_value, config.data.scale
+    truth = images["truth"].astype(np.float32)
+    valid = images["truth"] != fill
+    ndvi = {name: np.where(valid, images[name] / scale, np.nan) for name in ("model", "ema")}
+    ndvi["truth"] = np.where(valid, truth / scale, np.nan)
+    errors = {name: ndvi[name] - ndvi["truth"] for name in ("model", "ema")}
+    finite = ndvi["truth"][np.isfinite(ndvi["truth"])]
+    low, high = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
+    spread = max(float(np.nanpercentile(np.abs(np.concatenate([e[np.isfinite(e)] for e in errors.values()]))
+                                        , 99)) if finite.size else 0.1, 1e-3)
+    figure, axes = plt.subplots(1, 5, figsize=(17, 3.6))
+    for axis, (title, image) in zip(axes[:3], (("truth", ndvi["truth"]), ("model", ndvi["model"]),
+                                               ("EMA", ndvi["ema"]))):
+        shown = axis.imshow(image, cmap="YlGn", vmin=low, vmax=high)
+        axis.set_title(title)
+    figure.colorbar(shown, ax=axes[:3], shrink=0.8, label="NDVI")
+    for axis, (title, image) in zip(axes[3:], (("model − truth", errors["model"]), ("EMA − truth",
+                                                                                   errors["ema"]))):
+        rmse = float(np.sqrt(np.nanmean(image ** 2)))
+        shown = axis.imshow(image, cmap="RdBu_r", vmin=-spread, vmax=spread)
+        axis.set_title(f"{title}\nRMSE {rmse:.4f}")
+    figure.colorbar(shown, ax=axes[3:], shrink=0.8, label="NDVI error")
+    for axis in axes:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(f"{zone}: month {origin + lead} (origin {origin}, lead {lead})")
+    return _save(figure, path)
+
+
+def calendar_figure(board: Scoreboard, config: Config, methods: list[str], path: Path) -> Path:
+    by_month = board.by_calendar_month(config.data.first_month)
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    months = list(by_month)
+    for method in methods:
+        axis.plot(months, [by_month[m].get(method) or np.nan for m in months], marker="o", label=method)
+    axis.set_xticks(months, [MONTH_NAMES[m - 1] for m in months])
+    axis.set_ylabel("validation RMSE (NDVI)")
+    axis.set_title("RMSE by calendar month of the forecast month")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def learning_curves(logs: Path, path: Path) -> Path | None:
+    files = sorted(logs.glob("*.csv"))
+    if not files:
+        return None
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    for file in files:
+        with open(file) as handle:
+            rows = list(csv.DictReader(handle))
+        if not rows:
+            continue
+        epochs = [int(row["epoch"]) + 1 for row in rows]
+        for axis, key in zip(axes, ("loss", "val_masked_rmse")):
+            values = [_number(row.get(key)) for row in rows]
+            axis.plot(epochs, values, marker=".", label=file.stem)
+    axes[0].set_title("training loss")
+    axes[1].set_title("validation RMSE (difference units, centres)")
+    for axis in axes:
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):  # missing, or "NA" where Keras logged no value
+        return float("nan")
+
+
+def quick_look(tif: Path, config: Config, path: Path) -> Path:
+    import rasterio
+
+    with rasterio.open(tif) as dataset:
+        values = dataset.read(1).astype(np.float32)
+    values[values == config.data.fill_value] = np.nan
+    figure, axis = plt.subplots(figsize=(4, 4))
+    shown = axis.imshow(values / config.data.scale, cmap="YlGn", vmin=-0.2, vmax=1.0)
+    figure.colorbar(shown, ax=axis, shrink=0.8, label="NDVI")
+    axis.set_title(tif.name)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    return _save(figure, path)
+
+
+def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] = print) -> Path:
+    """Write ``report.md`` and its figures for a run that has been postprocessed."""
+    from phenocast.postprocess import validate_zone
+
+    run_dir = config.run_dir
+    scores_path = run_dir / "scores.json"
+    if not scores_path.is_file():
+        raise PhenocastError(f"expected {scores_path}, found none; run python run.py --stage postprocess "
+                             f"first")
+    summary = json.loads(scores_path.read_text())
+    board = Scoreboard.from_summary(summary)
+    methods = ordered_methods(list(summary["pooled"]))
+    figures = run_dir / "report"
+    figures.mkdir(parents=True, exist_ok=True)
+    numbers = headline(summary)
+    lines = [f"# phenocast report: {config.output.name}", "",
+             f"Data `{config.data.dir}`, {len(summary['zones'])} zone(s); validation = the last "
+             f"{config.data.val_months} months of each zone, origins "
+             f"{'in the forecast calendar phase' if config.sequence.origins == 'fixed' else 'every month'}, "
+             f"leads 1..{config.predict.horizon}; RMSE in NDVI units over valid pixels (lower is better; "
+             f"best per row in bold).", ""]
+    if numbers["model_over_ema"] is not None:
+        lines.append(f"- **model / EMA = {numbers['model_over_ema']:.3f}** (pooled validation RMSE; goal "
+                     f"<= 0.85)")
+    if numbers["gap_closed"] is not None:
+        lines.append(f"- **EMA → oracle gap closed by the model: {numbers['gap_closed']:.0%}** (goal >= 50%)")
+    weights = summary.get("ema_weight", {})
+    if weights:
+        lines.append(f"- blend = w·EMA + (1−w)·model, w per zone: "
+                     + ", ".join(f"{zone} {w if isinstance(w, float) else 'per α'}" for zone, w in
+                                 weights.items())
+                     + (" (fitted on these validation months: in-sample)" if config.postprocess.ema_weight
+                        == "fit" else ""))
+    lines += ["", "## Validation RMSE", "", *score_table(summary, methods), ""]
+    if board.scores:
+        lines += ["## RMSE by calendar month", "",
+                  f"![RMSE by calendar month]({calendar_figure(board, config, methods, figures / 'calendar.png').relative_to(run_dir)})",
+                  ""]
+    curves = learning_curves(run_dir / "logs", figures / "learning_curves.png")
+    if curves is not None:
+        lines += ["## Learning curves", "", f"![learning curves]({curves.relative_to(run_dir)})", ""]
+    if config.report.maps:
+        lines += ["## Validation maps", ""]
+        for zone in zones:
+            if zone.name not in summary["zones"]:
+                continue
+            checked = validate_zone(zone, config, run_dir, log=lambda message: None)
+            months = sorted(checked.maps)[: config.report.max_map_months]
+            for origin, lead in months:
+                path = map_figure(zone.name, origin, lead, checked.maps[origin, lead], config,
+                                  figures / f"map-{zone.name}-{origin + lead:03d}-o{origin:03d}.png")
+                lines += [f"![{zone.name} month {origin + lead}]({path.relative_to(run_dir)})", ""]
+    tifs = sorted((run_dir / "predictions").glob("*.tif"))
+    if tifs:
+        lines += ["## Submitted forecasts", ""]
+        for tif in tifs:
+            path = quick_look(tif, config, figures / f"quicklook-{tif.stem}.png")
+            lines.append(f"![{tif.name}]({path.relative_to(run_dir)})")
+        lines.append("")
+    report = atomic_write_text(run_dir / "report.md", "\n".join(lines) + "\n")
+    log(f"report: {report} ({len(list(figures.glob('*.png')))} figures)")
+    return report

@@ -1,0 +1,201 @@
+"""One Keras ``fit`` for every training stage (pre-training, fine-tuning, refit), resumable.
+
+A stage lives in its own folder ``checkpoints/<stage>/``:
+
+- ``backup/``: ``keras.callbacks.BackupAndRestore`` state (weights, optimizer, epoch) saved after every
+  epoch; a killed run restarted with the same command continues from the last finished epoch;
+- ``best.keras``: the best model by validation RMSE (``val_masked_rmse``; training RMSE without
+  validation data), the threshold restored from the CSV log after a restart;
+- ``last.keras``: the model after the last epoch;
+- ``done.json``: written last — epochs run, best epoch and score; a stage with it is skipped.
+
+Logs: ``logs/<stage>.csv`` (Keras ``CSVLogger``, appended across restarts) and TensorBoard scalars plus a
+few prediction-vs-truth images under ``logs/tensorboard/<stage>/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from phenocast.config import Config, FinetuneConfig, TrainConfig
+from phenocast.io import atomic_path, atomic_write_text
+
+DONE = "done.json"
+
+
+@dataclass
+class StageResult:
+    """What a finished stage reports (``done.json``)."""
+
+    name: str
+    epochs: int
+    best_epoch: int
+    best_score: float | None
+    monitor: str
+    skipped: bool = False
+
+    @classmethod
+    def load(cls, folder: Path) -> "StageResult | None":
+        path = folder / DONE
+        if not path.is_file():
+            return None
+        values = json.loads(path.read_text())
+        return cls(**{key: values[key] for key in ("name", "epochs", "best_epoch", "best_score", "monitor")},
+                   skipped=True)
+
+
+def learning_rate(schedule: TrainConfig | FinetuneConfig, total_steps: int):
+    """The stage's learning-rate schedule: cosine with linear warm-up, stepped decay, or constant."""
+    lr = schedule.lr
+    if schedule.schedule == "constant":
+        return lr
+    if schedule.schedule == "step":
+        boundaries = [max(1, int(fraction * total_steps)) for fraction in schedule.step_boundaries]
+        values = [lr * schedule.step_factor ** index for index in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    warmup = min(schedule.warmup_steps, max(total_steps - 1, 0))
+    decay_steps = max(total_steps - warmup, 1)
+    if warmup:
+        return keras.optimizers.schedules.CosineDecay(lr * 0.01, decay_steps, alpha=0.01,
+                                                      warmup_target=lr, warmup_steps=warmup)
+    return keras.optimizers.schedules.CosineDecay(lr, decay_steps, alpha=0.01)
+
+
+class PredictionImages(keras.callbacks.Callback):
+    """Logs truth, prediction and error of a few validation windows to TensorBoard after every epoch."""
+
+    def __init__(self, folder: Path, inputs: np.ndarray, y: np.ndarray, horizon: int):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(str(folder))
+        self.inputs, self.horizon = inputs, horizon
+        target = y[..., :horizon] if y.ndim == 4 else y[:, -1, ..., :horizon]
+        self.mask = (y[..., horizon:] if y.ndim == 4 else y[:, -1, ..., horizon:])[..., :1]
+        self.truth = target[..., :1]
+
+    @staticmethod
+    def _scale(image: np.ndarray, limit: float) -> np.ndarray:
+        return np.clip(0.5 + image / (2 * limit), 0, 1)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        output = self.model(self.inputs, training=False)
+        if isinstance(output, dict):
+            output = output["forecast"]
+        output = np.asarray(tf.cast(output, tf.float32))
+        prediction = (output[:, -1] if output.ndim == 5 else output)[..., :1]
+        limit = max(float(np.abs(self.truth).max()), 1e-3)
+        with self.writer.as_default():
+            tf.summary.image("truth (lead 1, difference from climatology)",
+                             self._scale(self.truth * self.mask, limit), step=epoch, max_outputs=4)
+            tf.summary.image("prediction (lead 1)", self._scale(prediction, limit), step=epoch, max_outputs=4)
+            tf.summary.image("error (lead 1)", self._scale((prediction - self.truth) * self.mask, limit),
+                             step=epoch, max_outputs=4)
+        self.writer.flush()
+
+
+def _best_so_far(log_path: Path, monitor: str) -> tuple[float | None, int]:
+    """Best monitored value and its epoch (1-based) in a CSV log of an interrupted run."""
+    if not log_path.is_file():
+        return None, 0
+    best, best_epoch = None, 0
+    with open(log_path) as handle:
+        for row in csv.DictReader(handle):
+            try:
+                value = float(row[monitor])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if math.isfinite(value) and (best is None or value < best):
+                best, best_epoch = value, int(row["epoch"]) + 1
+    return best, best_epoch
+
+
+def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_data: tf.data.Dataset,
+              validation_data: tf.data.Dataset | None, schedule: TrainConfig | FinetuneConfig,
+              epochs: int, config: Config, image_batch: tuple[np.ndarray, np.ndarray] | None = None,
+              log: Callable[[str], None] = print) -> StageResult:
+    """Train ``model`` (already compiled) for a stage, resumably; returns the stage's result.
+
+    Args:
+      name: stage name for logs (``pretrain``, ``finetune-Z1``, …).
+      folder: the stage folder (``checkpoints/<stage>``).
+      logs: the run's log folder.
+      train_data: endless batches; ``schedule.steps_per_epoch`` are taken per epoch.
+      validation_data: finite batches, or None.
+      epochs: epochs to run (early stopping may end sooner).
+      image_batch: (inputs, y) of a few validation windows for TensorBoard images.
+    """
+    done = StageResult.load(folder)
+    if done is not None:
+        log(f"{name}: finished earlier (best epoch {done.best_epoch}), skipped")
+        return done
+    folder.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    monitor = "val_masked_rmse" if validation_data is not None else "masked_rmse"
+    log_path = logs / f"{name}.csv"
+    best, best_epoch = _best_so_far(log_path, monitor)
+    tracker = _BestCheckpoint(monitor, folder / "best.keras", best, best_epoch)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False),
+        tracker,
+        keras.callbacks.CSVLogger(str(log_path), append=True),
+        keras.callbacks.TensorBoard(str(logs / "tensorboard" / name), write_graph=False,
+                                    update_freq="epoch"),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    patience = getattr(schedule, "early_stopping", 0)
+    if patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=patience))
+    if image_batch is not None:
+        callbacks.append(PredictionImages(logs / "tensorboard" / name / "images", *image_batch,
+                                          config.predict.horizon))
+    tf.get_logger().setLevel("ERROR")  # retracing notices when each zone compiles its own model
+    history = model.fit(train_data, epochs=epochs, steps_per_epoch=schedule.steps_per_epoch,
+                        validation_data=validation_data, validation_steps=config.train.validation_batches,
+                        callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+    if any(not np.isfinite(value) for value in history.history.get("loss", [])):
+        raise FloatingPointError(f"{name}: the loss became NaN; lower the learning rate")
+    with atomic_path(folder / "last.keras") as temporary:
+        model.save(temporary)
+    if not (folder / "best.keras").is_file():  # no epoch improved on a restored threshold
+        shutil.copyfile(folder / "last.keras", folder / "best.keras")
+    epochs_run = len(_rows(log_path))
+    result = StageResult(name, epochs_run, tracker.best_epoch or epochs_run, tracker.best, monitor)
+    atomic_write_text(folder / DONE, json.dumps(result.__dict__ | {"skipped": False}, indent=1) + "\n")
+    shutil.rmtree(folder / "backup", ignore_errors=True)
+    return result
+
+
+class _BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model, atomically, whenever the monitored value improves; remembers the best epoch.
+
+    ``best`` / ``best_epoch`` continue an interrupted run's (from its CSV log), so a restart does not
+    overwrite a better checkpoint with a worse one.
+    """
+
+    def __init__(self, monitor: str, path: Path, best: float | None, best_epoch: int):
+        super().__init__()
+        self.monitor, self.path, self.best, self.best_epoch = monitor, path, best, best_epoch
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is not None and math.isfinite(value) and (self.best is None or value < self.best):
+            with atomic_path(self.path) as temporary:
+                self.model.save(temporary)
+            self.best, self.best_epoch = float(value), epoch + 1
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path) as handle:
+        return list(csv.DictReader(handle))

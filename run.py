@@ -1,0 +1,61 @@
+"""Train, validate and forecast: the main job after ``python preprocess.py``.
+
+    python run.py [--config configs/default.yaml] [--set key=value …] [--stage all] [--zones Z3,Z7]
+
+In: the records written by ``preprocess.py`` and the zones of ``data.dir``. Out, under
+``<output.dir>/<output.name>/``: ``config.resolved.yaml``, ``checkpoints/``, ``logs/``,
+``predictions/<zone>-<NNN>.tif``, ``submission.zip``, ``scores.json``, ``report.md``. Stages
+(``--stage``, comma-separated or ``all``): pretrain, finetune, predict, postprocess, report. Rerunning
+the same command resumes an interrupted run and skips finished stages and zones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from phenocast.cli import add_config_arguments, config_from_arguments
+from phenocast.errors import PhenocastError, cli_main
+
+STAGES = ("pretrain", "finetune", "predict", "postprocess", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--stage", default="all",
+                        help=f"comma-separated stages to run: {', '.join(STAGES)}, or all (default)")
+    parser.add_argument("--zones", help="comma-separated zones to fine-tune and predict (default: all); "
+                        "run pretrain once first, then fan zones out over processes or machines")
+    return parser
+
+
+def parse_stages(text: str) -> tuple[str, ...]:
+    if text == "all":
+        return STAGES
+    stages = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [stage for stage in stages if stage not in STAGES]
+    if unknown or not stages:
+        raise PhenocastError(f"expected --stage all or some of {', '.join(STAGES)}, got {text!r}")
+    return tuple(stage for stage in STAGES if stage in stages)  # always in pipeline order
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    config = config_from_arguments(arguments)
+    stages = parse_stages(arguments.stage)
+    zones = [zone.strip() for zone in arguments.zones.split(",")] if arguments.zones else None
+    from phenocast.pipeline import Pipeline
+    from phenocast.sample import ensure_sample
+
+    if ensure_sample(config):
+        raise PhenocastError(f"the sample was just generated into {config.data.dir}; run python "
+                             f"preprocess.py --config {arguments.config} first")
+    Pipeline(config, zones).run(stages)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
