@@ -85,6 +85,7 @@ class Pipeline:
              validation: bool, seed: int):
         """Build or load a model under the strategy, compile it with ``schedule`` and fit it."""
         import keras
+        import tensorflow as tf
 
         import model as network
         from phenocast.dataset import input_channels, origin_dataset, steps_in, training_dataset
@@ -105,8 +106,9 @@ class Pipeline:
         train_data = training_dataset(samples, self.config, batch, seed, cache=self.config.train.cache)
         validation_data, image_batch = None, None
         if validation and any(sample.validation for sample in samples):
-            validation_data = origin_dataset(samples, self.config, lambda s: s.validation).batch(batch)
             count = steps_in(samples, lambda s: s.validation)
+            validation_data = origin_dataset(samples, self.config, lambda s: s.validation).batch(batch).apply(
+                tf.data.experimental.assert_cardinality(-(-count // batch)))  # Keras then knows its length
             sample_bytes = 4 * self.config.sequence.years * self.config.window ** 2 * input_channels(self.config)
             if count * sample_bytes < 1e9:
                 validation_data = validation_data.cache()
