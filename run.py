@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from phenocast import import_tensorflow_quietly
 from phenocast.cli import add_config_arguments, config_from_arguments
 from phenocast.errors import PhenocastError, cli_main
 
@@ -45,6 +46,7 @@ def parse_stages(text: str) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     config = config_from_arguments(arguments)
+    import_tensorflow_quietly()
     stages = parse_stages(arguments.stage)
     zones = [zone.strip() for zone in arguments.zones.split(",")] if arguments.zones else None
     from phenocast.pipeline import Pipeline

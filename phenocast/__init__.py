@@ -13,3 +13,26 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow with its start-up lines (CUDA probing on CPU machines) kept off stderr.
+
+    Those lines are printed by native code while the library loads, before TF_CPP_MIN_LOG_LEVEL can take
+    effect; they would bury the one-line messages of the scripts. Errors still raise as usual.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tensorflow

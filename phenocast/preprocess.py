@@ -9,8 +9,9 @@ record settings (``RECORD_KEYS`` and the schema version) and input files (names,
 times); any other zone is rebuilt. Readers take the file list from the manifest, so a half-written or
 leftover file is never mistaken for a complete shard.
 
-Zones are processed in parallel processes (``records.workers``, default the CPU count), one zone in
-memory per process (int16: 230 months of 1200² = 660 MB); within a process, window encoding runs in
+Zones are processed in parallel processes (``--workers`` / ``records.workers``; by default one per CPU
+when zones are big, in-process when they are so small that starting TensorFlow in a process would
+take longer than building them), one zone in memory per process (int16: 230 months of 1200² = 660 MB); within a process, window encoding runs in
 threads.
 """
 
@@ -31,7 +32,7 @@ import numpy as np
 from skimage.measure import block_reduce
 from tqdm import tqdm
 
-from phenocast import records
+from phenocast import import_tensorflow_quietly, records
 from phenocast.config import Config, config_hash
 from phenocast.errors import PhenocastError
 from phenocast.io import atomic_path, remove_stale_temporaries
@@ -178,7 +179,19 @@ def _entry_is_complete(folder: Path, entry: dict[str, Any]) -> bool:
 
 def _worker(zone: Zone, config: Config, folder: Path, messages, threads: int) -> dict[str, Any]:
     """Process-pool entry point: build one zone, reporting progress through a queue."""
+    import_tensorflow_quietly()
     return build_zone(zone, config, folder, lambda kind, count: messages.put((kind, count)), threads)
+
+
+PROCESS_WORTHY_PIXEL_MONTHS = 50_000_000  # below this a zone builds faster than a process starts TF
+
+
+def _automatic_workers(zones: list[Zone]) -> int:
+    """One process per CPU for big zones; in-process for small ones (TensorFlow start-up dominates)."""
+    if not zones:
+        return 1
+    average = sum(len(z.months) * z.shape[0] * z.shape[1] for z in zones) / len(zones)
+    return (os.cpu_count() or 1) if average >= PROCESS_WORTHY_PIXEL_MONTHS else 1
 
 
 def plan(config: Config, zones: list[Zone], manifest: dict[str, Any] | None) -> tuple[list[Zone],
@@ -240,8 +253,7 @@ def preprocess(config: Config, workers: int | None = None, progress: bool = True
     for zone in build:
         remove_zone_files(folder, zone.name)
 
-    workers = workers or config.records.workers or os.cpu_count() or 1
-    workers = max(1, min(workers, len(build))) if build else 1
+    workers = max(1, min(workers or config.records.workers or _automatic_workers(build), len(build) or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
     total_months = sum(len(zone.months) for zone in build)
     total_windows = sum(len(window_grid(*zone.shape, config.tiling.centre, config.tiling.margin))

@@ -106,7 +106,7 @@ def serialize_window(zone: str, row: int, col: int, top: int, left: int, height:
         "size": _int_feature([size]),
         "stack": _bytes_feature(payload),
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(deterministic=True)
 
 
 def serialize_context(zone: str, factor: int, first_month: int, payload: bytes, months: int,
@@ -122,7 +122,7 @@ def serialize_context(zone: str, factor: int, first_month: int, payload: bytes, 
         "context_size": _int_feature([height, width]),
         "stack": _bytes_feature(payload),
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(deterministic=True)
 
 
 def _window_spec():

@@ -128,13 +128,13 @@ KILLER = textwrap.dedent("""
     import phenocast.preprocess as preprocess
     original = preprocess._write_records
     calls = []
+    kill_at = int(sys.argv.pop(1))
     def dying(path, *args, **kwargs):
         calls.append(path)
-        if len(calls) == int(sys.argv[1]):
+        if len(calls) == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)  # killed while writing: after the previous file
         return original(path, *args, **kwargs)
     preprocess._write_records = dying
-    sys.argv[1:2] = []
     import preprocess as script
     sys.exit(script.main())
 """)
