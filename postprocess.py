@@ -15,7 +15,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from phenocast import import_tensorflow_quietly
 from phenocast.cli import add_config_arguments, config_from_arguments
 from phenocast.errors import PhenocastError, cli_main
 
@@ -32,7 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     config = config_from_arguments(arguments)
-    import_tensorflow_quietly()
     from phenocast.postprocess import check_submission, run_postprocess
     from phenocast.zones import discover_zones
 

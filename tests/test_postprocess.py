@@ -1,0 +1,207 @@
+"""postprocess: stitching back to NDVI, georeference, rounding, fill, EMA blend, the submission checker."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.crs import CRS
+
+from phenocast import baselines
+from phenocast.config import load_config
+from phenocast.forecast import WindowPredictions, raw_path, save_windows
+from phenocast.origins import forecast_origin, validation_origins
+from phenocast.postprocess import check_submission, fit_blend, run_postprocess
+from phenocast.tiling import extract_window, window_grid
+from phenocast.zones import discover_zones, read_zone, same_crs, write_geotiff
+
+from conftest import FILL, ROOT, VALID_RANGE, synthetic_stack, tiny_profile, write_zone
+
+
+def make_config(data_dir: Path, tmp_path: Path, *overrides: str):
+    return load_config(ROOT / "configs" / "sample.yaml", [
+        f"data.dir={data_dir}", "data.sample=false", f"output.dir={tmp_path / 'outputs'}", "tiling.centre=8",
+        "tiling.margin=4", "sequence.years=2", "data.val_months=14", *overrides])
+
+
+def oracle_predictions(zone, stack, origins, config, future=None, noise=0.0, seed=0):
+    """Window predictions whose stitched differences reproduce ``stack`` (or ``future``) exactly."""
+    grid = window_grid(*zone.shape, config.tiling.centre, config.tiling.margin)
+    horizon = config.predict.horizon
+    rng = np.random.default_rng(seed)
+    fields = np.zeros((len(origins), horizon, *zone.shape), np.float32)
+    for o, origin in enumerate(origins):
+        position = origin - zone.first
+        for lead in range(1, horizon + 1):
+            target = position + lead
+            climatology = baselines.climatology(stack, target, FILL, end=position + 1)
+            truth = stack[target] if target < len(stack) else future[lead - 1]
+            fields[o, lead - 1] = (truth - climatology) / config.data.scale + rng.normal(0, noise, zone.shape)
+    differences = np.stack([extract_window(fields, window) for window in grid.windows])
+    return WindowPredictions(zone.name, np.array([w.row for w in grid.windows]),
+                             np.array([w.col for w in grid.windows]), np.asarray(origins),
+                             differences[:, :, None])  # (windows, origins, transforms, horizon, h, w)
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    stacks = {"Z1": synthetic_stack(60, 20, 13, seed=1), "Z2": synthetic_stack(60, 9, 9, seed=2)}
+    stacks["Z1"][:, 3, 4] = FILL  # permanently nodata
+    for name, stack in stacks.items():
+        write_zone(data_dir, name, stack)
+    return data_dir, stacks
+
+
+def write_run(data_dir: Path, tmp_path: Path, future: dict, *overrides: str):
+    config = make_config(data_dir, tmp_path, *overrides)
+    zones = discover_zones(data_dir, report=None)
+    for zone in zones:
+        stack = read_zone(zone, FILL, VALID_RANGE)
+        save_windows(oracle_predictions(zone, stack, validation_origins(zone.first, zone.last, config), config),
+                     raw_path(config.run_dir, zone.name, "validation"))
+        save_windows(oracle_predictions(zone, stack, [forecast_origin(zone.last, config)], config,
+                                        future=future[zone.name]),
+                     raw_path(config.run_dir, zone.name, "forecast"))
+    return config, zones
+
+
+@pytest.mark.parametrize("mode", ["centre", "weighted"])
+def test_forecast_files_reproduce_the_predicted_ndvi(run, tmp_path: Path, mode: str):
+    data_dir, stacks = run
+    future = {name: np.clip(stack[-12:-9].astype(np.float64) + 0.4, *VALID_RANGE) for name, stack in stacks.items()}
+    # (never valid), clipped, rounded (a truncation would give 123 and -123); float32 differences
+    # cannot hold exact .5 ties, so the cases stay clear of them
+    future["Z2"][2, 0, :4] = [12000.4, -2500.0, 123.6, -123.6]
+    future["Z2"][2, 1, 0] = 12000.4  # clipped
+    config, zones = write_run(data_dir, tmp_path, future, f"postprocess.blend={mode}")
+    summary = run_postprocess(config, zones, log=lambda message: None)
+    assert summary["missing"] == [] and summary["files"] == 6
+    for zone in zones:
+        for lead in (1, 2, 3):
+            path = config.run_dir / "predictions" / f"{zone.name}-{zone.last + lead:03d}.tif"
+            with rasterio.open(path) as dataset:
+                assert dataset.dtypes[0] == "int16" and dataset.nodata is None
+                assert same_crs(dataset.crs.to_wkt(), zone.profile.crs)
+                assert tuple(dataset.transform)[:6] == zone.profile.transform
+                written = dataset.read(1)
+            expected = future[zone.name][lead - 1]
+            never = (stacks[zone.name] == FILL).all(axis=0)  # (0, 0) everywhere, (3, 4) in Z1
+            assert never.sum() == (2 if zone.name == "Z1" else 1) and (written[never] == FILL).all()
+            rounded = np.clip(np.sign(expected) * np.floor(np.abs(expected) + 0.5), *VALID_RANGE)
+            np.testing.assert_array_equal(written[~never], rounded[~never])
+    assert written[0, :4].tolist() == [FILL, -2000, 124, -124]  # Z2 lead 3; (0, 0) is permanently nodata
+    # the validation predictions were exact: the model scores 0, below every baseline
+    scores = summary["scores"]
+    assert scores["pooled"]["model"] == pytest.approx(0, abs=1e-4)
+    assert min(scores["pooled"][m] for m in ("ema", "climatology", "persistence")) > 0.01
+    assert check_submission(summary["zip"], zones, config) == []
+
+
+def test_postprocess_alone_reproduces_the_same_files(run, tmp_path: Path):
+    data_dir, stacks = run
+    future = {name: stack[-12:-9] for name, stack in stacks.items()}
+    config, zones = write_run(data_dir, tmp_path, future)
+    first = run_postprocess(config, zones, log=lambda message: None)
+    before = first["zip"].read_bytes()
+    result = subprocess.run([sys.executable, "postprocess.py", "--config", str(ROOT / "configs" / "sample.yaml"),
+                             "--set", f"data.dir={data_dir}", "--set", "data.sample=false", "--set",
+                             f"output.dir={tmp_path / 'outputs'}", "--set", "tiling.centre=8", "--set",
+                             "tiling.margin=4", "--set", "sequence.years=2", "--set", "data.val_months=14"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert first["zip"].read_bytes() == before
+
+
+def test_blend_weight_fitted_where_the_answer_is_known():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(1000, 8000, size=(5, 6, 6)).astype(np.int16)
+    error = rng.normal(0, 300, size=truth.shape)
+    images = {(1, lead): {"model": (truth[lead] + error[lead]).astype(np.float32),
+                          "ema": (truth[lead] - error[lead]).astype(np.float32)} for lead in range(1, 5)}
+    # opposite errors of equal size: the half-half blend is exact
+    assert fit_blend(images, truth, 1, make_config(Path("."), Path(".")), None)[0] == pytest.approx(0.5, abs=1e-6)
+    images = {(1, lead): {"model": (truth[lead] + error[lead]).astype(np.float32),
+                          "ema": truth[lead].astype(np.float32)} for lead in range(1, 5)}
+    assert fit_blend(images, truth, 1, make_config(Path("."), Path(".")), None)[0] == pytest.approx(1.0)
+    groups = np.zeros((6, 6), np.int64)
+    groups[:, 3:] = 1  # EMA perfect on the left half, useless (= model) on the right half
+    for image in images.values():
+        image["ema"][:, 3:] = image["model"][:, 3:]
+    weights = fit_blend(images, truth, 1, make_config(Path("."), Path(".")), groups)
+    assert weights[0] == pytest.approx(1.0) and weights[1] == 0.0
+
+
+def broken_zip(source: Path, target: Path, change: str, zones, config) -> Path:
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    name = sorted(members)[0]
+    zone = zones[0]
+    profile = zone.profile
+    if change == "missing":
+        del members[name]
+    elif change == "size":
+        members[name] = tiff_bytes(np.zeros((profile.height + 1, profile.width), np.int16), tiny_profile(
+            profile.height + 1, profile.width))
+    elif change == "dtype":
+        members[name] = tiff_bytes(np.zeros((profile.height, profile.width), np.float32), profile)
+    elif change == "crs":
+        members[name] = tiff_bytes(np.zeros((profile.height, profile.width), np.int16),
+                                   tiny_profile(profile.height, profile.width, crs=CRS.from_epsg(32631)))
+    elif change == "extra":
+        members["notes.txt"] = b"hello"
+    elif change == "range":
+        members[name] = tiff_bytes(np.full((profile.height, profile.width), -2500, np.int16), profile)
+    with zipfile.ZipFile(target, "w") as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+    return target
+
+
+def tiff_bytes(values: np.ndarray, profile) -> bytes:
+    buffer = io.BytesIO()
+    with rasterio.MemoryFile() as memory:
+        with memory.open(driver="GTiff", height=values.shape[0], width=values.shape[1], count=1,
+                         dtype=values.dtype.name, crs=profile.crs, transform=profile.affine) as dataset:
+            dataset.write(values, 1)
+        buffer.write(memory.read())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("change, expected", [
+    ("missing", "missing Z1-061.tif (zone Z1, month 61)"),
+    ("size", "expected 20×13 like the zone, got 21×13"),
+    ("dtype", "expected a single-band int16 GeoTIFF, got 1 band(s) of float32"),
+    ("crs", "CRS differs from the zone's inputs"),
+    ("extra", "unexpected file notes.txt"),
+    ("range", "outside [-2000, 10000]"),
+])
+def test_the_checker_catches_broken_submissions(run, tmp_path: Path, change: str, expected: str):
+    data_dir, stacks = run
+    config, zones = write_run(data_dir, tmp_path, {name: stack[-12:-9] for name, stack in stacks.items()})
+    summary = run_postprocess(config, zones, log=lambda message: None)
+    broken = broken_zip(summary["zip"], tmp_path / "broken.zip", change, zones, config)
+    problems = check_submission(broken, zones, config)
+    assert len(problems) == 1 and expected in problems[0], problems
+    result = subprocess.run([sys.executable, "postprocess.py", "--config", str(ROOT / "configs" / "sample.yaml"),
+                             "--set", f"data.dir={data_dir}", "--set", "data.sample=false", "--check", str(broken)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1 and expected in result.stdout and len(result.stdout.splitlines()) == 1
+    (tmp_path / "not.zip").write_bytes(b"garbage")
+    assert "not a readable zip" in check_submission(tmp_path / "not.zip", zones, config)[0]
+
+
+def test_zip_is_only_written_when_every_zone_has_a_forecast(run, tmp_path: Path):
+    data_dir, stacks = run
+    config, zones = write_run(data_dir, tmp_path, {name: stack[-12:-9] for name, stack in stacks.items()})
+    raw_path(config.run_dir, "Z2", "forecast").unlink()
+    messages = []
+    summary = run_postprocess(config, zones, log=messages.append)
+    assert summary["zip"] is None and summary["missing"] == ["Z2"]
+    assert any("submission.zip not written" in message for message in messages)
