@@ -55,6 +55,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def read_epoch_log(path: str | os.PathLike) -> list[dict]:
+    """Rows of a Keras CSV log, one per epoch in epoch order (the last row of an epoch repeated after an
+    interruption wins); empty if the file does not exist."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path) as handle:
+        by_epoch = {int(row["epoch"]): row for row in csv.DictReader(handle)}
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     """Delete ``.tmp-*`` files a killed run left in ``folder``. Returns how many were removed."""
     folder = Path(folder)

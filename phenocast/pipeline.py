@@ -107,7 +107,14 @@ class Pipeline:
         validation_data, image_batch = None, None
         if validation and any(sample.validation for sample in samples):
             count = steps_in(samples, lambda s: s.validation)
-            validation_data = origin_dataset(samples, self.config, lambda s: s.validation).batch(batch).apply(
+            validation_data = origin_dataset(samples, self.config, lambda s: s.validation)
+            if replicas(strategy) > 1 and count % batch:
+                # mirrored evaluation needs full batches: pad with fully masked samples, which the
+                # pixel-weighted validation RMSE ignores
+                padding = validation_data.take(1).map(lambda x, y: (tf.zeros_like(x), tf.zeros_like(y)))
+                validation_data = validation_data.concatenate(padding.repeat(batch - count % batch))
+                count += batch - count % batch
+            validation_data = validation_data.batch(batch).apply(
                 tf.data.experimental.assert_cardinality(-(-count // batch)))  # Keras then knows its length
             sample_bytes = 4 * self.config.sequence.years * self.config.window ** 2 * input_channels(self.config)
             if count * sample_bytes < 1e9:

@@ -13,7 +13,6 @@ re-created alone with ``python run.py --stage report``:
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Callable
@@ -26,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from phenocast.config import Config  # noqa: E402
 from phenocast.errors import PhenocastError  # noqa: E402
-from phenocast.io import atomic_path, atomic_write_text  # noqa: E402
+from phenocast.io import atomic_path, atomic_write_text, read_epoch_log  # noqa: E402
 from phenocast.metrics import Scoreboard  # noqa: E402
 from phenocast.zones import Zone  # noqa: E402
 
@@ -129,8 +128,7 @@ def learning_curves(logs: Path, path: Path) -> Path | None:
         return None
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.5))
     for file in files:
-        with open(file) as handle:
-            rows = list(csv.DictReader(handle))
+        rows = read_epoch_log(file)
         if not rows:
             continue
         epochs = [int(row["epoch"]) + 1 for row in rows]
@@ -196,7 +194,7 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
         lines.append(f"- **EMA → oracle gap closed by the model: {numbers['gap_closed']:.0%}** (goal >= 50%)")
     weights = summary.get("ema_weight", {})
     if weights:
-        lines.append(f"- blend = w·EMA + (1−w)·model, w per zone: "
+        lines.append("- blend = w·EMA + (1−w)·model, w per zone: "
                      + ", ".join(f"{zone} {w if isinstance(w, float) else 'per α'}" for zone, w in
                                  weights.items())
                      + (" (fitted on these validation months: in-sample)" if config.postprocess.ema_weight

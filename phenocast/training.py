@@ -3,7 +3,8 @@
 A stage lives in its own folder ``checkpoints/<stage>/``:
 
 - ``backup/``: ``keras.callbacks.BackupAndRestore`` state (weights, optimizer, epoch) saved after every
-  epoch; a killed run restarted with the same command continues from the last finished epoch;
+  epoch, after every other callback; a killed run restarted with the same command continues from the
+  last finished epoch;
 - ``best.keras``: the best model by validation RMSE (``val_masked_rmse``; training RMSE without
   validation data), the threshold restored from the CSV log after a restart;
 - ``last.keras``: the model after the last epoch;
@@ -15,7 +16,6 @@ few prediction-vs-truth images under ``logs/tensorboard/<stage>/``.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from phenocast.config import Config, FinetuneConfig, TrainConfig
-from phenocast.io import atomic_path, atomic_write_text
+from phenocast.io import atomic_path, atomic_write_text, read_epoch_log
 
 DONE = "done.json"
 
@@ -105,17 +105,14 @@ class PredictionImages(keras.callbacks.Callback):
 
 def _best_so_far(log_path: Path, monitor: str) -> tuple[float | None, int]:
     """Best monitored value and its epoch (1-based) in a CSV log of an interrupted run."""
-    if not log_path.is_file():
-        return None, 0
     best, best_epoch = None, 0
-    with open(log_path) as handle:
-        for row in csv.DictReader(handle):
-            try:
-                value = float(row[monitor])
-            except (KeyError, TypeError, ValueError):
-                continue
-            if math.isfinite(value) and (best is None or value < best):
-                best, best_epoch = value, int(row["epoch"]) + 1
+    for row in read_epoch_log(log_path):
+        try:
+            value = float(row[monitor])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(value) and (best is None or value < best):
+            best, best_epoch = value, int(row["epoch"]) + 1
     return best, best_epoch
 
 
@@ -145,7 +142,6 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
     best, best_epoch = _best_so_far(log_path, monitor)
     tracker = _BestCheckpoint(monitor, folder / "best.keras", best, best_epoch)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False),
         tracker,
         keras.callbacks.CSVLogger(str(log_path), append=True),
         keras.callbacks.TensorBoard(str(logs / "tensorboard" / name), write_graph=False,
@@ -158,6 +154,9 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
     if image_batch is not None:
         callbacks.append(PredictionImages(logs / "tensorboard" / name / "images", *image_batch,
                                           config.predict.horizon))
+    # last: an epoch counts as done only once everything above has seen it (a kill before the backup
+    # repeats that epoch, so the CSV log may hold a row twice; readers keep the last)
+    callbacks.append(keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False))
     tf.get_logger().setLevel("ERROR")  # retracing notices when each zone compiles its own model
     history = model.fit(train_data, epochs=epochs, steps_per_epoch=schedule.steps_per_epoch,
                         validation_data=validation_data, validation_steps=config.train.validation_batches,
@@ -168,7 +167,7 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
         model.save(temporary)
     if not (folder / "best.keras").is_file():  # no epoch improved on a restored threshold
         shutil.copyfile(folder / "last.keras", folder / "best.keras")
-    epochs_run = len(_rows(log_path))
+    epochs_run = len(read_epoch_log(log_path))
     result = StageResult(name, epochs_run, tracker.best_epoch or epochs_run, tracker.best, monitor)
     atomic_write_text(folder / DONE, json.dumps(result.__dict__ | {"skipped": False}, indent=1) + "\n")
     shutil.rmtree(folder / "backup", ignore_errors=True)
@@ -192,10 +191,3 @@ class _BestCheckpoint(keras.callbacks.Callback):
             with atomic_path(self.path) as temporary:
                 self.model.save(temporary)
             self.best, self.best_epoch = float(value), epoch + 1
-
-
-def _rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
