@@ -7,12 +7,17 @@ In: the records written by ``preprocess.py`` and the zones of ``data.dir``. Out,
 ``predictions/<zone>-<NNN>.tif``, ``submission.zip``, ``scores.json``, ``report.md``. Stages
 (``--stage``, comma-separated or ``all``): pretrain, finetune, predict, postprocess, report. Rerunning
 the same command resumes an interrupted run and skips finished stages and zones.
+
+    python run.py --sweep configs/sweeps/lambda.yaml [--member K] [--set key=value …]
+
+runs every member of a sweep (see ``phenocast.sweep``) and writes ``<output.dir>/sweeps/<name>/sweep.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from phenocast import import_tensorflow_quietly
 from phenocast.cli import add_config_arguments, config_from_arguments
@@ -29,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated stages to run: {', '.join(STAGES)}, or all (default)")
     parser.add_argument("--zones", help="comma-separated zones to fine-tune and predict (default: all); "
                         "run pretrain once first, then fan zones out over processes or machines")
+    parser.add_argument("--sweep", type=Path, help="run every member of a sweep file (configs/sweeps/*.yaml) "
+                        "instead of one config; --set applies to every member")
+    parser.add_argument("--member", type=int, help="with --sweep: run only this member (0-based)")
     return parser
 
 
@@ -45,6 +53,18 @@ def parse_stages(text: str) -> tuple[str, ...]:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    if arguments.sweep:
+        from phenocast.sweep import load_sweep, run_sweep
+
+        sweep = load_sweep(arguments.sweep)
+        if arguments.member is not None and not 0 <= arguments.member < len(sweep.members):
+            raise PhenocastError(f"--member {arguments.member}: the sweep {sweep.name} has members "
+                                 f"0..{len(sweep.members) - 1}")
+        import_tensorflow_quietly()
+        run_sweep(sweep, arguments.overrides, arguments.member)
+        return 0
+    if arguments.member is not None:
+        raise PhenocastError("--member needs --sweep")
     config = config_from_arguments(arguments)
     import_tensorflow_quietly()
     stages = parse_stages(arguments.stage)

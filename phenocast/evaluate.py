@@ -2,6 +2,7 @@
 
     python -m phenocast.evaluate [--config C] [--set key=value …] [--json PATH]
     python -m phenocast.evaluate --predictions DIR [--config C] [--json PATH]
+    python -m phenocast.evaluate --runs outputs/*
 
 In: the zones of ``data.dir``. Out: a printed table of RMSE (NDVI units) per zone and lead, per zone and
 pooled, for persistence, climatology, the original EMA (``evaluate.ema_alpha``), the per-pixel EMA (α fitted
@@ -12,11 +13,15 @@ sample, the oracle; and a JSON file ``{"pooled": {method: rmse}, "zones": {...}}
 Backtest: for each origin o among the last ``evaluate.origins`` months of a zone (o = last-origins+1 ..
 last-1; the last month has nothing after it to score), forecast months o+1 .. o+``predict.horizon`` (those that exist) from months <= o; every image with
 any valid truth pixel is scored (see ``phenocast.metrics``).
+
+``--runs`` is the leaderboard: every run's ``scores.json`` (model, blend and baselines on that run's
+validation images) in one table sorted by RMSE, with each method's ratio to its run's EMA.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -161,13 +166,55 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default <output.dir>/<output.name>/evaluate.json)")
     parser.add_argument("--predictions", type=Path, help="score this folder of <zone>-<NNN>.tif files "
                         "against the zones' truth instead of backtesting the baselines")
+    parser.add_argument("--runs", type=Path, nargs="+", metavar="RUN",
+                        help="leaderboard: collect the scores.json of these run folders (e.g. outputs/*) into "
+                             "one table sorted by validation RMSE")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def leaderboard(runs: list[Path]) -> tuple[list[dict], str]:
+    """Every (run, method) pooled validation RMSE of the given runs, best first, with its ratio to the
+    same run's EMA (runs may be validated on different images; the ratio compares within a run).
+
+    Returns:
+      (rows, printable table).
+    """
+    rows = []
+    for run in runs:
+        path = run / "scores.json" if run.is_dir() else run
+        if not path.is_file():
+            continue
+        summary = json.loads(path.read_text())
+        ema = summary["pooled"].get("ema")
+        for method, value in summary["pooled"].items():
+            if value is None:
+                continue
+            rows.append({"run": str(path.parent), "method": method, "rmse": value, "images": summary["images"],
+                         "over_ema": value / ema if ema else None})
+    if not rows:
+        raise PhenocastError(f"expected scores.json in the run folders {', '.join(map(str, runs))}, found none; "
+                             f"finish a run (python run.py) first")
+    rows.sort(key=lambda row: row["rmse"])
+    header = ["rank", "run", "method", "rmse", "÷ ema", "images"]
+    table = [[str(rank + 1), row["run"], row["method"], f"{row['rmse']:.4f}",
+              "-" if row["over_ema"] is None else f"{row['over_ema']:.3f}", str(row["images"])]
+             for rank, row in enumerate(rows)]
+    widths = [max(len(line[i]) for line in [header, *table]) for i in range(len(header))]
+    text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+                     for line in [header, *table])
+    return rows, text
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    if arguments.runs:
+        rows, table = leaderboard(arguments.runs)
+        print(table)
+        if arguments.json:
+            atomic_write_text(arguments.json, json.dumps(rows, indent=2) + "\n")
+        return 0
     config = config_from_arguments(arguments)
     from phenocast.sample import ensure_sample
 

@@ -1,0 +1,92 @@
+"""Sweeps over config members, and the leaderboard of runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from phenocast.errors import PhenocastError
+from phenocast.evaluate import leaderboard
+from phenocast.sweep import load_sweep
+
+from conftest import ROOT, synthetic_stack, write_zone
+from test_run import TINY
+
+
+def write_sweep(path: Path, data_dir: Path, output: Path, members: str) -> Path:
+    common = [*TINY, "finetune.enabled=false", "train.epochs=1", f"data.dir={data_dir}", f"output.dir={output}",
+              "report.maps=false"]
+    path.write_text(f"name: tiny\nbase: {ROOT / 'configs' / 'sample.yaml'}\nset: {json.dumps(common)}\n{members}")
+    return path
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def test_a_two_member_sweep_finishes_skips_and_tabulates(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    write_zone(data_dir, "Z1", synthetic_stack(60, 16, 16, seed=1))
+    write_zone(data_dir, "Z2", synthetic_stack(60, 8, 8, seed=2))
+    output = tmp_path / "outputs"
+    # the overlap differs between members: each gets its own records, built on first use
+    sweep_file = write_sweep(tmp_path / "sweep.yaml", data_dir, output,
+                             "members:\n  - {tiling.margin: 4}\n  - {tiling.margin: 2, model.l2: 1.0e-5}\n")
+    only_second = run("--sweep", str(sweep_file), "--member", "1")
+    assert only_second.returncode == 0, only_second.stderr
+    assert (output / "tiny-1" / "scores.json").is_file() and not (output / "tiny-0").exists()
+    everything = run("--sweep", str(sweep_file))
+    assert everything.returncode == 0, everything.stderr
+    assert "member 1 (tiling.margin=2, model.l2=1e-05): finished earlier, skipped" in everything.stdout
+    assert {p.name for p in (output / "records").iterdir()} == {"data-c8-m4", "data-c8-m2"}
+    with open(output / "sweeps" / "tiny" / "sweep.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["member"] for row in rows] == ["0", "1"]
+    assert rows[1]["tiling.margin"] == "2" and rows[1]["model.l2"] == "1e-05" and rows[0]["model.l2"] == ""
+    for row, member in zip(rows, ("tiny-0", "tiny-1")):
+        pooled = json.loads((output / member / "scores.json").read_text())["pooled"]
+        for method in ("model", "ema", "climatology"):
+            assert float(row[method]) == pytest.approx(pooled[method], rel=1e-12)
+    assert (output / "sweeps" / "tiny" / "sweep.png").is_file()
+    again = run("--sweep", str(sweep_file))
+    assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == 2
+    # the leaderboard collects both runs, best first, with the ratio to each run's EMA
+    rows, table = leaderboard(sorted(output.glob("tiny-*")))
+    assert [row["rmse"] for row in rows] == sorted(row["rmse"] for row in rows)
+    assert {row["run"] for row in rows} == {str(output / "tiny-0"), str(output / "tiny-1")}
+    assert all(row["over_ema"] == pytest.approx(1.0) for row in rows if row["method"] == "ema")
+    printed = subprocess.run([sys.executable, "-m", "phenocast.evaluate", "--runs", *map(str, output.glob("tiny-*"))],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert printed.returncode == 0 and printed.stdout.splitlines()[0].split()[:4] == ["rank", "run", "method", "rmse"]
+
+
+def test_sweep_files_are_checked_before_any_training(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"base: {ROOT / 'configs' / 'sample.yaml'}\nmembers:\n  - {{model.l3: 1}}\n")
+    with pytest.raises(PhenocastError, match="unknown config key model.l3"):
+        load_sweep(bad)
+    bad.write_text(f"base: {ROOT / 'configs' / 'sample.yaml'}\n")
+    with pytest.raises(PhenocastError, match="expected members or a grid"):
+        load_sweep(bad)
+    bad.write_text(f"base: {ROOT / 'configs' / 'sample.yaml'}\ngrid: {{model.l2: [1.0e-7, 1.0e-5]}}\nextra: 1\n")
+    with pytest.raises(PhenocastError, match="unknown sweep key extra"):
+        load_sweep(bad)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"name: g\nbase: {ROOT / 'configs' / 'sample.yaml'}\n"
+                    f"grid: {{model.l2: [1.0e-7, 1.0e-5], tiling.margin: [0, 8]}}\n")
+    sweep = load_sweep(grid)
+    assert len(sweep.members) == 4 and sweep.member_config(sweep.members[3]).output.name == "g-3"
+    assert sweep.member_config(sweep.members[3]).tiling.margin == 8
+
+
+@pytest.mark.parametrize("name", ["lambda.yaml", "overlap.yaml"])
+def test_shipped_sweeps_load(name: str):
+    sweep = load_sweep(ROOT / "configs" / "sweeps" / name)
+    assert len(sweep.members) >= 3
+    result = run("--sweep", str(ROOT / "configs" / "sweeps" / name), "--member", "99")
+    assert result.returncode == 2 and "has members 0.." in result.stderr
