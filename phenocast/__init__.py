@@ -11,6 +11,10 @@ import os
 # TensorFlow's C++ start-up chatter (CUDA probing on a CPU machine) would drown the one-line messages;
 # set TF_CPP_MIN_LOG_LEVEL yourself to see it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow's default CPU allocator returns big buffers to the system and page-faults on every new
+# activation (element-wise ops ~4× slower here); the BFC allocator reuses memory. Must be set before
+# TensorFlow starts, so it is set here as well as in ``model``.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 __version__ = "0.1.0"
 

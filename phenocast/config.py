@@ -103,7 +103,7 @@ class ModelConfig:
     kernel_size: int = 3
     growth_rate: int = 16  # DenseNet growth rate
     layers_per_block: list[int] = field(default_factory=lambda: [2, 2, 2])  # one dense block per scale
-    se_ratio: int = 4  # squeeze-excitation reduction
+    se_ratio: int = 4  # squeeze-excitation reduction (channels // se_ratio units); 0 = no SE
     lstm_filters: list[int] = field(default_factory=lambda: [32, 48, 64])  # one ConvLSTM per scale
     aspp_filters: int = 64
     dilation_rates: list[int] = field(default_factory=lambda: [5, 9, 13])
@@ -114,13 +114,13 @@ class ModelConfig:
     cell_activation: str = "tanh"  # ConvLSTM cell and state activation
     recurrent_activation: str = "sigmoid"  # ConvLSTM gates
     convlstm: Literal["fused", "keras"] = "fused"  # model/convlstm.py, or stock keras ConvLSTM2D (slower)
-    unroll: bool = True  # unroll the ConvLSTM over years (else a symbolic loop)
+    unroll: bool = True  # unroll the ConvLSTM over years (else a tf.while_loop; unrolled was 2–8 % faster)
     per_year_outputs: bool = True  # predict the next year's window at every year-step, as the original
     loss: Literal["sqrt_sqrt_mse", "rmse", "mse"] = "sqrt_sqrt_mse"
     loss_epsilon: float = 1e-8
     year_weighting: Literal["uniform", "linear"] = "linear"  # later years weigh more
-    l2: float = 1.5e-6  # the original's lambda
-    aux_weight: float = 0.0  # auxiliary heads on decoder stages against pooled targets; 0 = off
+    l2: float = 1.5e-6  # the original's lambda: l2·Σw² over every kernel, added to the training loss
+    aux_weight: float = 0.0  # auxiliary heads on coarse decoder stages against pooled targets; 0 = off
 
 
 @dataclass

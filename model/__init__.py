@@ -1,0 +1,50 @@
+"""The phenocast network: ConvLSTM over the years between a DenseNet encoder and a DeepLabV3+ decoder.
+
+Public API (TensorFlow backend):
+
+- ``input_channels(config) -> int``: ``len(sequence.offsets) × (2 if sequence.context else 1) + (2 if
+  sequence.calendar else 0)``, in the order month channels, their context versions, sin/cos calendar.
+- ``build_model(config) -> keras.Model``: input ``(batch, years, window, window, input_channels)``; output
+  ``forecast`` (float32, also under mixed precision): ``(batch, years, window, window, horizon)`` when
+  ``model.per_year_outputs`` (step k predicts the horizon after year k's origin; the last step is the
+  forecast), else ``(batch, window, window, horizon)``. Every size comes from ``config.model``. The L2
+  penalty ``model.l2`` is built in as kernel regularizers.
+  With ``model.aux_weight > 0`` the model is an ``AuxiliaryOutputsModel``: its auxiliary heads (one per
+  decoder stage above full resolution) are only returned by training calls and only used by its loss;
+  ``model(x)``, ``predict`` and ``evaluate`` see just the forecast tensor, as for the plain model.
+- ``make_loss(config)``: ``loss(y_true, y_pred)`` with ``y_true = concat([targets, mask], -1)``
+  (``(…, 2·horizon)``): masked ``sqrt_sqrt_mse`` / ``rmse`` / ``mse`` per sample, year-steps weighted, then
+  the batch mean; masked targets (even NaN) never reach the value or the gradients.
+- ``compile_model(model, config, optimizer)``: compiles with ``make_loss``, the ``masked_rmse`` metric
+  (logged as ``val_masked_rmse`` on validation; RMSE over valid pixels of the last year-step) and
+  ``jit_compile=train.jit_compile``; attaches the auxiliary losses (``aux_weight``) if the model has heads.
+- ``set_precision(config)``: global ``mixed_float16`` or ``float32`` policy; call before ``build_model``.
+- ``load_model(path)``: ``keras.models.load_model`` (works directly too once ``model`` is imported: every
+  custom class is registered under the ``phenocast`` package). Saving: ``model.save("x.keras")``.
+- ``forecast_output(outputs)``: the forecast of a model's outputs (identity for single-output models).
+- ``ConvLSTM``: the fused ConvLSTM layer (``model/convlstm.py``), weight-compatible with
+  ``keras.layers.ConvLSTM2D``; ``model.convlstm: keras`` builds the same network with the stock layer.
+
+``python -m model --config configs/default.yaml [--set model.filters=16 …]`` prints the summary.
+
+Importing this package sets ``TF_CPU_ALLOCATOR_USE_BFC=true`` unless the variable is already set (before
+TensorFlow starts): TensorFlow's default CPU allocator returns large buffers to the system and takes a page
+fault on every page of every new activation, which made element-wise ops run at ~5 GB/s instead of ~20 GB/s
+on the development machine; the BFC allocator reuses its memory.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+from model.convlstm import ConvLSTM  # noqa: E402
+from model.losses import MaskedForecastLoss, MaskedRMSE, make_loss  # noqa: E402
+from model.network import (AuxiliaryOutputsModel, FoldYears, UnfoldYears, build_model,  # noqa: E402
+                           forecast_output, input_channels)
+from model.training import compile_model, load_model, set_precision  # noqa: E402
+
+__all__ = [
+    "AuxiliaryOutputsModel", "ConvLSTM", "FoldYears", "MaskedForecastLoss", "MaskedRMSE", "UnfoldYears",
+    "build_model", "compile_model", "forecast_output", "input_channels", "load_model", "make_loss",
+    "set_precision",
+]

@@ -1,0 +1,61 @@
+"""Compiling, precision and loading: how the rest of the project trains and restores the network."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+from model.losses import MaskedRMSE, make_auxiliary_losses, make_loss
+from model.network import AuxiliaryOutputsModel
+
+
+def set_precision(config) -> str:
+    """Set Keras' global dtype policy from ``config.train.mixed_precision``; call before ``build_model``.
+
+    ``mixed_float16`` (for GPUs: float16 compute, float32 variables; the output layers, the loss and the
+    metric stay float32, and ``compile`` wraps the optimizer in a loss-scale optimizer) or ``float32``.
+
+    Returns:
+      The policy name.
+    """
+    policy = "mixed_float16" if config.train.mixed_precision else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def compile_model(model: keras.Model, config, optimizer) -> keras.Model:
+    """Compile with the masked loss of ``config.model``, the ``masked_rmse`` metric and XLA if configured.
+
+    The L2 penalty ``model.l2 · Σ w²`` is not added here: ``build_model`` puts it on every kernel as a Keras
+    regularizer (so it travels with saved models), and Keras adds it to the training loss. For an
+    ``AuxiliaryOutputsModel`` (``model.aux_weight > 0``) the auxiliary losses are attached to the model:
+    each head's loss against targets pooled by its head's factor, times ``aux_weight``.
+
+    Args:
+      model: from ``build_model`` or ``load_model``.
+      config: the run's ``Config``.
+      optimizer: a Keras optimizer.
+
+    Returns:
+      The same model, compiled.
+    """
+    model.compile(optimizer=optimizer, loss=make_loss(config), metrics=[MaskedRMSE()],
+                  jit_compile=config.train.jit_compile)
+    if isinstance(model, AuxiliaryOutputsModel):
+        # Outputs after the forecast are named auxiliary_scale<s>[_conv]: targets pooled by 2**s.
+        scales = [int(name.rsplit("auxiliary_scale", 1)[1].split("_")[0]) for name in model.output_names[1:]]
+        pools = [2 ** scale for scale in scales]
+        model.auxiliary_losses = make_auxiliary_losses(config, pools)
+        model.auxiliary_weight = config.model.aux_weight
+    return model
+
+
+def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
+    """Load a ``.keras`` file written by ``model.save`` (the custom layers register on ``import model``).
+
+    Args:
+      path: the ``.keras`` file.
+      compile: restore the saved compile state too (else call ``compile_model`` before training).
+    """
+    return keras.models.load_model(path, compile=compile)

@@ -1,0 +1,226 @@
+"""Tests of the network (model/): shapes, ConvLSTM equivalence with Keras, saving, budgets, training paths.
+
+Tiny shapes throughout: 32-pixel windows, 2–3 years, batch 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import model as network  # noqa: E402
+from model.convlstm import ConvLSTM  # noqa: E402
+from phenocast.config import load_config  # noqa: E402
+
+BATCH = 2
+TINY = [  # 32-pixel windows (16 + 2·8), 3 years, a small network
+    "tiling.centre=16", "tiling.margin=8", "sequence.years=3",
+    "model.filters=4", "model.growth_rate=4", "model.layers_per_block=[1, 1, 1]",
+    "model.lstm_filters=[4, 6, 8]",
+    "model.aspp_filters=8", "model.dilation_rates=[2, 3]", "model.decoder_filters=4",
+]
+
+SMALLEST = ["sequence.years=2", "model.lstm_filters=[4, 6]", "model.layers_per_block=[1, 1]"]  # 2 scales
+
+
+def tiny_config(*overrides: str):
+    return load_config("configs/sample.yaml", [*TINY, *overrides])
+
+
+def tiny_batch(config, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random inputs and packed targets (targets, 80 % valid mask) shaped for ``config``."""
+    rng = np.random.default_rng(seed)
+    years, window, horizon = config.sequence.years, config.window, config.predict.horizon
+    x = rng.normal(0, 0.1, (BATCH, years, window, window, network.input_channels(config))).astype(np.float32)
+    lead = (BATCH, years) if config.model.per_year_outputs else (BATCH,)
+    target = rng.normal(0, 0.1, (*lead, window, window, horizon)).astype(np.float32)
+    mask = (rng.random(target.shape) < 0.8).astype(np.float32)
+    return x, np.concatenate([target, mask], axis=-1)
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(0)
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_input_channels():
+    assert network.input_channels(load_config("configs/default.yaml")) == 24
+    assert network.input_channels(load_config("configs/default.yaml", ["sequence.calendar=true"])) == 26
+    assert network.input_channels(load_config("configs/default.yaml", ["sequence.context=false"])) == 12
+    assert network.input_channels(load_config("configs/default.yaml", [
+        "sequence.offsets=[0, -1]", "sequence.context=false", "sequence.calendar=true"])) == 4
+
+
+@pytest.mark.parametrize("overrides", [
+    [],
+    ["model.per_year_outputs=false"],
+    ["model.upsampling=depth_to_space", "model.image_pooling=false", "model.se_ratio=0"],
+    ["sequence.years=2", "sequence.calendar=true", "model.unroll=false", "model.activation=gelu"],
+    ["model.lstm_filters=[4, 6]", "model.layers_per_block=[2, 0]", "model.dilation_rates=[1]"],
+    ["model.convlstm=keras", "model.per_year_outputs=false"],
+], ids=["default", "last_year_only", "depth_to_space", "two_years_loop", "two_scales", "stock_convlstm"])
+def test_output_shapes(overrides):
+    config = tiny_config(*overrides)
+    built = network.build_model(config)
+    x, _ = tiny_batch(config)
+    years, window, horizon = config.sequence.years, config.window, config.predict.horizon
+    assert tuple(built.input.shape) == (None, years, window, window, network.input_channels(config))
+    output = built(x)
+    expected = (BATCH, years, window, window, horizon) if config.model.per_year_outputs else (
+        BATCH, window, window, horizon)
+    assert tuple(output.shape) == expected
+    assert output.dtype == tf.float32
+    assert built.output_names == [network.network.FORECAST]
+    assert np.isfinite(output.numpy()).all()
+
+
+def test_per_year_outputs_are_causal():
+    """Step k's prediction depends on years 0..k only: changing the last year leaves earlier steps alone."""
+    config = tiny_config()
+    built = network.build_model(config)
+    x, _ = tiny_batch(config)
+    changed = x.copy()
+    changed[:, -1] += 1.0
+    before, after = built(x).numpy(), built(changed).numpy()
+    np.testing.assert_allclose(before[:, :-1], after[:, :-1], atol=1e-6)
+    assert np.abs(before[:, -1] - after[:, -1]).max() > 1e-4
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("unroll", [True, False])
+def test_convlstm_matches_keras_convlstm2d(return_sequences, unroll):
+    """Weights copied from keras.layers.ConvLSTM2D give the same outputs (≤ 1e-5) and the same gradients."""
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(BATCH, 3, 32, 32, 5)).astype(np.float32))
+    stock = keras.layers.ConvLSTM2D(6, 3, padding="same", return_sequences=return_sequences)
+    fused = ConvLSTM(6, 3, return_sequences=return_sequences, unroll=unroll)
+    stock(x)
+    fused(x)
+    weights = [rng.normal(0, 0.3, w.shape).astype(np.float32) for w in stock.get_weights()]
+    stock.set_weights(weights)
+    fused.set_weights(weights)
+
+    def outputs_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            output = layer(x)
+            loss = tf.reduce_sum(tf.sin(3.0 * output))
+        return output, tape.gradient(loss, [x, *layer.trainable_weights])
+
+    expected, expected_gradients = outputs_and_gradients(stock)
+    output, gradients = outputs_and_gradients(fused)
+    np.testing.assert_allclose(output.numpy(), expected.numpy(), atol=1e-5)
+    for gradient, reference in zip(gradients, expected_gradients):
+        np.testing.assert_allclose(gradient.numpy(), reference.numpy(), atol=1e-4 * np.abs(reference).max())
+
+    # The folded, year-major layout the network uses gives the same states.
+    folded = ConvLSTM(6, 3, years=3, return_sequences=return_sequences, unroll=unroll)
+    folded_input = tf.reshape(tf.transpose(x, [1, 0, 2, 3, 4]), (-1, 32, 32, 5))  # (years·batch, H, W, C)
+    folded(folded_input)
+    folded.set_weights(weights)
+    result = folded(folded_input)
+    if return_sequences:
+        result = tf.transpose(tf.reshape(result, (3, BATCH, 32, 32, 6)), [1, 0, 2, 3, 4])
+    np.testing.assert_allclose(result.numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_convlstm_config_round_trip():
+    layer = ConvLSTM(5, 3, years=4, activation="tanh", recurrent_activation="hard_sigmoid", unroll=False,
+                     kernel_regularizer=keras.regularizers.L2(1e-3), name="lstm")
+    clone = ConvLSTM.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    with pytest.raises(ValueError, match="recurrent_activation"):
+        ConvLSTM(5, 3, recurrent_activation="softplus")
+
+
+@pytest.mark.parametrize("overrides", [[], ["model.aux_weight=0.3"]], ids=["plain", "auxiliary"])
+def test_save_load_round_trip(tmp_path, overrides):
+    config = tiny_config(*overrides)
+    built = network.build_model(config)
+    network.compile_model(built, config, keras.optimizers.Adam(1e-3))  # the loss and metric are saved too
+    x, _ = tiny_batch(config)
+    path = tmp_path / "model.keras"
+    built.save(path)
+    loaded = keras.models.load_model(path)  # no custom_objects: every class is registered
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), built.predict(x, verbose=0))
+    np.testing.assert_array_equal(network.load_model(path)(x).numpy(), built(x).numpy())
+
+
+def test_default_model_within_budget():
+    config = load_config("configs/default.yaml")
+    built = network.build_model(config)
+    assert built.count_params() <= 2_000_000
+    assert tuple(built.output.shape) == (None, 10, 288, 288, 3)
+
+
+def test_sample_model_is_tiny():
+    assert network.build_model(load_config("configs/sample.yaml")).count_params() <= 100_000
+
+
+def test_l2_regularizers_follow_config():
+    assert len(network.build_model(tiny_config()).losses) > 0
+    assert len(network.build_model(tiny_config("model.l2=0")).losses) == 0
+
+
+def test_training_step_and_metric():
+    config = tiny_config(*SMALLEST, "model.unroll=false")
+    built = network.build_model(config)
+    network.compile_model(built, config, keras.optimizers.Adam(1e-3))
+    x, y = tiny_batch(config)
+    history = built.fit(x, y, batch_size=BATCH, epochs=2, validation_data=(x, y), verbose=0)
+    assert {"loss", "masked_rmse", "val_loss", "val_masked_rmse"} <= set(history.history)
+    assert all(np.isfinite(value) for values in history.history.values() for value in values)
+
+
+def test_auxiliary_heads_train_and_stay_out_of_predictions():
+    config = tiny_config(*SMALLEST, "model.aux_weight=0.5")
+    built = network.build_model(config)
+    assert isinstance(built, network.AuxiliaryOutputsModel) and len(built.outputs) == 2
+    network.compile_model(built, config, keras.optimizers.SGD(0.0))  # rate 0: the weights stay put
+    (auxiliary_loss,) = built.auxiliary_losses
+    assert auxiliary_loss.pool == 2
+    x, y = tiny_batch(config)
+    forecast = built(x)  # inference calls: the forecast only
+    assert tuple(forecast.shape) == (BATCH, 2, 32, 32, 3)
+    training_outputs = built(x, training=True)
+    assert [tuple(output.shape) for output in training_outputs] == [
+        (BATCH, 2, 32, 32, 3), (BATCH, 2, 16, 16, 3)]
+    assert tuple(built.predict(x, verbose=0).shape) == (BATCH, 2, 32, 32, 3)
+    # The training loss is the forecast loss + aux_weight × the auxiliary loss + the L2 penalty.
+    expected = (float(network.make_loss(config)(y, forecast))
+                + 0.5 * float(auxiliary_loss(y, training_outputs[1])) + float(sum(built.losses)))
+    assert built.train_on_batch(x, y, return_dict=True)["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_xla_matches_default_compilation():
+    """A training step compiled with XLA computes the same loss (SGD at rate 0 keeps the weights)."""
+    config = tiny_config(*SMALLEST)
+    built = network.build_model(config)
+    x, y = tiny_batch(config)
+    network.compile_model(built, config, keras.optimizers.SGD(0.0))
+    reference = built.train_on_batch(x, y, return_dict=True)
+    network.compile_model(built, tiny_config(*SMALLEST, "train.jit_compile=true"), keras.optimizers.SGD(0.0))
+    compiled = built.train_on_batch(x, y, return_dict=True)
+    for key in ("loss", "masked_rmse"):
+        assert np.isfinite(compiled[key]) and compiled[key] == pytest.approx(reference[key], rel=1e-4)
+
+
+def test_mixed_precision_outputs_float32_and_trains():
+    config = tiny_config(*SMALLEST, "train.mixed_precision=true")
+    assert network.set_precision(config) == "mixed_float16"
+    built = network.build_model(config)
+    lstm = built.get_layer("scale0_convlstm")
+    assert lstm.compute_dtype == "float16" and lstm.kernel.dtype == "float32"
+    network.compile_model(built, config, keras.optimizers.Adam(1e-3))
+    x, y = tiny_batch(config)
+    assert built(x).dtype == tf.float32
+    assert np.isfinite(built.train_on_batch(x, y, return_dict=True)["loss"])
