@@ -2,8 +2,9 @@
 
 Public API (TensorFlow backend):
 
-- ``input_channels(config) -> int``: ``len(sequence.offsets) × (2 if sequence.context else 1) + (2 if
-  sequence.calendar else 0)``, in the order month channels, their context versions, sin/cos calendar.
+- ``input_channels(config) -> int``: ``config.input_channels``: ``len(sequence.offsets) × (2 if
+  sequence.context else 1) + (2 if sequence.calendar else 0) + (12 if sequence.climatology else 0)``, in the
+  order month channels, their context versions, sin/cos calendar, the 12-month climatology.
 - ``build_model(config) -> keras.Model``: input ``(batch, years, window, window, input_channels)``; output
   ``forecast`` (float32, also under mixed precision): ``(batch, years, window, window, horizon)`` when
   ``model.per_year_outputs`` (step k predicts the horizon after year k's origin; the last step is the

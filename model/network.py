@@ -31,9 +31,8 @@ FORECAST = "forecast"  # name of the forecast output layer
 
 
 def input_channels(config) -> int:
-    """Input channels: the offsets' months, their global-context versions, then sin/cos calendar channels."""
-    sequence = config.sequence
-    return len(sequence.offsets) * (2 if sequence.context else 1) + (2 if sequence.calendar else 0)
+    """Input channels of one year-step (``Config.input_channels``: months, context, calendar, climatology)."""
+    return config.input_channels
 
 
 @keras.saving.register_keras_serializable(package="phenocast")
@@ -146,7 +145,9 @@ def build_model(config) -> keras.Model:
     size, activation = model.kernel_size, model.activation
 
     inputs = keras.Input((years, window, window, input_channels(config)), name="sequence")
-    x = FoldYears(name="fold_years")(inputs)  # (years·batch, window, window, channels)
+    # NDVI differences are ~0.05: bring them to unit scale for the layers (and back at the output)
+    x = layers.Rescaling(1.0 / model.value_scale, name="input_scale")(inputs)
+    x = FoldYears(name="fold_years")(x)  # (years·batch, window, window, channels)
     x = blocks.conv_block(x, model.filters, size, activation, regularizer, "stem_conv")
     states = []
     for scale in range(scales):
@@ -166,24 +167,25 @@ def build_model(config) -> keras.Model:
     auxiliary = []
     for scale in reversed(range(scales - 1)):
         if model.aux_weight > 0:
-            auxiliary.append(_output_head(x, horizon, years, per_year, regularizer,
+            auxiliary.append(_output_head(x, horizon, years, per_year, regularizer, model.value_scale,
                                           f"auxiliary_scale{scale + 1}"))
         x = blocks.decoder_stage(x, states[scale], model.decoder_filters, size, model.upsampling, activation,
                                  regularizer, f"decoder_scale{scale}")
-    forecast = _output_head(x, horizon, years, per_year, regularizer, FORECAST)
+    forecast = _output_head(x, horizon, years, per_year, regularizer, model.value_scale, FORECAST)
     if auxiliary:
         return AuxiliaryOutputsModel(inputs, [forecast, *auxiliary], name="phenocast")
     return keras.Model(inputs, forecast, name="phenocast")
 
 
-def _output_head(x, horizon: int, years: int, per_year: bool, regularizer, name: str):
-    """Linear float32 1×1 convolution to ``horizon`` channels, unfolded to ``(batch, years, …)`` if per year.
+def _output_head(x, horizon: int, years: int, per_year: bool, regularizer, value_scale: float, name: str):
+    """Linear float32 1×1 convolution to ``horizon`` channels, rescaled to NDVI differences (× value_scale),
+    unfolded to ``(batch, years, …)`` if per year.
 
     1×1 as DeepLabV3+'s classifier: the decoder's last 3×3 convolution already mixes neighbours.
     """
-    conv_name = f"{name}_conv" if per_year else name
     x = layers.Conv2D(horizon, 1, kernel_regularizer=regularizer, dtype="float32",
-                      name=conv_name)(x)  # (…, H, W, horizon)
+                      name=f"{name}_conv")(x)  # (…, H, W, horizon)
+    x = layers.Rescaling(value_scale, dtype="float32", name=f"{name}_scale" if per_year else name)(x)
     if per_year:
         x = UnfoldYears(years, dtype="float32", name=name)(x)  # (batch, years, H, W, horizon)
     return x

@@ -92,6 +92,7 @@ class SequenceConfig:
         default_factory=lambda: [-11, -10, -9, 0, -1, -2, -12, -13, -14, -8, -7, -6])
     context: bool = True  # add the zone-wide block-averaged ("global context") version of every channel
     calendar: bool = False  # add sin/cos channels of the first target month's calendar month
+    climatology: bool = False  # add the seasonal curve: climatology at the origin, its change over 11 months
     origins: Literal["fixed", "all"] = "fixed"  # fixed: only the forecast's calendar phase; all: any month
 
 
@@ -115,6 +116,7 @@ class ModelConfig:
     recurrent_activation: str = "sigmoid"  # ConvLSTM gates
     convlstm: Literal["fused", "keras"] = "fused"  # model/convlstm.py, or stock keras ConvLSTM2D (slower)
     unroll: bool = True  # unroll the ConvLSTM over years (else a tf.while_loop; unrolled was 2–8 % faster)
+    value_scale: float = 0.05  # typical NDVI difference: inputs are divided by it, outputs multiplied
     per_year_outputs: bool = True  # predict the next year's window at every year-step, as the original
     loss: Literal["sqrt_sqrt_mse", "rmse", "mse"] = "sqrt_sqrt_mse"
     loss_epsilon: float = 1e-8
@@ -138,7 +140,8 @@ class TrainConfig:
     early_stopping: int = 0  # patience in epochs; 0 = off
     augment: bool = True  # random flips and 90° rotations
     cache: bool | None = None  # keep decoded stacks in memory; null = when they fit in 2 GB
-    validation_batches: int | None = None  # null = the whole validation set
+    validation_samples: int | None = 128  # (window, origin) pairs, a fixed random subset, scored after every
+    # epoch to pick the best checkpoint; null = all. The final scores always use every validation origin.
     mixed_precision: bool = False  # GPU only: float16 compute, float32 outputs and loss
     jit_compile: bool = False  # XLA; about 10× slower for a ConvLSTM step on CPU
     memory_growth: bool = True  # GPU memory grows as needed
@@ -233,6 +236,15 @@ class Config:
     def window(self) -> int:
         """Window side in pixels: centre + 2 × margin."""
         return self.tiling.centre + 2 * self.tiling.margin
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of one year-step: the offsets' months, their context versions (``sequence.context``),
+        sin/cos of the calendar month (``sequence.calendar``), the 12-month climatology
+        (``sequence.climatology``), in that order."""
+        sequence = self.sequence
+        return (len(sequence.offsets) * (2 if sequence.context else 1) + (2 if sequence.calendar else 0)
+                + (12 if sequence.climatology else 0))
 
     @property
     def run_dir(self) -> Path:
@@ -494,6 +506,10 @@ def check_config(config: Config) -> None:
                 0 < b < 1 for b in section.step_boundaries):
             fail(f"{name}.step_boundaries must be increasing fractions in (0, 1), "
                  f"got {section.step_boundaries}")
+    if config.model.value_scale <= 0:
+        fail(f"model.value_scale must be positive, got {config.model.value_scale}")
+    if config.train.cpu_devices < 1:
+        fail(f"train.cpu_devices must be >= 1, got {config.train.cpu_devices}")
     if not config.output.name or "/" in config.output.name:
         fail(f"output.name must be a plain folder name, got {config.output.name!r}")
 

@@ -11,7 +11,11 @@ so no step — neither its inputs nor its targets — ever sees a month after it
 climatology (the cumulative sums over years make this cheap). With ``sequence.context`` the same is done
 on the zone's block-averaged context stack, placed centred in a window-sized canvas; with
 ``sequence.calendar`` two channels carry sin/cos of the calendar month of the first target month.
-Channel order: month channels, context channels, calendar channels (``model.input_channels``).
+With ``sequence.climatology``, 12 channels give the seasonal curve as of each step: climatology_k of the
+origin's month (NDVI), then its change to each of the 11 following months, so the network sees the
+slopes that turn a timing anomaly (an early or late season) into a forecast.
+Channel order: month channels, context channels, calendar channels, climatology channels
+(``Config.input_channels``).
 
 Targets of step k are months p_k+1 .. p_k+horizon as differences from climatology_k, packed with their
 mask into the last axis: ``y[..., :horizon]`` targets, ``y[..., horizon:]`` mask (1 = valid pixel inside
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+import numpy as np
 import tensorflow as tf
 
 from phenocast import origins as origin_rules
@@ -69,12 +74,6 @@ def zone_samples(zone_records: list[ZoneRecords], config: Config, refit: bool = 
             validation=origin_rules.validation_origins(records.first, records.last, config),
             forecast=origin_rules.forecast_origin(records.last, config)))
     return result
-
-
-def input_channels(config: Config) -> int:
-    """Channels of one year-step: offsets (+ their context) (+ sin/cos calendar)."""
-    offsets = len(config.sequence.offsets)
-    return offsets * (2 if config.sequence.context else 1) + (2 if config.sequence.calendar else 0)
 
 
 class SampleAssembler:
@@ -147,16 +146,25 @@ class SampleAssembler:
         values = tf.where(valid, (tf.cast(images, tf.float32) - climatology) / self.scale, 0.0)
         return values, valid
 
-    def _channels(self, stack, origin, with_targets: bool):
+    def _channels(self, stack, origin, with_targets: bool, seasonal: bool = False):
+        """Month channels (years, offsets, h, w), targets and validity (or None), and with ``seasonal``
+        the climatology of the 12 months after each step's origin (years, 12, h, w), NDVI units."""
         step_origins = self._step_origins(origin)
         sums, counts = self._cumulative_climatology(stack, origin)
         mean, exists = self._climatology_per_step(sums, counts, step_origins)
         channels, _ = self._differences(stack, step_origins[:, None] + self.offsets[None, :], mean, exists)
+        curve = None
+        if seasonal:  # climatology at the origin's month, then its change over the next 11 months
+            phases = tf.math.floormod(step_origins[:, None] + tf.range(MONTHS_PER_YEAR)[None, :],
+                                      MONTHS_PER_YEAR)  # (years, 12): o, o+1, …, o+11
+            values = tf.where(tf.gather(exists, phases, batch_dims=1),
+                              tf.gather(mean, phases, batch_dims=1) / self.scale, 0.0)
+            curve = tf.concat([values[:, :1], values[:, 1:] - values[:, :1]], axis=1)
         if not with_targets:
-            return channels, None, None
+            return channels, None, None, curve
         leads = tf.range(1, self.horizon + 1, dtype=tf.int32)
         targets, valid = self._differences(stack, step_origins[:, None] + leads[None, :], mean, exists)
-        return channels, targets, valid
+        return channels, targets, valid, curve
 
     # ---- the sample --------------------------------------------------------------------------------
     def inside_mask(self, position, zone_size):
@@ -174,7 +182,7 @@ class SampleAssembler:
 
     def _context_canvas(self, context, origin):
         """Context channels (years, size, size, channels): the zone's context centred in the window."""
-        values, _, _ = self._channels(context, origin, with_targets=False)  # (years, ch, h, w)
+        values, _, _, _ = self._channels(context, origin, with_targets=False)  # (years, ch, h, w)
         values = tf.transpose(values, [0, 2, 3, 1])
         height, width = tf.shape(values)[1], tf.shape(values)[2]
         top, left = (self.size - height) // 2, (self.size - width) // 2
@@ -204,12 +212,16 @@ class SampleAssembler:
           (years, size, size, 2·horizon) = targets then mask.
         """
         origin = tf.cast(origin, tf.int32)
-        channels, targets, valid = self._channels(window["stack"], origin, with_targets)
+        sequence = self.config.sequence
+        channels, targets, valid, curve = self._channels(window["stack"], origin, with_targets,
+                                                         seasonal=sequence.climatology)
         parts = [tf.transpose(channels, [0, 2, 3, 1])]  # (years, size, size, offsets)
-        if self.config.sequence.context:
+        if sequence.context:
             parts.append(self._context_canvas(context["stack"], origin))
-        if self.config.sequence.calendar:
+        if sequence.calendar:
             parts.append(self._calendar(window["first_month"], origin))
+        if sequence.climatology:
+            parts.append(tf.transpose(curve, [0, 2, 3, 1]))  # (years, size, size, 12)
         inputs = tf.concat(parts, axis=-1)
         if not with_targets:
             return inputs
@@ -343,20 +355,20 @@ def _select_outputs(y, config: Config):
 
 
 def origin_dataset(zones: list[ZoneSamples], config: Config, origins_of, with_targets: bool = True,
-                   centre_only: bool = True) -> tf.data.Dataset:
+                   centre_only: bool = True, limit: int | None = None, seed: int = 0) -> tf.data.Dataset:
     """Every (window, origin) of ``zones`` in a fixed order: zone, shard, window, origin.
 
     Args:
       origins_of: zone → list of origin month indices (e.g. ``lambda z: z.validation``).
       with_targets: yield (inputs, y) (for evaluation) instead of (inputs, key).
       centre_only: masks cover window centres only (validation scores what stitching keeps).
+      limit: keep only a fixed random subset (by ``seed``) of this many (shard, origin) pairs.
 
     Elements are (inputs, y) with targets, else (inputs, key) where key = (zone, row, col, origin month).
     """
     compression = config.records.compression
     assembler = SampleAssembler(config)
-    zones = [zone for zone in zones if origins_of(zone)]
-    window_files, context_files, firsts, origin_lists = _shard_table(zones, origins_of)
+    window_files, context_files, firsts, origin_lists, _ = _selected_shards(zones, origins_of, limit, seed)
     table = tf.data.Dataset.from_tensor_slices((window_files, context_files, firsts, _ragged(origin_lists)))
     parse = _parse_pair(compression)
 
@@ -380,6 +392,29 @@ def origin_dataset(zones: list[ZoneSamples], config: Config, origins_of, with_ta
     return dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def steps_in(zones: list[ZoneSamples], origins_of) -> int:
-    """Number of (window, origin) elements ``origin_dataset`` yields."""
-    return sum(zone.records.records * len(origins_of(zone)) for zone in zones)
+def _selected_shards(zones: list[ZoneSamples], origins_of, limit: int | None, seed: int):
+    """The shard table of ``origin_dataset``, cut to a fixed random subset of ``limit`` (shard, origin)
+    pairs when there are more. Returns window files, context files, first months, origin lists, and
+    records per shard."""
+    zones = [zone for zone in zones if origins_of(zone)]
+    window_files, context_files, firsts, origin_lists = _shard_table(zones, origins_of)
+    counts = [shard["records"] for zone in zones for shard in zone.records.entry["shards"]]
+    pairs = [(shard, origin) for shard, origins in enumerate(origin_lists) for origin in origins]
+    if limit is not None and limit < len(pairs):
+        chosen = sorted(np.random.default_rng(seed).choice(len(pairs), size=limit, replace=False))
+        kept: dict[int, list[int]] = {}
+        for index in chosen:
+            kept.setdefault(pairs[index][0], []).append(pairs[index][1])
+        shards = sorted(kept)
+        window_files = [window_files[i] for i in shards]
+        context_files = [context_files[i] for i in shards]
+        firsts = [firsts[i] for i in shards]
+        counts = [counts[i] for i in shards]
+        origin_lists = [kept[i] for i in shards]
+    return window_files, context_files, firsts, origin_lists, counts
+
+
+def steps_in(zones: list[ZoneSamples], origins_of, limit: int | None = None, seed: int = 0) -> int:
+    """Number of (window, origin) elements ``origin_dataset`` yields with the same arguments."""
+    *_, origin_lists, counts = _selected_shards(zones, origins_of, limit, seed)
+    return sum(len(origins) * count for origins, count in zip(origin_lists, counts))

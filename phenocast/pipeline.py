@@ -88,7 +88,7 @@ class Pipeline:
         import tensorflow as tf
 
         import model as network
-        from phenocast.dataset import input_channels, origin_dataset, steps_in, training_dataset
+        from phenocast.dataset import origin_dataset, steps_in, training_dataset
         from phenocast.devices import replicas
         from phenocast.training import StageResult, fit_stage, learning_rate
 
@@ -106,8 +106,10 @@ class Pipeline:
         train_data = training_dataset(samples, self.config, batch, seed, cache=self.config.train.cache)
         validation_data, image_batch = None, None
         if validation and any(sample.validation for sample in samples):
-            count = steps_in(samples, lambda s: s.validation)
-            validation_data = origin_dataset(samples, self.config, lambda s: s.validation)
+            limit = self.config.train.validation_samples
+            count = steps_in(samples, lambda s: s.validation, limit, self.config.seed)
+            validation_data = origin_dataset(samples, self.config, lambda s: s.validation, limit=limit,
+                                             seed=self.config.seed)
             if replicas(strategy) > 1 and count % batch:
                 # mirrored evaluation needs full batches: pad with fully masked samples, which the
                 # pixel-weighted validation RMSE ignores
@@ -116,7 +118,7 @@ class Pipeline:
                 count += batch - count % batch
             validation_data = validation_data.batch(batch).apply(
                 tf.data.experimental.assert_cardinality(-(-count // batch)))  # Keras then knows its length
-            sample_bytes = 4 * self.config.sequence.years * self.config.window ** 2 * input_channels(self.config)
+            sample_bytes = 4 * self.config.sequence.years * self.config.window ** 2 * self.config.input_channels
             if count * sample_bytes < 1e9:
                 validation_data = validation_data.cache()
             inputs, y = next(iter(validation_data.take(1)))

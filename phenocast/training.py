@@ -159,7 +159,7 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
     callbacks.append(keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False))
     tf.get_logger().setLevel("ERROR")  # retracing notices when each zone compiles its own model
     history = model.fit(train_data, epochs=epochs, steps_per_epoch=schedule.steps_per_epoch,
-                        validation_data=validation_data, validation_steps=config.train.validation_batches,
+                        validation_data=validation_data,
                         callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
     if any(not np.isfinite(value) for value in history.history.get("loss", [])):
         raise FloatingPointError(f"{name}: the loss became NaN; lower the learning rate")

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from phenocast import baselines
 from phenocast.config import load_config
-from phenocast.dataset import (SampleAssembler, dihedral, input_channels, inverse_dihedral,
+from phenocast.dataset import (SampleAssembler, dihedral, inverse_dihedral,
                                origin_dataset, training_dataset, zone_samples)
 from phenocast.preprocess import load_zone_records, preprocess
 from phenocast.records import iterate_windows, read_context
@@ -62,7 +62,12 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
         canvas = np.zeros((size, size, len(offsets)))
         top, left = (size - context.shape[1]) // 2, (size - context.shape[2]) // 2
         canvas[top:top + context.shape[1], left:left + context.shape[2]] = context_values
-        inputs.append(np.concatenate([channels, canvas], -1))
+        parts = [channels, canvas]
+        if config.sequence.climatology:
+            curve = [np.nan_to_num(baselines.climatology(stack, step_origin + j, FILL, end=step_origin + 1))
+                     / scale for j in range(12)]
+            parts.append(np.stack([curve[0]] + [c - curve[0] for c in curve[1:]], -1))
+        inputs.append(np.concatenate(parts, -1))
         values, valid = differences(stack, step_origin, [step_origin + lead for lead in range(1, horizon + 1)])
         from phenocast.tiling import Window
         inside = inside_mask(Window(0, 0, position[2], position[3], size), *zone_size)
@@ -70,12 +75,13 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
     return np.stack(inputs), np.stack(targets)
 
 
-def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path: Path):
-    config = make_config(prepared, tmp_path)
+@pytest.mark.parametrize("climatology", [False, True])
+def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path: Path, climatology: bool):
+    config = make_config(prepared, tmp_path, f"sequence.climatology={str(climatology).lower()}")
     preprocess(config, progress=False, log=lambda message: None)
     _, zone_records = load_zone_records(config)
     assembler = SampleAssembler(config)
-    assert input_channels(config) == 24
+    assert config.input_channels == (36 if climatology else 24)
     for records in zone_records:
         context = read_context(records, config.records.compression)
         for window in list(iterate_windows(records, config.records.compression))[:2]:

@@ -19,7 +19,7 @@ from phenocast.forecast import WindowPredictions, raw_path, save_windows
 from phenocast.origins import forecast_origin, validation_origins
 from phenocast.postprocess import check_submission, fit_blend, run_postprocess
 from phenocast.tiling import extract_window, window_grid
-from phenocast.zones import discover_zones, read_zone, same_crs, write_geotiff
+from phenocast.zones import discover_zones, read_zone, same_crs
 
 from conftest import FILL, ROOT, VALID_RANGE, synthetic_stack, tiny_profile, write_zone
 
