@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 from phenocast import import_tensorflow_quietly
 from phenocast.cli import add_config_arguments, config_from_arguments
 from phenocast.config import save_config

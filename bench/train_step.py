@@ -213,7 +213,7 @@ def bench_shape(name: str, config_path: str, repeats: int, extra: list[str]) -> 
         for implementation in order:
             variant = variants[implementation]
             step = variant["model"].train_on_batch
-            variant["times"].append(timed(lambda: step(variant["x"], variant["y"])))
+            variant["times"].append(timed(lambda: step(variant["x"], variant["y"])))  # noqa: B023 (timed at once)
         for implementation in order:
             variants[implementation]["layer_times"].append(timed(variants[implementation]["layers"]))
         matmul_rates.append((before + matmul_rate()) / 2)

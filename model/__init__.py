@@ -40,8 +40,7 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 from model.convlstm import ConvLSTM  # noqa: E402
 from model.losses import MaskedForecastLoss, MaskedRMSE, make_loss  # noqa: E402
-from model.network import (AuxiliaryOutputsModel, FoldYears, UnfoldYears, build_model,  # noqa: E402
-                           forecast_output, input_channels)
+from model.network import AuxiliaryOutputsModel, FoldYears, UnfoldYears, build_model, forecast_output, input_channels  # noqa: E402
 from model.training import compile_model, load_model, set_precision  # noqa: E402
 
 __all__ = [

@@ -21,6 +21,7 @@ import model as network  # noqa: E402
 from phenocast.config import load_config  # noqa: E402
 from phenocast.errors import cli_main  # noqa: E402
 
+
 def block_name(layer_name: str) -> str:
     """``scale0_dense_layer1_conv`` -> ``scale0_dense``; ``aspp_rate5`` -> ``aspp``; ``forecast`` stays."""
     parts = layer_name.split("_")

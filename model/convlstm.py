@@ -20,7 +20,7 @@ the layout the network keeps between its per-year blocks (no transposes at all t
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf

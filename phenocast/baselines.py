@@ -20,7 +20,7 @@ at or before o are exactly those before t, so climatology and EMA forecasts depe
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -180,13 +180,13 @@ def baseline_forecasts(stack: np.ndarray, origin: int, targets: list[int], fill_
     for target in targets:
         if not origin < target <= origin + MONTHS_PER_YEAR:
             raise ValueError(f"target position {target} is not 1..12 months after origin {origin}")
-        clim = fill_gaps(cached("climatology", target, lambda: climatology(stack, target, fill_value)),
+        clim = fill_gaps(cached("climatology", target, lambda: climatology(stack, target, fill_value)),  # noqa: B023 (called at once)
                          last, constant)
         forecasts["persistence"][target] = fill_gaps(last, clim, constant)
         forecasts["climatology"][target] = clim
-        raw_ema = cached("ema", target, lambda: ema(stack, target, fill_value, ema_alpha))
+        raw_ema = cached("ema", target, lambda: ema(stack, target, fill_value, ema_alpha))  # noqa: B023
         forecasts["ema"][target] = fill_gaps(raw_ema, clim)
         if alpha_map is not None:
-            raw_pixel = cached("ema_pixel", target, lambda: ema(stack, target, fill_value, alpha_map))
+            raw_pixel = cached("ema_pixel", target, lambda: ema(stack, target, fill_value, alpha_map))  # noqa: B023
             forecasts["ema_pixel"][target] = fill_gaps(raw_pixel, clim)
     return forecasts

@@ -172,7 +172,7 @@ class PredictConfig:
     horizon: int = 3  # months after the origin
     months: list[int] | None = None  # explicit forecast month indices; null = the horizon after each zone
     tta: bool = False  # average the 8 flips/rotations
-    batch_size: int = 4
+    batch_size: int = 8
 
 
 @dataclass
@@ -201,7 +201,7 @@ class ReportConfig:
     """The run report."""
 
     maps: bool = True  # maps of truth, model, EMA and errors per zone and validation month
-    max_map_months: int = 6  # per zone
+    max_map_months: int | None = None  # the last N validation months per zone; null = all
 
 
 @dataclass

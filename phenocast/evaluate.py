@@ -11,8 +11,8 @@ sample, the oracle; and a JSON file ``{"pooled": {method: rmse}, "zones": {...}}
 ``<output.dir>/<output.name>/evaluate.json``).
 
 Backtest: for each origin o among the last ``evaluate.origins`` months of a zone (o = last-origins+1 ..
-last-1; the last month has nothing after it to score), forecast months o+1 .. o+``predict.horizon`` (those that exist) from months <= o; every image with
-any valid truth pixel is scored (see ``phenocast.metrics``).
+last-1; the last month has nothing after it to score), forecast months o+1 .. o+``predict.horizon``
+(those that exist) from months <= o; every image with any valid truth pixel is scored (see ``phenocast.metrics``).
 
 ``--runs`` is the leaderboard: every run's ``scores.json`` (model, blend and baselines on that run's
 validation images) in one table sorted by RMSE, with each method's ratio to its run's EMA.

@@ -58,19 +58,24 @@ def predict_windows(model, zone, origins: list[int], config: Config, tta: bool =
     dataset = origin_dataset([zone], config, lambda _: origins, with_targets=False)
     dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     horizon, size = config.predict.horizon, config.window
-    predictions: dict[tuple[int, int], dict[int, np.ndarray]] = {}
-    for inputs, (_, rows, cols, batch_origins) in dataset:
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *dataset.element_spec[0].shape[1:]), tf.float32)])
+    def forecast(inputs):  # one traced graph for every batch: eager calls would run op by op
         outputs = []
         for transform in transforms:
             moved = dihedral(inputs, transform) if transform else inputs
             output = model(moved, training=False)
-            if isinstance(output, dict):
-                output = output["forecast"]
+            if isinstance(output, (list, tuple)):
+                output = output[0]
             if len(output.shape) == 5:  # per-year outputs: the last step is the forecast
                 output = output[:, -1]
             output = tf.cast(output, tf.float32)
             outputs.append(inverse_dihedral(output, transform) if transform else output)
-        stacked = tf.stack(outputs, axis=1).numpy()  # (batch, transforms, size, size, horizon)
+        return tf.stack(outputs, axis=1)  # (batch, transforms, size, size, horizon)
+
+    predictions: dict[tuple[int, int], dict[int, np.ndarray]] = {}
+    for inputs, (_, rows, cols, batch_origins) in dataset:
+        stacked = forecast(inputs).numpy()
         for index in range(stacked.shape[0]):
             key = (int(rows[index]), int(cols[index]))
             predictions.setdefault(key, {})[int(batch_origins[index])] = stacked[index]
@@ -90,10 +95,9 @@ def raw_path(run_dir: Path, zone: str, kind: str) -> Path:
 
 def save_windows(predictions: WindowPredictions, path: Path) -> Path:
     """Write window predictions atomically (npz)."""
-    with atomic_path(path) as temporary:
-        with open(temporary, "wb") as handle:
-            np.savez(handle, zone=np.array(predictions.zone), rows=predictions.rows, cols=predictions.cols,
-                     origins=predictions.origins, differences=predictions.differences)
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, zone=np.array(predictions.zone), rows=predictions.rows, cols=predictions.cols,
+                 origins=predictions.origins, differences=predictions.differences)
     return path
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class Scoreboard:
         self.scores: list[Score] = list(scores)
 
     @classmethod
-    def from_summary(cls, summary: dict) -> "Scoreboard":
+    def from_summary(cls, summary: dict) -> Scoreboard:
         """Rebuild a scoreboard from a summary written with its ``image_scores`` (``scores.json``)."""
         return cls(Score(**row) for row in summary.get("image_scores", []))
 
@@ -107,7 +107,7 @@ class Scoreboard:
         sets = [{(s.zone, s.origin, s.lead) for s in self.select(method)} for method in methods]
         return set.intersection(*sets) if sets else set()
 
-    def restrict(self, images: set[tuple[str, int, int]]) -> "Scoreboard":
+    def restrict(self, images: set[tuple[str, int, int]]) -> Scoreboard:
         """A scoreboard with only the given images."""
         return Scoreboard(s for s in self.scores if (s.zone, s.origin, s.lead) in images)
 

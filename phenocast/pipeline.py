@@ -18,8 +18,8 @@ done; ``postprocess`` and ``report`` then gather every zone that has predictions
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from phenocast.config import Config, save_config
 from phenocast.errors import PhenocastError

@@ -22,9 +22,9 @@ import io
 import json
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import rasterio
@@ -223,12 +223,11 @@ def expected_files(zones: list[Zone], config: Config) -> dict[str, tuple[Zone, i
 
 def write_submission(files: dict[str, Path], path: Path) -> Path:
     """Zip ``{archive name: file}`` atomically with fixed entry times (reproducible bytes)."""
-    with atomic_path(path) as temporary:
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name in sorted(files):
-                info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, files[name].read_bytes())
+    with atomic_path(path) as temporary, zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, files[name].read_bytes())
     return path
 
 

@@ -11,8 +11,8 @@ leftover file is never mistaken for a complete shard.
 
 Zones are processed in parallel processes (``--workers`` / ``records.workers``; by default one per CPU
 when zones are big, in-process when they are so small that starting TensorFlow in a process would
-take longer than building them), one zone in memory per process (int16: 230 months of 1200² = 660 MB); within a process, window encoding runs in
-threads.
+take longer than building them), one zone in memory per process (int16: 230 months of 1200² = 660 MB);
+within a process, window encoding runs in threads.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from skimage.measure import block_reduce
@@ -104,10 +105,9 @@ def _write_records(path: Path, serialized: list[bytes] | Any, compression: str, 
 
     options = tf.io.TFRecordOptions(compression_type=records.file_compression(compression),
                                     compression_level=level)
-    with atomic_path(path, suffix="") as temporary:
-        with tf.io.TFRecordWriter(str(temporary), options) as writer:
-            for record in serialized:
-                writer.write(record)
+    with atomic_path(path, suffix="") as temporary, tf.io.TFRecordWriter(str(temporary), options) as writer:
+        for record in serialized:
+            writer.write(record)
     return path.stat().st_size
 
 

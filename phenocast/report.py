@@ -6,16 +6,17 @@ re-created alone with ``python run.py --stage report``:
 - a table per zone and lead month of validation RMSE for the model, the blend, the EMA, the per-pixel
   EMA, climatology, persistence (and the oracle on the built-in sample), with the model/EMA ratio and
   the share of the EMA → oracle gap the model closed;
-- for each zone and validation month (up to ``report.max_map_months``), maps side by side of truth,
-  model, EMA and the two error maps, with shared colour scales;
+- for each zone and validation month (the last ``report.max_map_months``, null = all), maps side by
+  side of truth, model (its shortest-lead forecast of that month), EMA and the two error maps, with
+  shared colour scales;
 - RMSE by calendar month; learning curves from the CSV logs; a quick look at every submitted GeoTIFF.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 
@@ -201,9 +202,8 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
                         == "fit" else ""))
     lines += ["", "## Validation RMSE", "", *score_table(summary, methods), ""]
     if board.scores:
-        lines += ["## RMSE by calendar month", "",
-                  f"![RMSE by calendar month]({calendar_figure(board, config, methods, figures / 'calendar.png').relative_to(run_dir)})",
-                  ""]
+        calendar = calendar_figure(board, config, methods, figures / "calendar.png").relative_to(run_dir)
+        lines += ["## RMSE by calendar month", "", f"![RMSE by calendar month]({calendar})", ""]
     curves = learning_curves(run_dir / "logs", figures / "learning_curves.png")
     if curves is not None:
         lines += ["## Learning curves", "", f"![learning curves]({curves.relative_to(run_dir)})", ""]
@@ -213,11 +213,17 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
             if zone.name not in summary["zones"]:
                 continue
             checked = validate_zone(zone, config, run_dir, log=lambda message: None)
-            months = sorted(checked.maps)[: config.report.max_map_months]
-            for origin, lead in months:
+            shortest: dict[int, tuple[int, int]] = {}  # validation month → its shortest-lead forecast
+            for origin, lead in sorted(checked.maps, key=lambda key: key[1]):
+                shortest.setdefault(origin + lead, (origin, lead))
+            months = sorted(shortest)
+            if config.report.max_map_months is not None:
+                months = months[-config.report.max_map_months:]
+            for month in months:
+                origin, lead = shortest[month]
                 path = map_figure(zone.name, origin, lead, checked.maps[origin, lead], config,
-                                  figures / f"map-{zone.name}-{origin + lead:03d}-o{origin:03d}.png")
-                lines += [f"![{zone.name} month {origin + lead}]({path.relative_to(run_dir)})", ""]
+                                  figures / f"map-{zone.name}-{month:03d}.png")
+                lines += [f"![{zone.name} month {month}]({path.relative_to(run_dir)})", ""]
     tifs = sorted((run_dir / "predictions").glob("*.tif"))
     if tifs:
         lines += ["## Submitted forecasts", ""]

@@ -20,9 +20,9 @@ import json
 import math
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -46,7 +46,7 @@ class StageResult:
     skipped: bool = False
 
     @classmethod
-    def load(cls, folder: Path) -> "StageResult | None":
+    def load(cls, folder: Path) -> StageResult | None:
         path = folder / DONE
         if not path.is_file():
             return None

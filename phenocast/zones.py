@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -49,7 +50,7 @@ class GeoProfile:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GeoProfile":
+    def from_dict(cls, values: dict[str, Any]) -> GeoProfile:
         return cls(height=int(values["height"]), width=int(values["width"]), crs=values["crs"],
                    transform=tuple(float(v) for v in values["transform"]))
 
@@ -339,13 +340,12 @@ def write_geotiff(path: str | Path, values: np.ndarray, profile: GeoProfile, fil
     data = to_int16(values, fill_value, valid_range)
     options = dict(driver="GTiff", height=profile.height, width=profile.width, count=1, dtype="int16",
                    crs=profile.crs, transform=profile.affine, compress="deflate")
-    with atomic_path(path) as temporary:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(temporary, "w", **options) as dataset:
-                dataset.write(data, 1)
-                if software:
-                    dataset.update_tags(TIFFTAG_SOFTWARE=software)
+    with atomic_path(path) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(temporary, "w", **options) as dataset:
+            dataset.write(data, 1)
+            if software:
+                dataset.update_tags(TIFFTAG_SOFTWARE=software)
     return Path(path)
 
 

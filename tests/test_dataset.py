@@ -10,8 +10,14 @@ import tensorflow as tf
 
 from phenocast import baselines
 from phenocast.config import load_config
-from phenocast.dataset import (SampleAssembler, dihedral, inverse_dihedral,
-                               origin_dataset, training_dataset, zone_samples)
+from phenocast.dataset import (
+    SampleAssembler,
+    dihedral,
+    inverse_dihedral,
+    origin_dataset,
+    training_dataset,
+    zone_samples,
+)
 from phenocast.preprocess import load_zone_records, preprocess
 from phenocast.records import iterate_windows, read_context
 from phenocast.tiling import inside_mask

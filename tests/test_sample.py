@@ -17,8 +17,7 @@ from phenocast import sample
 from phenocast.config import load_config
 from phenocast.errors import PhenocastError
 from phenocast.evaluate import backtest_stack, load_oracle
-from phenocast.sample import (DEFAULT_WORLD, ORACLE_FOLDER, ZoneWorld, ensure_sample, generate_sample,
-                              realism_statistics)
+from phenocast.sample import DEFAULT_WORLD, ORACLE_FOLDER, ZoneWorld, ensure_sample, generate_sample, realism_statistics
 from phenocast.zones import discover_zones, read_zone
 
 from conftest import FILL, ROOT, VALID_RANGE

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_run import TINY
 
 from phenocast.errors import PhenocastError
 from phenocast.evaluate import leaderboard
 from phenocast.sweep import load_sweep
 
 from conftest import ROOT, synthetic_stack, write_zone
-from test_run import TINY
 
 
 def write_sweep(path: Path, data_dir: Path, output: Path, members: str) -> Path:

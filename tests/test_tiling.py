@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phenocast.tiling import (extract_window, inside_mask, reflect_indices, stitch, window_grid,
-                              window_weights)
+from phenocast.tiling import extract_window, inside_mask, reflect_indices, stitch, window_grid, window_weights
 
 
 def test_competition_grid():

@@ -11,8 +11,7 @@ import rasterio
 from rasterio.crs import CRS
 
 from phenocast.errors import PhenocastError
-from phenocast.zones import (discover_zones, format_months, read_month, read_zone, same_crs,
-                             to_int16, write_geotiff)
+from phenocast.zones import discover_zones, format_months, read_month, read_zone, same_crs, to_int16, write_geotiff
 
 from conftest import FILL, VALID_RANGE, synthetic_stack, tiny_profile, write_zone
 
