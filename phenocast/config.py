@@ -93,6 +93,7 @@ class SequenceConfig:
     context: bool = True  # add the zone-wide block-averaged ("global context") version of every channel
     calendar: bool = False  # add sin/cos channels of the first target month's calendar month
     climatology: bool = False  # add the seasonal curve: climatology at the origin, its change over 11 months
+    ema: bool = False  # add the EMA baseline (evaluate.ema_alpha) of each target month, minus its climatology
     origins: Literal["fixed", "all"] = "fixed"  # fixed: only the forecast's calendar phase; all: any month
 
 
@@ -241,10 +242,11 @@ class Config:
     def input_channels(self) -> int:
         """Channels of one year-step: the offsets' months, their context versions (``sequence.context``),
         sin/cos of the calendar month (``sequence.calendar``), the 12-month climatology
-        (``sequence.climatology``), in that order."""
+        (``sequence.climatology``), the EMA of the ``predict.horizon`` target months (``sequence.ema``),
+        in that order."""
         sequence = self.sequence
         return (len(sequence.offsets) * (2 if sequence.context else 1) + (2 if sequence.calendar else 0)
-                + (12 if sequence.climatology else 0))
+                + (12 if sequence.climatology else 0) + (self.predict.horizon if sequence.ema else 0))
 
     @property
     def run_dir(self) -> Path:

@@ -147,9 +147,10 @@ class SampleAssembler:
         values = tf.where(valid, (tf.cast(images, tf.float32) - climatology) / self.scale, 0.0)
         return values, valid
 
-    def _channels(self, stack, origin, with_targets: bool, seasonal: bool = False):
-        """Month channels (years, offsets, h, w), targets and validity (or None), and with ``seasonal``
-        the climatology of the 12 months after each step's origin (years, 12, h, w), NDVI units."""
+    def _channels(self, stack, origin, with_targets: bool, seasonal: bool = False, ema: bool = False):
+        """Month channels (years, offsets, h, w), targets and validity (or None), and extra channels
+        (or None): with ``seasonal`` the climatology of the 12 months after each step's origin
+        (years, 12, h, w), NDVI units; with ``ema`` then the EMA of the target months (years, horizon, h, w)."""
         step_origins = self._step_origins(origin)
         sums, counts = self._cumulative_climatology(stack, origin)
         mean, exists = self._climatology_per_step(sums, counts, step_origins)
@@ -161,11 +162,45 @@ class SampleAssembler:
             values = tf.where(tf.gather(exists, phases, batch_dims=1),
                               tf.gather(mean, phases, batch_dims=1) / self.scale, 0.0)
             curve = tf.concat([values[:, :1], values[:, 1:] - values[:, :1]], axis=1)
+        if ema:
+            average = self._ema(stack, step_origins, mean, exists)
+            curve = average if curve is None else tf.concat([curve, average], axis=1)
         if not with_targets:
             return channels, None, None, curve
         leads = tf.range(1, self.horizon + 1, dtype=tf.int32)
         targets, valid = self._differences(stack, step_origins[:, None] + leads[None, :], mean, exists)
         return channels, targets, valid, curve
+
+    def _ema(self, stack, step_origins, mean, exists):
+        """The EMA baseline of each step's target months, as differences from that step's climatology.
+
+        Exactly ``baselines.ema`` with ``evaluate.ema_alpha``: the same calendar month of earlier years,
+        oldest first, a pixel starting at its first valid value; every position used is <= the step's
+        origin (targets are at most 12 months ahead).
+
+        Returns:
+          float32 (years, horizon, height, width); 0 where the EMA or the climatology is undefined.
+        """
+        alpha = self.config.evaluate.ema_alpha
+        targets = step_origins[:, None] + tf.range(1, self.horizon + 1, dtype=tf.int32)[None, :]  # (years, H)
+        available = tf.shape(stack)[0]
+        back = tf.reduce_max(targets) // MONTHS_PER_YEAR + 1  # years to look back, oldest first
+        shape = tf.concat([tf.shape(targets), tf.shape(stack)[1:]], axis=0)
+
+        def step(k, value, seen):
+            positions = targets - MONTHS_PER_YEAR * (back - k)
+            usable = (positions >= 0) & (positions < available)
+            images = tf.gather(stack, tf.clip_by_value(positions, 0, available - 1))  # (years, H, h, w)
+            valid = (images != self.fill) & usable[:, :, None, None]
+            image = tf.cast(images, tf.float32)
+            value = tf.where(valid, tf.where(seen, (1 - alpha) * value + alpha * image, image), value)
+            return k + 1, value, seen | valid
+
+        _, value, seen = tf.while_loop(lambda k, *_: k < back, step,
+                                       (tf.constant(0), tf.zeros(shape, tf.float32), tf.zeros(shape, tf.bool)))
+        phases = tf.math.floormod(targets, MONTHS_PER_YEAR)
+        defined = seen & tf.gather(exists, phases, batch_dims=1)
+        return tf.where(defined, (value - tf.gather(mean, phases, batch_dims=1)) / self.scale, 0.0)
 
     # ---- the sample --------------------------------------------------------------------------------
     def inside_mask(self, position, zone_size):
@@ -214,15 +249,15 @@ class SampleAssembler:
         """
         origin = tf.cast(origin, tf.int32)
         sequence = self.config.sequence
-        channels, targets, valid, curve = self._channels(window["stack"], origin, with_targets,
-                                                         seasonal=sequence.climatology)
+        channels, targets, valid, extra = self._channels(window["stack"], origin, with_targets,
+                                                         seasonal=sequence.climatology, ema=sequence.ema)
         parts = [tf.transpose(channels, [0, 2, 3, 1])]  # (years, size, size, offsets)
         if sequence.context:
             parts.append(self._context_canvas(context["stack"], origin))
         if sequence.calendar:
             parts.append(self._calendar(window["first_month"], origin))
-        if sequence.climatology:
-            parts.append(tf.transpose(curve, [0, 2, 3, 1]))  # (years, size, size, 12)
+        if extra is not None:  # the seasonal curve (12) then the EMA (horizon)
+            parts.append(tf.transpose(extra, [0, 2, 3, 1]))
         inputs = tf.concat(parts, axis=-1)
         if not with_targets:
             return inputs
@@ -234,6 +269,18 @@ class SampleAssembler:
         return inputs, y
 
 
+def _rot90(tensor, quarter_turns):
+    """``tf.image.rot90`` for a (…, height, width, channels) tensor of any rank ≥ 3 (it takes 3 or 4)."""
+    if tensor.shape.rank in (3, 4):
+        return tf.image.rot90(tensor, k=quarter_turns)
+    shape = tf.shape(tensor)
+    turned = tf.image.rot90(tf.reshape(tensor, tf.concat([[-1], shape[-3:]], axis=0)), k=quarter_turns)
+    result = tf.reshape(turned, tf.concat([shape[:-3], tf.shape(turned)[1:]], axis=0))
+    if tensor.shape[-3] == tensor.shape[-2]:  # square windows keep their static shape
+        result.set_shape(tensor.shape)
+    return result
+
+
 def dihedral(tensor, transform):
     """One of the 8 flips/rotations of the (height, width) axes of a (…, height, width, channels) tensor.
 
@@ -241,13 +288,13 @@ def dihedral(tensor, transform):
     """
     transform = tf.cast(transform, tf.int32)
     flipped = tf.cond(transform >= 4, lambda: tf.reverse(tensor, axis=[-2]), lambda: tensor)
-    return tf.image.rot90(flipped, k=tf.math.floormod(transform, 4))
+    return _rot90(flipped, tf.math.floormod(transform, 4))
 
 
 def inverse_dihedral(tensor, transform):
     """Undo ``dihedral(…, transform)``."""
     transform = tf.cast(transform, tf.int32)
-    turned = tf.image.rot90(tensor, k=tf.math.floormod(-tf.math.floormod(transform, 4), 4))
+    turned = _rot90(tensor, tf.math.floormod(-tf.math.floormod(transform, 4), 4))
     return tf.cond(transform >= 4, lambda: tf.reverse(turned, axis=[-2]), lambda: turned)
 
 

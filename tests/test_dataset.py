@@ -30,6 +30,7 @@ def make_config(data_dir: Path, tmp_path: Path, *overrides: str):
         f"data.dir={data_dir}", "data.sample=false", f"output.dir={tmp_path / 'outputs'}",
         "tiling.centre=8", "tiling.margin=4", "sequence.years=2", "data.val_months=14",
         "records.workers=1", "model.lstm_filters=[4, 4, 4]", "model.layers_per_block=[1, 1, 1]",
+        "sequence.origins=fixed", "sequence.calendar=false", "sequence.climatology=false",  # the original's
         *overrides])
 
 
@@ -73,6 +74,14 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
             curve = [np.nan_to_num(baselines.climatology(stack, step_origin + j, FILL, end=step_origin + 1))
                      / scale for j in range(12)]
             parts.append(np.stack([curve[0]] + [c - curve[0] for c in curve[1:]], -1))
+        if config.sequence.ema:  # the baseline itself, minus the climatology as of the step's origin
+            averages = []
+            for lead in range(1, horizon + 1):
+                average = baselines.ema(stack, step_origin + lead, FILL, config.evaluate.ema_alpha)
+                climatology = baselines.climatology(stack, step_origin + lead, FILL, end=step_origin + 1)
+                defined = ~np.isnan(average) & ~np.isnan(climatology)
+                averages.append(np.where(defined, (np.nan_to_num(average) - np.nan_to_num(climatology)) / scale, 0))
+            parts.append(np.stack(averages, -1))
         inputs.append(np.concatenate(parts, -1))
         values, valid = differences(stack, step_origin, [step_origin + lead for lead in range(1, horizon + 1)])
         from phenocast.tiling import Window
@@ -81,13 +90,15 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
     return np.stack(inputs), np.stack(targets)
 
 
-@pytest.mark.parametrize("climatology", [False, True])
-def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path: Path, climatology: bool):
-    config = make_config(prepared, tmp_path, f"sequence.climatology={str(climatology).lower()}")
+@pytest.mark.parametrize("climatology, ema", [(False, False), (True, False), (False, True), (True, True)])
+def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path: Path, climatology: bool,
+                                                        ema: bool):
+    config = make_config(prepared, tmp_path, f"sequence.climatology={str(climatology).lower()}",
+                         f"sequence.ema={str(ema).lower()}")
     preprocess(config, progress=False, log=lambda message: None)
     _, zone_records = load_zone_records(config)
     assembler = SampleAssembler(config)
-    assert config.input_channels == (36 if climatology else 24)
+    assert config.input_channels == 24 + (12 if climatology else 0) + (3 if ema else 0)
     for records in zone_records:
         context = read_context(records, config.records.compression)
         for window in list(iterate_windows(records, config.records.compression))[:2]:
@@ -123,6 +134,16 @@ def test_dihedral_transforms_invert():
         seen.add(moved.numpy().tobytes())
         np.testing.assert_array_equal(inverse_dihedral(moved, transform).numpy(), tensor.numpy())
     assert len(seen) == 8
+
+
+@pytest.mark.parametrize("transform", range(8))
+def test_dihedral_of_a_batch_of_sequences_moves_every_image_alike(transform: int):
+    batch = tf.reshape(tf.range(2 * 3 * 5 * 5 * 4, dtype=tf.float32), (2, 3, 5, 5, 4))  # (batch, years, h, w, c)
+    moved = dihedral(batch, transform)
+    assert moved.shape == batch.shape
+    for sample in range(2):
+        np.testing.assert_array_equal(moved[sample].numpy(), dihedral(batch[sample], transform).numpy())
+    np.testing.assert_array_equal(inverse_dihedral(moved, transform).numpy(), batch.numpy())
 
 
 def test_training_never_reaches_validation_months(tmp_path: Path):
@@ -166,3 +187,25 @@ def test_training_batches_mix_zones_and_are_reproducible(prepared: Path, tmp_pat
     other = [y.numpy() for _, y in training_dataset(zones, config, 2, seed=6).take(6)]
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_test_time_augmentation_undoes_every_transform(prepared: Path, tmp_path: Path):
+    import keras
+
+    from phenocast.forecast import predict_windows
+
+    config = make_config(prepared, tmp_path)
+    preprocess(config, progress=False, log=lambda message: None)
+    _, zone_records = load_zone_records(config)
+    zone = zone_samples(zone_records, config)[0]
+    inputs = keras.Input((config.sequence.years, config.window, config.window, config.input_channels))
+    last_year = keras.layers.Lambda(lambda x: x[:, -1])(inputs)
+    pointwise = keras.Model(inputs, keras.layers.Conv2D(config.predict.horizon, 1)(last_year))  # commutes with
+    # flips and rotations: every augmented prediction, moved back, must equal the plain one
+    origins = zone.validation[:2]
+    augmented = predict_windows(pointwise, zone, origins, config, tta=True, batch_size=3)
+    plain = predict_windows(pointwise, zone, origins, config, tta=False, batch_size=3)
+    assert augmented.differences.shape[2] == 8 and plain.differences.shape[2] == 1
+    assert np.abs(plain.differences).max() > 0
+    for transform in range(8):
+        np.testing.assert_allclose(augmented.differences[:, :, transform], plain.differences[:, :, 0], atol=1e-5)

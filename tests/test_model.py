@@ -162,8 +162,8 @@ def test_default_model_within_budget():
     assert tuple(built.output.shape) == (None, 10, 288, 288, 3)
 
 
-def test_sample_model_is_tiny():
-    assert network.build_model(load_config("configs/sample.yaml")).count_params() <= 100_000
+def test_sample_model_is_small():  # trains on 2 CPU cores in minutes: at most a fifth of the default's size
+    assert network.build_model(load_config("configs/sample.yaml")).count_params() <= 200_000
 
 
 def test_l2_regularizers_follow_config():

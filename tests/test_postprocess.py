@@ -40,6 +40,8 @@ def oracle_predictions(zone, stack, origins, config, future=None, noise=0.0, see
         position = origin - zone.first
         for lead in range(1, horizon + 1):
             target = position + lead
+            if target >= len(stack) and future is None:  # a validation lead past the zone's end: unscored
+                continue
             climatology = baselines.climatology(stack, target, FILL, end=position + 1)
             truth = stack[target] if target < len(stack) else future[lead - 1]
             fields[o, lead - 1] = (truth - climatology) / config.data.scale + rng.normal(0, noise, zone.shape)

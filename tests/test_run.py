@@ -16,7 +16,8 @@ TINY = ["tiling.centre=8", "tiling.margin=4", "sequence.years=2", "data.val_mont
         "model.filters=4", "model.growth_rate=4", "model.layers_per_block=[1,1,1]",
         "model.lstm_filters=[4,4,4]", "model.aspp_filters=4", "model.dilation_rates=[1,2]",
         "model.decoder_filters=4", "train.epochs=2", "train.steps_per_epoch=2", "train.batch_size=2",
-        "train.warmup_steps=1", "finetune.epochs=1", "finetune.steps_per_epoch=1", "finetune.batch_size=2",
+        "train.warmup_steps=1", "finetune.enabled=true", "finetune.epochs=1", "finetune.steps_per_epoch=1",
+        "finetune.batch_size=2", "predict.tta=true",
         "records.workers=1"]
 
 
