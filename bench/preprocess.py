@@ -1,6 +1,6 @@
 """Benchmark preprocess against merely reading the zone, for every record compression, side by side.
 
-    python bench/preprocess.py [--size 1200] [--months 120 230] [--compressions SHUFFLE_ZLIB GZIP NONE]
+    python bench/preprocess.py [--size 1200] [--months 120 230] [--compressions SPLIT_ZLIB SHUFFLE_ZLIB GZIP NONE]
 
 For each generated zone (the built-in sample's world, competition format), prints per compression:
 time / time to read and decode its TIFFs with rasterio (goal <= 3), record bytes / TIFF bytes
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1200)
     parser.add_argument("--months", type=int, nargs="+", default=[120])
-    parser.add_argument("--compressions", nargs="+", default=["SHUFFLE_ZLIB", "GZIP", "NONE"])
+    parser.add_argument("--compressions", nargs="+", default=["SPLIT_ZLIB", "SHUFFLE_ZLIB", "GZIP", "NONE"])
     parser.add_argument("--workdir", type=Path, help="keep generated data and records here")
     arguments = parser.parse_args()
     from phenocast.sample import generate_sample
@@ -65,7 +66,9 @@ def main() -> int:
             tiff_bytes = sum(path.stat().st_size for path in (data_dir / "Z1").glob("*.tif"))
             read_zone_seconds = min(read_seconds(data_dir) for _ in range(2))
             for compression in arguments.compressions:
-                overrides = [f"data.dir={data_dir}", f"output.dir={workdir / f'out-{months}-{compression}'}",
+                output = workdir / f"out-{months}-{compression}"
+                shutil.rmtree(output, ignore_errors=True)  # build from scratch: never a skipped rerun
+                overrides = [f"data.dir={data_dir}", f"output.dir={output}",
                              f"records.compression={compression}", "tiling.centre=240", "tiling.margin=24"]
                 result = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / "configs" / "default.yaml"),
                                          *overrides], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -71,7 +71,7 @@ class RecordsConfig:
     """Where and how ``preprocess.py`` writes its TFRecords."""
 
     dir: str | None = None  # null = <output.dir>/records/<data folder name>-c<centre>-m<margin>
-    compression: Literal["SHUFFLE_ZLIB", "GZIP", "NONE"] = "SHUFFLE_ZLIB"  # see phenocast.records
+    compression: Literal["SPLIT_ZLIB", "SHUFFLE_ZLIB", "GZIP", "NONE"] = "SPLIT_ZLIB"  # see phenocast.records
     compression_level: int = 1  # zlib level (1 = fastest)
     windows_per_shard: int = 1  # records per shard; 1 lets run.py shuffle windows across zones cheaply
     workers: int | None = None  # zones processed in parallel; null = CPU count for big zones, else 1

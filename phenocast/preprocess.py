@@ -17,8 +17,10 @@ within a process, window encoding runs in threads.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import hashlib
+import itertools
 import multiprocessing
 import os
 import queue
@@ -61,6 +63,9 @@ def input_fingerprint(zone: Zone) -> str:
     return digest.hexdigest()[:16]
 
 
+CONTEXT_CHUNK = 12  # months block-averaged at once (int32 temporaries stay small)
+
+
 def context_stack(stack: np.ndarray, factor: int, fill_value: int,
                   progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Block means of the valid pixels, per month.
@@ -75,16 +80,24 @@ def context_stack(stack: np.ndarray, factor: int, fill_value: int,
     """
     months, height, width = stack.shape
     out = np.empty((months, -(-height // factor), -(-width // factor)), dtype=np.int16)
-    for index in range(months):
-        image = stack[index]
-        valid = image != fill_value
-        total = block_reduce(np.where(valid, image, 0).astype(np.float32), (factor, factor), np.sum)
-        count = block_reduce(valid.astype(np.float32), (factor, factor), np.sum)
+    pixels = _block_sum(np.ones((1, height, width), np.uint8), factor)  # per block; edge blocks are partial
+    for start in range(0, months, CONTEXT_CHUNK):
+        chunk = stack[start:start + CONTEXT_CHUNK]
+        missing = _block_sum((chunk == fill_value).view(np.uint8), factor)
+        total = _block_sum(chunk, factor) - np.int32(fill_value) * missing  # the sum of the valid values
+        count = pixels - missing
         mean = np.floor(total / np.maximum(count, 1) + 0.5)
-        out[index] = np.where(count > 0, mean, fill_value)
+        out[start:start + CONTEXT_CHUNK] = np.where(count > 0, mean, fill_value)
         if progress is not None:
-            progress(1)
+            progress(len(chunk))
     return out
+
+
+def _block_sum(stack: np.ndarray, factor: int) -> np.ndarray:
+    """int32 sums over ``factor × factor`` blocks of a (months, height, width) stack, zero-padded at the
+    far edges: rows first, then columns (two passes over contiguous axes are ~4× faster than one)."""
+    rows = block_reduce(stack, (1, factor, 1), np.sum, func_kwargs={"dtype": np.int32})
+    return block_reduce(rows, (1, 1, factor), np.sum, func_kwargs={"dtype": np.int32})
 
 
 def _zone_files_pattern(zone: str) -> re.Pattern:
@@ -126,7 +139,7 @@ def build_zone(zone: Zone, config: Config, folder: Path, progress: Callable[[str
     report = progress or (lambda kind, count: None)
     fill, compression = config.data.fill_value, config.records.compression
     level = config.records.compression_level
-    stack = read_zone(zone, fill, config.data.valid_range, progress=lambda n: report("read", n))
+    stack = read_zone(zone, fill, config.data.valid_range, progress=lambda n: report("read", n), threads=threads)
     months, height, width = stack.shape  # (months, height, width), int16
     grid = window_grid(height, width, config.tiling.centre, config.tiling.margin)
     factor = records.context_factor(height, width, config.tiling.centre)
@@ -147,16 +160,25 @@ def build_zone(zone: Zone, config: Config, folder: Path, progress: Callable[[str
 
     shards = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        # windows encode in parallel across shard boundaries, a bounded number ahead of the writer (memory
+        # stays a few windows); results are consumed in grid order, so the files are deterministic
+        remaining = iter(windows)
+        pending = collections.deque(pool.submit(encode, window)
+                                    for window in itertools.islice(remaining, 2 * max(1, threads)))
+
+        def encoded(n: int):
+            for _ in range(n):
+                record = pending.popleft().result()
+                following = next(remaining, None)
+                if following is not None:
+                    pending.append(pool.submit(encode, following))
+                yield record
+                report("windows", 1)
+
         for index in range(count):
             chunk = windows[index * per_shard:(index + 1) * per_shard]
-
-            def serialized(chunk=chunk):
-                for record in pool.map(encode, chunk):  # in order: deterministic files
-                    yield record
-                    report("windows", 1)
-
             name = records.shard_name(zone.name, index, count, compression)
-            size = _write_records(folder / name, serialized(), compression, level)
+            size = _write_records(folder / name, encoded(len(chunk)), compression, level)
             shards.append({"file": name, "records": len(chunk), "bytes": size})
     total = context_bytes + sum(shard["bytes"] for shard in shards)
     return {

@@ -111,12 +111,21 @@ def extract_window(stack: np.ndarray, window: Window) -> np.ndarray:
       (..., size, size), same dtype; a copy.
     """
     height, width = stack.shape[-2:]
-    rows = reflect_indices(window.top, window.size, height)
-    cols = reflect_indices(window.left, window.size, width)
-    # take the bounding rows first (a view), so the fancy index copies only the window's pixels
-    row_start, row_stop = rows.min(), rows.max() + 1
-    band = stack[..., row_start:row_stop, :]
-    return band[..., rows - row_start, :][..., cols]
+    rows = _index(reflect_indices(window.top, window.size, height))
+    cols = _index(reflect_indices(window.left, window.size, width))
+    if isinstance(rows, slice):  # one copy at most: slices are views, one fancy index copies
+        picked = stack[..., rows, :][..., cols]
+    else:  # take the bounding rows first (a view), so the fancy index copies only the window's pixels
+        band = stack[..., rows.min():rows.max() + 1, :]
+        picked = band[..., rows - rows.min(), :][..., cols]
+    return picked.copy() if isinstance(rows, slice) and isinstance(cols, slice) else picked
+
+
+def _index(indices: np.ndarray) -> slice | np.ndarray:
+    """A slice when ``indices`` are consecutive (an interior window), else the indices themselves."""
+    if np.array_equal(indices, np.arange(indices[0], indices[0] + len(indices))):
+        return slice(int(indices[0]), int(indices[0]) + len(indices))
+    return indices
 
 
 def inside_mask(window: Window, height: int, width: int) -> np.ndarray:

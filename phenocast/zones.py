@@ -13,6 +13,7 @@ simply ``stack != fill_value``; it never materialises floating-point zone stacks
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import re
 import warnings
@@ -278,8 +279,8 @@ def read_month(zone: Zone, month: int, fill_value: int, valid_range: list[int] |
 
 
 def read_zone(zone: Zone, fill_value: int, valid_range: list[int] | tuple[int, int],
-              months: list[int] | None = None, progress: Callable[[int], None] | None = None
-              ) -> np.ndarray:
+              months: list[int] | None = None, progress: Callable[[int], None] | None = None,
+              threads: int = 1) -> np.ndarray:
     """Read a zone's months into one int16 stack.
 
     Args:
@@ -287,16 +288,26 @@ def read_zone(zone: Zone, fill_value: int, valid_range: list[int] | tuple[int, i
       fill_value, valid_range: ``data.fill_value`` and ``data.valid_range``.
       months: month indices to read (default every month from first to last, gaps included).
       progress: called with 1 after every month read (e.g. ``tqdm.update``).
+      threads: months decoded in parallel (rasterio releases the GIL while decoding).
 
     Returns:
       int16 array (months, height, width); gaps and nodata pixels are ``fill_value``.
     """
     months = zone.months if months is None else months
     stack = np.empty((len(months), *zone.shape), dtype=np.int16)  # (months, height, width)
-    for index, month in enumerate(months):
-        read_month(zone, month, fill_value, valid_range, out=stack[index])
+
+    def read(index: int) -> None:
+        read_month(zone, months[index], fill_value, valid_range, out=stack[index])
         if progress is not None:
             progress(1)
+
+    if threads <= 1:
+        for index in range(len(months)):
+            read(index)
+    else:  # warning filters are process-wide: set them once here, not only inside each thread
+        with warnings.catch_warnings(), concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            list(pool.map(read, range(len(months))))  # re-raises the first error
     return stack
 
 

@@ -32,7 +32,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.glob("*.tfrecord*"))}
 
 
-@pytest.mark.parametrize("compression", ["SHUFFLE_ZLIB", "GZIP", "NONE"])
+@pytest.mark.parametrize("compression", ["SPLIT_ZLIB", "SHUFFLE_ZLIB", "GZIP", "NONE"])
 def test_round_trip_windows_context_and_masks(tiny_data: Path, tmp_path: Path, compression: str):
     config = tiny_config(tiny_data, tmp_path, f"records.compression={compression}",
                          "records.windows_per_shard=4")
@@ -208,3 +208,14 @@ def test_bad_input_gives_one_line_exit_2_and_writes_nothing(tiny_data: Path, tmp
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("compression", ["SPLIT_ZLIB", "SHUFFLE_ZLIB", "GZIP", "NONE"])
+def test_stack_encoding_round_trips_in_numpy_and_tensorflow(compression: str):
+    import tensorflow as tf
+
+    stack = np.random.default_rng(3).integers(-3000, 10000, (5, 7, 6)).astype(np.int16)
+    payload = records.encode_stack(stack, compression)
+    np.testing.assert_array_equal(records.decode_stack(payload, stack.shape, compression), stack)
+    decoded = records._decode_tensor(tf.constant(payload), tf.constant(stack.shape, tf.int64), compression)
+    np.testing.assert_array_equal(decoded.numpy(), stack)
