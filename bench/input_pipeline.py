@@ -65,9 +65,9 @@ def main() -> int:
         model = network.build_model(config)
         network.compile_model(model, config, keras.optimizers.Adam(1e-4))
         fixed = dataset.take(1).cache().repeat()
-        model.fit(fixed, steps_per_epoch=1, epochs=1, verbose=0)  # warm-up: tracing
+        model.fit(fixed, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)  # warm-up: tracing
         started = time.perf_counter()
-        model.fit(fixed, steps_per_epoch=arguments.steps, epochs=1, verbose=0)
+        model.fit(fixed, steps_per_epoch=arguments.steps, epochs=1, verbose=0, shuffle=False)
         step_seconds = (time.perf_counter() - started) / arguments.steps
 
     shape = "×".join(str(d) for d in inputs.shape)
