@@ -96,7 +96,7 @@ def random_batch(config, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """Inputs ``(batch, years, window, window, channels)`` and packed targets with a 90 % valid mask."""
     rng = np.random.default_rng(0)
     years, window, horizon = config.sequence.years, config.window, config.predict.horizon
-    x = rng.normal(0, 0.1, (batch, years, window, window, network.input_channels(config))).astype("float32")
+    x = rng.normal(0, 0.1, (batch, years, window, window, config.input_channels)).astype("float32")
     lead = (batch, years) if config.model.per_year_outputs else (batch,)
     target = rng.normal(0, 0.1, (*lead, window, window, horizon)).astype("float32")
     mask = (rng.random(target.shape) < 0.9).astype("float32")
@@ -218,7 +218,7 @@ def bench_shape(name: str, config_path: str, repeats: int, extra: list[str]) -> 
             variants[implementation]["layer_times"].append(timed(variants[implementation]["layers"]))
         matmul_rates.append((before + matmul_rate()) / 2)
     fused, stock = variants["fused"], variants["keras"]
-    shape = (batch, config.sequence.years, config.window, config.window, network.input_channels(config))
+    shape = (batch, config.sequence.years, config.window, config.window, config.input_channels)
     result = dict(
         name=name, config=config_path, shape=shape, batch=batch, parameters=fused["model"].count_params(),
         matmul=max(matmul_rates),

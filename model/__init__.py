@@ -2,10 +2,9 @@
 
 Public API (TensorFlow backend):
 
-- ``input_channels(config) -> int``: ``config.input_channels``: ``len(sequence.offsets) × (2 if
-  sequence.context else 1) + (2 if sequence.calendar else 0) + (12 if sequence.climatology else 0)``, in the
-  order month channels, their context versions, sin/cos calendar, the 12-month climatology.
-- ``build_model(config) -> keras.Model``: input ``(batch, years, window, window, input_channels)``; output
+- ``build_model(config) -> keras.Model``: input ``(batch, years, window, window, config.input_channels)``
+  (month channels, their context versions, sin/cos calendar, the seasonal curve, the EMA: see
+  ``phenocast.config.Config.input_channels``); output
   ``forecast`` (float32, also under mixed precision): ``(batch, years, window, window, horizon)`` when
   ``model.per_year_outputs`` (step k predicts the horizon after year k's origin; the last step is the
   forecast), else ``(batch, window, window, horizon)``. Every size comes from ``config.model``. The L2
@@ -40,11 +39,11 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 from model.convlstm import ConvLSTM  # noqa: E402
 from model.losses import MaskedForecastLoss, MaskedRMSE, make_loss  # noqa: E402
-from model.network import AuxiliaryOutputsModel, FoldYears, UnfoldYears, build_model, forecast_output, input_channels  # noqa: E402
+from model.network import AuxiliaryOutputsModel, FoldYears, UnfoldYears, build_model, forecast_output  # noqa: E402
 from model.training import compile_model, load_model, set_precision  # noqa: E402
 
 __all__ = [
     "AuxiliaryOutputsModel", "ConvLSTM", "FoldYears", "MaskedForecastLoss", "MaskedRMSE", "UnfoldYears",
-    "build_model", "compile_model", "forecast_output", "input_channels", "load_model", "make_loss",
+    "build_model", "compile_model", "forecast_output", "load_model", "make_loss",
     "set_precision",
 ]

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     network.set_precision(config)
     model = network.build_model(config)
     print(f"config {arguments.config}: window {config.window}, years {config.sequence.years}, "
-          f"{network.input_channels(config)} input channels, horizon {config.predict.horizon}")
+          f"{config.input_channels} input channels, horizon {config.predict.horizon}")
     print(f"input {tuple(model.input.shape)}")
     print(f"{'block':<24} {'output shape':<52} {'parameters':>10}")
     for name, shape, params in summarize(model):

@@ -30,11 +30,6 @@ from model.convlstm import ConvLSTM
 FORECAST = "forecast"  # name of the forecast output layer
 
 
-def input_channels(config) -> int:
-    """Input channels of one year-step (``Config.input_channels``: months, context, calendar, climatology)."""
-    return config.input_channels
-
-
 @keras.saving.register_keras_serializable(package="phenocast")
 class FoldYears(layers.Layer):
     """``(batch, years, H, W, C)`` -> year-major ``(years·batch, H, W, C)``, for per-year layers."""
@@ -132,7 +127,7 @@ def build_model(config) -> keras.Model:
       config: a ``phenocast.config.Config``.
 
     Returns:
-      A Keras functional model. Input ``(batch, years, window, window, input_channels(config))``; output
+      A Keras functional model. Input ``(batch, years, window, window, config.input_channels)``; output
       named ``forecast``, float32: ``(batch, years, window, window, horizon)`` with ``per_year_outputs``,
       else ``(batch, window, window, horizon)``. With ``aux_weight > 0`` an ``AuxiliaryOutputsModel`` whose
       extra outputs ``auxiliary_scale<s>`` predict the targets pooled by ``2**s``.
@@ -144,7 +139,7 @@ def build_model(config) -> keras.Model:
     regularizer = blocks.regularizer_for(model.l2)
     size, activation = model.kernel_size, model.activation
 
-    inputs = keras.Input((years, window, window, input_channels(config)), name="sequence")
+    inputs = keras.Input((years, window, window, config.input_channels), name="sequence")
     # NDVI differences are ~0.05: bring them to unit scale for the layers (and back at the output)
     x = layers.Rescaling(1.0 / model.value_scale, name="input_scale")(inputs)
     x = FoldYears(name="fold_years")(x)  # (years·batch, window, window, channels)

@@ -155,21 +155,21 @@ class SampleAssembler:
         sums, counts = self._cumulative_climatology(stack, origin)
         mean, exists = self._climatology_per_step(sums, counts, step_origins)
         channels, _ = self._differences(stack, step_origins[:, None] + self.offsets[None, :], mean, exists)
-        curve = None
+        extra = []
         if seasonal:  # climatology at the origin's month, then its change over the next 11 months
             phases = tf.math.floormod(step_origins[:, None] + tf.range(MONTHS_PER_YEAR)[None, :],
                                       MONTHS_PER_YEAR)  # (years, 12): o, o+1, …, o+11
             values = tf.where(tf.gather(exists, phases, batch_dims=1),
                               tf.gather(mean, phases, batch_dims=1) / self.scale, 0.0)
-            curve = tf.concat([values[:, :1], values[:, 1:] - values[:, :1]], axis=1)
+            extra += [values[:, :1], values[:, 1:] - values[:, :1]]
         if ema:
-            average = self._ema(stack, step_origins, mean, exists)
-            curve = average if curve is None else tf.concat([curve, average], axis=1)
+            extra.append(self._ema(stack, step_origins, mean, exists))
+        extra = tf.concat(extra, axis=1) if extra else None
         if not with_targets:
-            return channels, None, None, curve
+            return channels, None, None, extra
         leads = tf.range(1, self.horizon + 1, dtype=tf.int32)
         targets, valid = self._differences(stack, step_origins[:, None] + leads[None, :], mean, exists)
-        return channels, targets, valid, curve
+        return channels, targets, valid, extra
 
     def _ema(self, stack, step_origins, mean, exists):
         """The EMA baseline of each step's target months, as differences from that step's climatology.

@@ -64,9 +64,7 @@ def predict_windows(model, zone, origins: list[int], config: Config, tta: bool =
         outputs = []
         for transform in transforms:
             moved = dihedral(inputs, transform) if transform else inputs
-            output = model(moved, training=False)
-            if isinstance(output, (list, tuple)):
-                output = output[0]
+            output = model(moved, training=False)  # the forecast alone, also with auxiliary heads
             if len(output.shape) == 5:  # per-year outputs: the last step is the forecast
                 output = output[:, -1]
             output = tf.cast(output, tf.float32)

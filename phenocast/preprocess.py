@@ -63,7 +63,7 @@ def input_fingerprint(zone: Zone) -> str:
     return digest.hexdigest()[:16]
 
 
-CONTEXT_CHUNK = 12  # months block-averaged at once (int32 temporaries stay small)
+CONTEXT_CHUNK = 12  # months block-averaged at once (the integer temporaries stay small)
 
 
 def context_stack(stack: np.ndarray, factor: int, fill_value: int,
@@ -84,7 +84,7 @@ def context_stack(stack: np.ndarray, factor: int, fill_value: int,
     for start in range(0, months, CONTEXT_CHUNK):
         chunk = stack[start:start + CONTEXT_CHUNK]
         missing = _block_sum((chunk == fill_value).view(np.uint8), factor)
-        total = _block_sum(chunk, factor) - np.int32(fill_value) * missing  # the sum of the valid values
+        total = _block_sum(chunk, factor) - fill_value * missing  # the sum of the valid values
         count = pixels - missing
         mean = np.floor(total / np.maximum(count, 1) + 0.5)
         out[start:start + CONTEXT_CHUNK] = np.where(count > 0, mean, fill_value)
@@ -94,10 +94,10 @@ def context_stack(stack: np.ndarray, factor: int, fill_value: int,
 
 
 def _block_sum(stack: np.ndarray, factor: int) -> np.ndarray:
-    """int32 sums over ``factor × factor`` blocks of a (months, height, width) stack, zero-padded at the
+    """int64 sums over ``factor × factor`` blocks of a (months, height, width) stack, zero-padded at the
     far edges: rows first, then columns (two passes over contiguous axes are ~4× faster than one)."""
-    rows = block_reduce(stack, (1, factor, 1), np.sum, func_kwargs={"dtype": np.int32})
-    return block_reduce(rows, (1, 1, factor), np.sum, func_kwargs={"dtype": np.int32})
+    rows = block_reduce(stack, (1, factor, 1), np.sum, func_kwargs={"dtype": np.int64})
+    return block_reduce(rows, (1, 1, factor), np.sum, func_kwargs={"dtype": np.int64})
 
 
 def _zone_files_pattern(zone: str) -> re.Pattern:

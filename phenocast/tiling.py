@@ -113,11 +113,8 @@ def extract_window(stack: np.ndarray, window: Window) -> np.ndarray:
     height, width = stack.shape[-2:]
     rows = _index(reflect_indices(window.top, window.size, height))
     cols = _index(reflect_indices(window.left, window.size, width))
-    if isinstance(rows, slice):  # one copy at most: slices are views, one fancy index copies
-        picked = stack[..., rows, :][..., cols]
-    else:  # take the bounding rows first (a view), so the fancy index copies only the window's pixels
-        band = stack[..., rows.min():rows.max() + 1, :]
-        picked = band[..., rows - rows.min(), :][..., cols]
+    # a slice is a view and an index array copies: index the slice first, so a copy holds window pixels only
+    picked = stack[..., cols][..., rows, :] if isinstance(cols, slice) else stack[..., rows, :][..., cols]
     return picked.copy() if isinstance(rows, slice) and isinstance(cols, slice) else picked
 
 

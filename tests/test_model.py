@@ -37,7 +37,7 @@ def tiny_batch(config, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random inputs and packed targets (targets, 80 % valid mask) shaped for ``config``."""
     rng = np.random.default_rng(seed)
     years, window, horizon = config.sequence.years, config.window, config.predict.horizon
-    x = rng.normal(0, 0.1, (BATCH, years, window, window, network.input_channels(config))).astype(np.float32)
+    x = rng.normal(0, 0.1, (BATCH, years, window, window, config.input_channels)).astype(np.float32)
     lead = (BATCH, years) if config.model.per_year_outputs else (BATCH,)
     target = rng.normal(0, 0.1, (*lead, window, window, horizon)).astype(np.float32)
     mask = (rng.random(target.shape) < 0.8).astype(np.float32)
@@ -53,11 +53,11 @@ def float32_policy():
 
 
 def test_input_channels():
-    assert network.input_channels(load_config("configs/default.yaml")) == 24
-    assert network.input_channels(load_config("configs/default.yaml", ["sequence.calendar=true"])) == 26
-    assert network.input_channels(load_config("configs/default.yaml", ["sequence.context=false"])) == 12
-    assert network.input_channels(load_config("configs/default.yaml", [
-        "sequence.offsets=[0, -1]", "sequence.context=false", "sequence.calendar=true"])) == 4
+    assert load_config("configs/default.yaml").input_channels == 24
+    assert load_config("configs/default.yaml", ["sequence.calendar=true"]).input_channels == 26
+    assert load_config("configs/default.yaml", ["sequence.context=false"]).input_channels == 12
+    assert load_config("configs/default.yaml", [
+        "sequence.offsets=[0, -1]", "sequence.context=false", "sequence.calendar=true"]).input_channels == 4
 
 
 @pytest.mark.parametrize("overrides", [
@@ -73,7 +73,7 @@ def test_output_shapes(overrides):
     built = network.build_model(config)
     x, _ = tiny_batch(config)
     years, window, horizon = config.sequence.years, config.window, config.predict.horizon
-    assert tuple(built.input.shape) == (None, years, window, window, network.input_channels(config))
+    assert tuple(built.input.shape) == (None, years, window, window, config.input_channels)
     output = built(x)
     expected = (BATCH, years, window, window, horizon) if config.model.per_year_outputs else (
         BATCH, window, window, horizon)
