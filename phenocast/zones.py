@@ -4,7 +4,9 @@ A zone is a sub-folder of ``data.dir`` holding files ``<folder>-<NNN>.tif`` (NNN
 any number of digits). Months are ordered by the parsed integer, never by directory listing; indices
 missing inside a zone's range are gaps (all-nodata months). Folders whose names start with ``_`` or ``.``
 are not zones (the sample's ``_oracle`` folder lives there). Every file of a zone must be a single-band
-int16 GeoTIFF with the same size, CRS and transform.
+int16 GeoTIFF with the same size, CRS and transform, and whole: discovery reads headers only, and a file
+whose TIFF block layout ends past its size on disk is reported as truncated (a cut file can still open,
+having lost its georeference, and must not be blamed on a different CRS).
 
 Values equal to ``data.fill_value`` or outside ``data.valid_range`` are nodata. ``read_zone`` returns the
 int16 stack with every nodata pixel (and every gap month) set to ``fill_value``, so the valid mask is
@@ -27,6 +29,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from phenocast.errors import PhenocastError
 from phenocast.io import atomic_path
@@ -150,12 +153,78 @@ def _open(path: Path):
             return rasterio.open(path)
     except RasterioError as error:
         raise PhenocastError(
-            f"expected a readable GeoTIFF, could not open {path} ({' '.join(str(error).split())}); "
+            f"expected a readable GeoTIFF, cannot read {path}: could not open it "
+            f"({' '.join(str(error).split())}); the file is truncated, corrupt or not a GeoTIFF: "
             f"replace the file") from None
 
 
+ALL_BLOCKS_LIMIT = 64  # images with up to this many blocks have every block checked, larger ones the first and last
+
+
+def _data_end(dataset: Any) -> int | None:
+    """Where band 1's pixel data ends in the file, from the TIFF block layout GDAL reports.
+
+    The end is the max of offset + size over every block of a small image, else over the first and last
+    blocks (writers store blocks in order). Costs a few header look-ups, no pixel decoding.
+
+    Args:
+      dataset: an open rasterio dataset.
+
+    Returns:
+      The end in bytes, or None when the file is not a GTiff or GDAL reports no block offsets.
+    """
+    if dataset.driver != "GTiff":
+        return None
+    block_height, block_width = dataset.block_shapes[0]
+    columns = -(-dataset.width // block_width)
+    rows = -(-dataset.height // block_height)
+    if columns * rows <= ALL_BLOCKS_LIMIT:
+        blocks = [(column, row) for row in range(rows) for column in range(columns)]
+    else:
+        blocks = [(0, 0), (columns - 1, rows - 1)]
+    end = None
+    for column, row in blocks:  # BLOCK_OFFSET_<x>_<y>: x = block column, y = block row
+        offset = dataset.get_tag_item(f"BLOCK_OFFSET_{column}_{row}", "TIFF", bidx=1)
+        size = dataset.get_tag_item(f"BLOCK_SIZE_{column}_{row}", "TIFF", bidx=1)
+        if offset is not None and size is not None:
+            end = max(end or 0, int(offset) + int(size))
+    return end
+
+
+def check_integrity(path: Path, dataset: Any) -> None:
+    """Raise when a GeoTIFF that opens is truncated: its last data block ends beyond the file's size.
+
+    A truncated file can still open (its header survives) yet lose its georeference tags, so this runs
+    before any comparison with the zone's other files. When GDAL reports no block layout for a GTiff
+    (the cut went through the block offset table, or the file is sparse), the first block is decoded
+    instead; other formats are not checked.
+
+    Args:
+      path: the file on disk.
+      dataset: ``path`` opened with rasterio.
+    """
+    size = path.stat().st_size
+    needed = _data_end(dataset)
+    if needed is not None:
+        if needed > size:
+            raise PhenocastError(
+                f"expected a readable GeoTIFF, cannot read {path}: the file is truncated ({size} bytes, its "
+                f"data needs {needed}); replace it")
+        return
+    if dataset.driver != "GTiff":
+        return
+    block_height, block_width = dataset.block_shapes[0]
+    window = Window(0, 0, min(block_width, dataset.width), min(block_height, dataset.height))
+    try:
+        dataset.read(1, window=window)
+    except RasterioError:
+        raise PhenocastError(
+            f"expected a readable GeoTIFF, cannot read {path}: its block offsets are missing and its first "
+            f"block does not decode, so the file ({size} bytes) is truncated or corrupt; replace it") from None
+
+
 def check_zone_files(name: str, folder: Path, files: dict[int, Path]) -> GeoProfile:
-    """Open every file's header: single-band int16, and the same size, CRS and transform throughout.
+    """Open every file's header: not truncated, single-band int16, and the same size, CRS and transform.
 
     Returns:
       The zone's shared ``GeoProfile`` (from its first month).
@@ -165,6 +234,7 @@ def check_zone_files(name: str, folder: Path, files: dict[int, Path]) -> GeoProf
     for month in sorted(files):
         path = files[month]
         with _open(path) as dataset:
+            check_integrity(path, dataset)
             found = _describe(dataset.dtypes[0], dataset.count, dataset.height, dataset.width)
             profile = _profile_of(path, dataset)
             if dataset.count != 1 or dataset.dtypes[0] != "int16":
@@ -272,8 +342,8 @@ def read_month(zone: Zone, month: int, fill_value: int, valid_range: list[int] |
             dataset.read(1, out=out)
     except RasterioError as error:
         raise PhenocastError(
-            f"expected a readable GeoTIFF, could not decode {path} ({' '.join(str(error).split())}); "
-            f"the file is truncated or corrupt: replace it") from None
+            f"expected a readable GeoTIFF, cannot read {path}: could not decode it "
+            f"({' '.join(str(error).split())}); the file is truncated or corrupt: replace it") from None
     mask_invalid(out, fill_value, valid_range)
     return out
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.crs import CRS
+from rasterio.errors import RasterioError
 
 from phenocast.errors import PhenocastError
 from phenocast.zones import discover_zones, format_months, read_month, read_zone, same_crs, to_int16, write_geotiff
@@ -99,14 +100,55 @@ def test_unknown_zone_in_selection(tiny_data: Path):
         discover_zones(tiny_data, ["Z9"], report=None)
 
 
+def first_cuts(path: Path, scratch: Path) -> dict[tuple[bool, bool], int]:
+    """Truncate copies of ``path`` at growing lengths and classify the ones rasterio still opens.
+
+    Returns:
+      {(has a CRS, GDAL reports block offsets): the shortest length that opens in that state}.
+    """
+    data = path.read_bytes()
+    cuts: dict[tuple[bool, bool], int] = {}
+    for length in range(8, len(data), 2):
+        scratch.write_bytes(data[:length])
+        try:
+            with rasterio.open(scratch) as dataset:
+                state = (dataset.crs is not None,
+                         dataset.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1) is not None)
+        except RasterioError:
+            continue
+        cuts.setdefault(state, length)
+        if state == (True, True):
+            break
+    return cuts
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_corrupt_and_truncated_tiffs(tmp_path: Path):
-    folder = write_zone(tmp_path, "Z1", synthetic_stack(13, 32, 32))
+    stack = synthetic_stack(13, 256, 64)  # 4 strips of 64 rows: the block offset table lives outside the IFD
+    folder = write_zone(tmp_path, "Z1", stack)
     (folder / "Z1-003.tif").write_bytes(b"not a tiff at all")
-    expect_error(tmp_path, "could not open", "Z1-003.tif", "replace the file")
-    write_zone(tmp_path, "Z1", synthetic_stack(13, 32, 32))
-    data = (folder / "Z1-004.tif").read_bytes()
-    (folder / "Z1-004.tif").write_bytes(data[: len(data) // 2])
-    expect_error(tmp_path, "Z1-004.tif")
+    message = expect_error(tmp_path, "could not open", "cannot read", "Z1-003.tif", "replace the file")
+    assert "truncated" in message
+    write_zone(tmp_path, "Z1", stack)
+    cuts = first_cuts(folder / "Z1-004.tif", tmp_path / "scratch.tif")
+    assert set(cuts) == {(False, False), (False, True), (True, True)}, cuts
+    size = (folder / "Z1-004.tif").stat().st_size
+    cases = [
+        ("Z1-004.tif", cuts[(False, True)]),  # opens, CRS lost, block offsets known: the last block is cut
+        ("Z1-001.tif", cuts[(False, True)]),  # the same for the zone's first month (the reference)
+        ("Z1-004.tif", cuts[(False, False)]),  # opens, CRS and block offset table lost
+        ("Z1-004.tif", cuts[(True, True)]),  # CRS kept, pixel data cut
+        ("Z1-004.tif", (cuts[(True, True)] + size) // 2),
+        ("Z1-004.tif", size - 1),  # one byte short
+    ]
+    for name, length in cases:
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[:length])
+        message = expect_error(tmp_path, "truncated", "cannot read", name, "replace it")
+        assert "CRS" not in message, (name, length, message)
+        (folder / name).write_bytes(data)
+    (zone,) = discover_zones(tmp_path, report=None)  # whole files pass the check
+    assert read_zone(zone, FILL, VALID_RANGE).shape == (13, 256, 64)
 
 
 def test_size_dtype_crs_transform_and_band_mismatches(tmp_path: Path):
