@@ -6,6 +6,12 @@ pixel (gap months) are not scored. Any aggregate — per zone, per lead, per cal
 zones — is the root of the mean, over the images it covers, of the image MSEs. The baselines
 (``phenocast.evaluate``) and the model (``run.py``) are scored by this one module, so their numbers are
 comparable.
+
+``paired_bootstrap`` puts a confidence interval on the ratio RMSE(method) / RMSE(reference) over the images
+both methods scored. The resampling unit is a forecast origin: all images (every zone, every lead) of one
+origin move together, since zones share a calendar and an origin's leads are correlated. Consecutive
+origins share target months (lead 2 of origin o is lead 1 of origin o + 1), so origins are resampled in
+circular moving blocks of ceil(largest lead / origin spacing) consecutive origins.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class Score:
     method: str
     mse: float
     pixels: int
+    period: str = ""  # validation or test (phenocast.origins); "" when unknown
 
     @property
     def month(self) -> int:
@@ -77,11 +84,21 @@ class Scoreboard:
         """Rebuild a scoreboard from a summary written with its ``image_scores`` (``scores.json``)."""
         return cls(Score(**row) for row in summary.get("image_scores", []))
 
-    def add(self, zone: str, origin: int, lead: int, method: str, result: tuple[float, int] | None
-            ) -> None:
+    def add(self, zone: str, origin: int, lead: int, method: str, result: tuple[float, int] | None,
+            period: str = "") -> None:
         """Record the ``image_mse`` result of one forecast image (None = not scored)."""
         if result is not None:
-            self.scores.append(Score(zone, origin, lead, method, result[0], result[1]))
+            self.scores.append(Score(zone, origin, lead, method, result[0], result[1], period))
+
+    @property
+    def periods(self) -> list[str]:
+        """The periods on the board, validation before test."""
+        found = set(score.period for score in self.scores)
+        return [p for p in ("validation", "test") if p in found] + sorted(found - {"validation", "test"})
+
+    def restrict_period(self, period: str) -> Scoreboard:
+        """A scoreboard with only the images of ``period``."""
+        return Scoreboard(s for s in self.scores if s.period == period)
 
     @property
     def methods(self) -> list[str]:
@@ -116,23 +133,29 @@ class Scoreboard:
         "zones": {zone: {"rmse": {method: rmse}, "by_lead": {lead: {method: rmse}}, "images": n}},
         "images": n}``."""
         methods = self.methods
+        groups: dict[tuple, list[float]] = defaultdict(list)  # (zone or None, lead or None, method) → MSEs
+        for score in self.scores:
+            for zone in (score.zone, None):
+                for lead in (score.lead, None):
+                    groups[zone, lead, score.method].append(score.mse)
 
-        def by_method(**selection) -> dict[str, float]:
-            return {method: _round(rmse(self.select(method, **selection))) for method in methods}
+        def by_method(zone: str | None = None, lead: int | None = None) -> dict[str, float | None]:
+            return {method: _root_mean(groups.get((zone, lead, method), [])) for method in methods}
 
         zones = {}
         for zone in self.zones:
             zones[zone] = {
-                "rmse": by_method(zone=zone),
-                "by_lead": {str(lead): by_method(zone=zone, lead=lead) for lead in self.leads
-                            if self.select(zone=zone, lead=lead)},
-                "images": len({(s.origin, s.lead) for s in self.select(zone=zone)}),
+                "rmse": by_method(zone),
+                "by_lead": {str(lead): by_method(zone, lead) for lead in self.leads
+                            if any((zone, lead, method) in groups for method in methods)},
+                "images": len({(s.origin, s.lead) for s in self.scores if s.zone == zone}),
             }
         return {
             "pooled": by_method(),
             "pooled_by_lead": {str(lead): by_method(lead=lead) for lead in self.leads},
             "zones": zones,
             "images": len({(s.zone, s.origin, s.lead) for s in self.scores}),
+            "origins": len({s.origin for s in self.scores}),
         }
 
     def by_calendar_month(self, first_month: int) -> dict[int, dict[str, float]]:
@@ -168,6 +191,86 @@ class Scoreboard:
 
     def to_json(self) -> str:
         return json.dumps(self.summary(), indent=2)
+
+
+def paired_bootstrap(board: Scoreboard, method: str, reference: str, replicates: int = 2000,
+                     confidence: float = 0.95, seed: int = 0, block: int | None = None) -> dict:
+    """Ratio RMSE(method) / RMSE(reference) on their common images, with a paired block-bootstrap interval.
+
+    Units are the sorted distinct forecast origins of the common images; each unit carries the sums of
+    both methods' image MSEs over its images (every zone and lead). A replicate draws
+    ceil(units / block) block starts uniformly with replacement, takes ``block`` consecutive units from
+    each start (circularly: after the last origin comes the first) and keeps the first ``units`` of them;
+    its ratio is sqrt(sum of method MSEs / sum of reference MSEs) over those units, i.e. the ratio of
+    the two RMSEs on the same resampled images (the image count cancels). The interval is the
+    (1 - confidence) / 2 and (1 + confidence) / 2 percentiles of the replicate ratios.
+
+    The default block length is max(1, ceil(horizon / spacing)), horizon = the largest lead and spacing
+    = the smallest difference between consecutive distinct origins: origins 1, 2, 3, … with leads 1-3
+    give blocks of 3, origins 12 apart give 1 (a plain bootstrap of origins). It is capped at the number
+    of origins. A reference with zero error on every resampled image gives an infinite or NaN ratio.
+
+    Args:
+      board: scores of at least ``method`` and ``reference``.
+      method, reference: method names on the board; only images both scored are used.
+      replicates: number of bootstrap replicates.
+      confidence: coverage of the percentile interval, in (0, 1).
+      seed: seed of ``numpy.random.default_rng``; the same seed gives the same result.
+      block: block length in origins; None = the rule above.
+
+    Returns:
+      ``{"ratio", "low", "high", "images", "origins", "wins", "replicates", "block"}``: the point ratio,
+      the interval, the number of common images and of origins (resampling units), the number of
+      common images where ``method`` has a lower MSE than ``reference``, the replicates and the block
+      length used.
+    """
+    if replicates < 1:
+        raise ValueError(f"expected replicates >= 1, got {replicates}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"expected a confidence between 0 and 1 (like 0.95), got {confidence}")
+    if block is not None and block < 1:
+        raise ValueError(f"expected a block length >= 1 origin (or None for the default), got {block}")
+    images = board.common_images([method, reference])
+    if not images:
+        raise ValueError(
+            f"expected images scored by both {method!r} and {reference!r}, found none in common (methods on "
+            f"the board: {', '.join(board.methods) or 'none'}); score both methods on the same images")
+    errors: dict[str, dict[tuple[str, int, int], float]] = {method: {}, reference: {}}
+    for score in board.select(images=images):
+        if score.method in errors:
+            image = (score.zone, score.origin, score.lead)
+            if image in errors[score.method]:
+                raise ValueError(f"expected one score per image and method, got two for {score.method!r} on "
+                                 f"zone {score.zone} origin {score.origin} lead {score.lead}; drop the duplicate")
+            errors[score.method][image] = score.mse
+    ordered = sorted(images)
+    method_mse = np.array([errors[method][image] for image in ordered])  # (images,)
+    reference_mse = np.array([errors[reference][image] for image in ordered])  # (images,)
+    image_origins = np.array([image[1] for image in ordered])  # (images,)
+    origins, unit_of_image = np.unique(image_origins, return_inverse=True)  # sorted distinct origins
+    units = len(origins)
+    method_sums = np.bincount(unit_of_image, weights=method_mse, minlength=units)  # (units,)
+    reference_sums = np.bincount(unit_of_image, weights=reference_mse, minlength=units)  # (units,)
+    if block is None:
+        horizon = max(image[2] for image in ordered)
+        spacing = int(np.diff(origins).min()) if units > 1 else 1
+        block = max(1, math.ceil(horizon / spacing))
+    block = min(block, units)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = float(np.sqrt(method_sums.sum() / reference_sums.sum()))
+        rng = np.random.default_rng(seed)
+        starts = rng.integers(0, units, size=(replicates, math.ceil(units / block)))  # (replicates, blocks)
+        picks = (starts[:, :, None] + np.arange(block)) % units  # (replicates, blocks, block)
+        picks = picks.reshape(replicates, -1)[:, :units]  # (replicates, units): unit indices
+        ratios = np.sqrt(method_sums[picks].sum(axis=1) / reference_sums[picks].sum(axis=1))  # (replicates,)
+    low, high = np.quantile(ratios, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return {"ratio": ratio, "low": float(low), "high": float(high), "images": len(ordered),
+            "origins": units, "wins": int((method_mse < reference_mse).sum()), "replicates": replicates,
+            "block": block}
+
+
+def _root_mean(values: list[float]) -> float | None:
+    return math.sqrt(sum(values) / len(values)) if values else None
 
 
 def _round(value: float) -> float | None:
