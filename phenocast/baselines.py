@@ -3,19 +3,13 @@
 Every function takes a zone's int16 stack ``(months, height, width)`` (nodata already set to the fill
 value, as ``phenocast.zones.read_zone`` returns it) and works in stored units (NDVI × scale) in float32,
 one image at a time: no floating-point copy of the whole stack is made. Positions are 0-based indices
-into the stack; same calendar month = same position modulo 12. A prediction is float32
-``(height, width)`` with NaN where the method has no value.
+into the stack. A prediction is float32 ``(height, width)`` with NaN where the method has no value.
 
 - persistence: the most recent valid value of each pixel.
-- climatology: the mean of the valid values of the same calendar month in past years.
-- EMA (the original's): over the same calendar month of past years, in order,
-  ``out = first image; out = (1 - α)·out + α·image`` for every image (the first included again). A
-  masked pixel keeps its running value; a pixel with no value yet starts at its first valid observation.
-- per-pixel EMA: the same with α chosen per pixel from a grid, minimising the squared error of the
+- climatology, EMA (the original's), damped (the EMA plus the origin month's anomaly, damped per lead):
+  defined in ``phenocast.features``, where the model's features are defined too.
+- per-pixel EMA: the EMA with α chosen per pixel from a grid, minimising the squared error of the
   EMA's one-year-ahead forecasts over the training months.
-
-For a target month t and an origin o with t - 12 <= o < t (leads 1..12), the same-calendar-month images
-at or before o are exactly those before t, so climatology and EMA forecasts depend on t only.
 """
 
 from __future__ import annotations
@@ -24,20 +18,17 @@ from collections.abc import Iterable
 
 import numpy as np
 
-MONTHS_PER_YEAR = 12
-
-
-def as_float(image: np.ndarray, fill_value: int) -> np.ndarray:
-    """int16 image → float32 with NaN where it equals ``fill_value``."""
-    values = image.astype(np.float32)
-    values[image == fill_value] = np.nan
-    return values
-
-
-def same_month_positions(target: int, end: int | None = None) -> list[int]:
-    """Positions before ``end`` (default ``target``) with the calendar month of ``target``, in order."""
-    end = target if end is None else end
-    return list(range(target % MONTHS_PER_YEAR, end, MONTHS_PER_YEAR))
+from phenocast.features import (  # noqa: F401 (re-exported: the baselines' own definitions)
+    MONTHS_PER_YEAR,
+    DampedFit,
+    anomaly_features,
+    as_float,
+    climatology,
+    damped,
+    ema,
+    fit_damped,
+    same_month_positions,
+)
 
 
 def persistence(stack: np.ndarray, origin: int, fill_value: int) -> np.ndarray:
@@ -59,45 +50,6 @@ def persistence(stack: np.ndarray, origin: int, fill_value: int) -> np.ndarray:
         missing &= ~found
         if not missing.any():
             break
-    return out
-
-
-def climatology(stack: np.ndarray, target: int, fill_value: int, end: int | None = None) -> np.ndarray:
-    """Per-pixel mean of the valid values of ``target``'s calendar month at positions before ``end``.
-
-    Returns:
-      float32 (height, width); NaN where no value was valid.
-    """
-    total = np.zeros(stack.shape[1:], dtype=np.float32)
-    count = np.zeros(stack.shape[1:], dtype=np.int32)
-    for position in same_month_positions(target, end):
-        image = stack[position]
-        valid = image != fill_value
-        total += np.where(valid, image, 0).astype(np.float32)
-        count += valid
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
-
-
-def ema(stack: np.ndarray, target: int, fill_value: int, alpha: float | np.ndarray,
-        end: int | None = None) -> np.ndarray:
-    """The original's EMA over ``target``'s calendar month at positions before ``end``.
-
-    Args:
-      stack: int16 (months, height, width).
-      target: position whose calendar month is averaged.
-      alpha: a number, or float32 (height, width) per-pixel weights of the newest image.
-      end: positions before it are used (default ``target``).
-
-    Returns:
-      float32 (height, width); NaN where no value was valid.
-    """
-    out = np.full(stack.shape[1:], np.nan, dtype=np.float32)
-    alpha = np.asarray(alpha, dtype=np.float32)
-    for position in same_month_positions(target, end):
-        image = as_float(stack[position], fill_value)
-        out = np.where(np.isnan(out), image, out)  # a pixel starts at its first valid observation
-        out = np.where(np.isnan(image), out, (1 - alpha) * out + alpha * image)
     return out
 
 
@@ -140,12 +92,13 @@ def fill_gaps(prediction: np.ndarray, *fallbacks: np.ndarray) -> np.ndarray:
     return out
 
 
-BASELINES = ("persistence", "climatology", "ema", "ema_pixel")
+BASELINES = ("persistence", "climatology", "ema", "ema_pixel", "damped")
 
 
 def baseline_forecasts(stack: np.ndarray, origin: int, targets: list[int], fill_value: int,
                        ema_alpha: float, alpha_map: np.ndarray | None = None,
-                       cache: dict | None = None) -> dict[str, dict[int, np.ndarray]]:
+                       cache: dict | None = None, damped_fit: DampedFit | None = None,
+                       smoothing: int = 5) -> dict[str, dict[int, np.ndarray]]:
     """Every baseline's forecast of the target positions from the history up to ``origin``.
 
     Each method's missing pixels fall back to climatology, then persistence, then the mean of the
@@ -159,7 +112,9 @@ def baseline_forecasts(stack: np.ndarray, origin: int, targets: list[int], fill_
       ema_alpha: α of the original EMA.
       alpha_map: per-pixel α (``fit_alpha``) for ``ema_pixel``; None skips that method.
       cache: a dict kept across calls on the same stack: the climatology and EMA of a target do not
-        depend on the origin (see the module docstring), so backtests compute them once per target.
+        depend on the origin (see ``phenocast.features``), so backtests compute them once per target.
+      damped_fit: φ of the ``damped`` baseline (``features.fit_damped``); None skips that method.
+      smoothing: the box of the damped baseline's smoothed anomaly (``evaluate.damped_smoothing``).
 
     Returns:
       {method: {target position: float32 (height, width)}}, stored units.
@@ -177,6 +132,11 @@ def baseline_forecasts(stack: np.ndarray, origin: int, targets: list[int], fill_
     forecasts: dict[str, dict[int, np.ndarray]] = {name: {} for name in BASELINES}
     if alpha_map is None:
         del forecasts["ema_pixel"]
+    if damped_fit is None:
+        del forecasts["damped"]
+    else:
+        origin_ema = cached("ema", origin, lambda: ema(stack, origin, fill_value, ema_alpha))
+        anomaly, smoothed = anomaly_features(stack, origin, fill_value, ema_alpha, smoothing, origin_ema)
     for target in targets:
         if not origin < target <= origin + MONTHS_PER_YEAR:
             raise ValueError(f"target position {target} is not 1..12 months after origin {origin}")
@@ -189,4 +149,7 @@ def baseline_forecasts(stack: np.ndarray, origin: int, targets: list[int], fill_
         if alpha_map is not None:
             raw_pixel = cached("ema_pixel", target, lambda: ema(stack, target, fill_value, alpha_map))  # noqa: B023
             forecasts["ema_pixel"][target] = fill_gaps(raw_pixel, clim)
+        if damped_fit is not None:
+            weights = damped_fit.weights(target - origin, target)
+            forecasts["damped"][target] = fill_gaps(damped(raw_ema, anomaly, smoothed, weights), clim)
     return forecasts

@@ -1,21 +1,26 @@
-"""Backtest the baselines on every zone; score folders of predicted GeoTIFFs against truth.
+"""Backtest the baselines on every zone; score folders of predicted GeoTIFFs; tabulate finished runs.
 
     python -m phenocast.evaluate [--config C] [--set key=value …] [--json PATH]
     python -m phenocast.evaluate --predictions DIR [--config C] [--json PATH]
-    python -m phenocast.evaluate --runs outputs/*
+    python -m phenocast.evaluate --runs outputs/* [--markdown [README.md]]
 
-In: the zones of ``data.dir``. Out: a printed table of RMSE (NDVI units) per zone and lead, per zone and
-pooled, for persistence, climatology, the original EMA (``evaluate.ema_alpha``), the per-pixel EMA (α fitted
-per pixel on the months up to the first backtest origin, from ``evaluate.alpha_grid``) and, on the built-in
-sample, the oracle; and a JSON file ``{"pooled": {method: rmse}, "zones": {...}}`` (default
-``<output.dir>/<output.name>/evaluate.json``).
+In: the zones of ``data.dir``. Out: printed tables of RMSE (NDVI units) per zone and lead, per zone and
+pooled, for persistence, climatology, the original EMA (``evaluate.ema_alpha``), the per-pixel EMA (α
+fitted per pixel on the training period, from ``evaluate.alpha_grid``), the damped anomaly (φ fitted on
+the training period, see ``phenocast.features``) and, on the built-in sample, the oracle; one table per
+scored period (validation, test: ``phenocast.origins``), and a JSON file ``{"validation": {...}, "test":
+{...}}`` (default ``<output.dir>/<output.name>/evaluate.json``). Every image with any valid truth pixel
+is scored (see ``phenocast.metrics``).
 
-Backtest: for each origin o among the last ``evaluate.origins`` months of a zone (o = last-origins+1 ..
-last-1; the last month has nothing after it to score), forecast months o+1 .. o+``predict.horizon``
-(those that exist) from months <= o; every image with any valid truth pixel is scored (see ``phenocast.metrics``).
+``--predictions DIR`` scores GeoTIFFs ``<zone>-<NNN>.tif`` against the zones' truth. A pixel whose truth
+is valid but whose prediction is the fill value (or missing) is scored as a forecast of NDVI 0 there:
+leaving pixels out can never improve a score.
 
-``--runs`` is the leaderboard: every run's ``scores.json`` (model, blend and baselines on that run's
-validation images) in one table sorted by RMSE, with each method's ratio to its run's EMA.
+``--runs`` is the leaderboard: every run's ``scores.json`` (written by ``postprocess.py``: the model, its
+blend and the baselines on that run's test images) in one table sorted by test RMSE, with each
+method's ratio to its run's EMA and best baseline, the bootstrap interval and the validation RMSE.
+``--markdown`` prints the same as Markdown tables; ``--markdown README.md`` rewrites the part of that
+file between ``<!-- results:start -->`` and ``<!-- results:end -->`` with them.
 """
 
 from __future__ import annotations
@@ -24,21 +29,24 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from phenocast import baselines
+from phenocast import baselines, features
 from phenocast.cli import add_config_arguments, config_from_arguments
 from phenocast.config import Config, save_config
 from phenocast.errors import PhenocastError, cli_main
 from phenocast.io import atomic_write_text
 from phenocast.metrics import Scoreboard, image_mse
-from phenocast.origins import evaluation_origins
+from phenocast.origins import fit_end, fitting_images, period_images, zone_periods
 from phenocast.zones import Zone, discover_zones, natural_key, read_zone
 
 ORACLE_FOLDER = "_oracle"
+BASELINE_METHODS = baselines.BASELINES  # what "the best baseline" is chosen among
+RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def load_oracle(data_dir: str | Path, zone: str) -> dict[tuple[int, int], np.ndarray] | None:
@@ -52,47 +60,98 @@ def load_oracle(data_dir: str | Path, zone: str) -> dict[tuple[int, int], np.nda
             for i, origin in enumerate(origins) for j, lead in enumerate(leads)}
 
 
+@dataclass
+class FittedBaselines:
+    """The fitted parameters of the baselines of one zone, learned from months <= ``end``."""
+
+    end: int  # the last month the fit saw
+    alpha_map: np.ndarray  # per-pixel α of ``ema_pixel``, float32 (height, width)
+    damped: features.DampedFit
+
+    def to_dict(self) -> dict:
+        return {"fit_end": self.end, "damped": self.damped.to_dict()}
+
+
+def fit_baselines(stack: np.ndarray, config: Config, first: int, end: int) -> FittedBaselines:
+    """Fit the per-pixel α and the damped φ of a zone on its months ``first .. end``.
+
+    Args:
+      stack: int16 (months, height, width); position 0 is month ``first``.
+      end: the last month the fit may use (``origins.fit_end``).
+    """
+    fill, evaluate = config.data.fill_value, config.evaluate
+    positions = end - first + 1
+    alpha_map = baselines.fit_alpha(stack, positions, fill, evaluate.alpha_grid, evaluate.ema_alpha)
+    images = [(origin - first, lead) for origin, lead in fitting_images(first, end, config.predict.horizon)]
+    damped = features.fit_damped(stack, images, fill, evaluate.ema_alpha, evaluate.damped_smoothing,
+                                 config.predict.horizon, by_month=evaluate.damped_by_month)
+    return FittedBaselines(end, alpha_map, damped)
+
+
+def baseline_images(stack: np.ndarray, config: Config, first: int, images: list[tuple[int, int]],
+                    fitted: FittedBaselines, cache: dict | None = None
+                    ) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+    """Every baseline's forecast of the given (origin month, lead) images.
+
+    Returns:
+      {(origin, lead): {method: float32 (height, width)}}, stored units.
+    """
+    cache = {} if cache is None else cache
+    by_origin: dict[int, list[int]] = {}
+    for origin, lead in images:
+        by_origin.setdefault(origin, []).append(lead)
+    result = {}
+    for origin, leads in by_origin.items():
+        targets = [origin + lead - first for lead in leads]
+        forecasts = baselines.baseline_forecasts(
+            stack, origin - first, targets, config.data.fill_value, config.evaluate.ema_alpha,
+            fitted.alpha_map, cache, damped_fit=fitted.damped, smoothing=config.evaluate.damped_smoothing)
+        for lead, target in zip(leads, targets):
+            result[origin, lead] = {method: values[target] for method, values in forecasts.items()}
+    return result
+
+
+def score_images(board: Scoreboard, zone: str, images: dict[tuple[int, int], dict[str, np.ndarray]],
+                 stack: np.ndarray, first: int, config: Config, period: str) -> None:
+    """Add the score of every method of every image to ``board`` (images without valid truth: none)."""
+    fill, scale = config.data.fill_value, config.data.scale
+    for (origin, lead), methods in images.items():
+        truth = stack[origin + lead - first]
+        for method, values in methods.items():
+            board.add(zone, origin, lead, method, image_mse(values, truth, fill, scale), period)
+
+
 def backtest_stack(stack: np.ndarray, config: Config, zone: str = "zone", first: int = 1,
-                   origins: list[int] | None = None, scoreboard: Scoreboard | None = None,
+                   periods: tuple[str, ...] = ("validation", "test"), scoreboard: Scoreboard | None = None,
                    oracle: dict[tuple[int, int], np.ndarray] | None = None,
-                   alpha_map: np.ndarray | None = None) -> Scoreboard:
-    """Backtest every baseline on one zone's stack.
+                   fitted: FittedBaselines | None = None) -> Scoreboard:
+    """Backtest every baseline on one zone's stack over its validation and test periods.
 
     Args:
       stack: int16 (months, height, width), nodata = ``data.fill_value``; position 0 is month ``first``.
-      config: uses data.fill_value, data.scale, predict.horizon, evaluate.*.
+      config: uses data.*, predict.horizon, evaluate.*, sequence.origins.
       zone: the zone's name in the scores.
       first: month index of position 0.
-      origins: origin month indices (default: the last ``evaluate.origins`` months).
+      periods: the periods to score (``origins.PERIODS``).
       scoreboard: add to this one (default: a new one).
       oracle: {(origin, lead): int16 image} scored as method ``oracle`` where present.
-      alpha_map: per-pixel α for ``ema_pixel`` (default: fitted on the months up to the first origin).
+      fitted: the fitted baselines (default: fitted on the zone's training period).
 
     Returns:
-      The scoreboard.
+      The scoreboard; every score carries its period.
     """
-    fill, scale = config.data.fill_value, config.data.scale
     last = first + len(stack) - 1
-    origins = evaluation_origins(first, last, config.evaluate.origins) if origins is None else origins
     scoreboard = Scoreboard() if scoreboard is None else scoreboard
-    if not origins:
-        return scoreboard
-    if alpha_map is None:
-        alpha_map = baselines.fit_alpha(stack, min(origins) - first + 1, fill, config.evaluate.alpha_grid,
-                                        config.evaluate.ema_alpha)
+    fitted = fitted or fit_baselines(stack, config, first, fit_end(first, last, config))
     cache: dict = {}
-    for origin in origins:
-        leads = [lead for lead in range(1, config.predict.horizon + 1) if origin + lead <= last]
-        targets = [origin + lead - first for lead in leads]
-        forecasts = baselines.baseline_forecasts(stack, origin - first, targets, fill,
-                                                 config.evaluate.ema_alpha, alpha_map, cache)
-        for lead, target in zip(leads, targets):
-            truth = stack[target]
-            for method, images in forecasts.items():
-                scoreboard.add(zone, origin, lead, method, image_mse(images[target], truth, fill, scale))
-            if oracle is not None and (origin, lead) in oracle:
-                scoreboard.add(zone, origin, lead, "oracle", image_mse(oracle[origin, lead], truth, fill,
-                                                                       scale))
+    for period in periods:
+        images = period_images(first, last, config, period)
+        forecasts = baseline_images(stack, config, first, images, fitted, cache)
+        if oracle is not None:
+            for key, methods in forecasts.items():
+                if key in oracle:
+                    methods["oracle"] = oracle[key]
+        score_images(scoreboard, zone, forecasts, stack, first, config, period)
     return scoreboard
 
 
@@ -113,7 +172,8 @@ def score_predictions(folder: str | Path, zones: list[Zone], config: Config, met
     """Score GeoTIFFs ``<zone>-<NNN>.tif`` (flat or in ``<zone>/`` sub-folders) against the zones' truth.
 
     The lead of a file is counted from the zone's last month before the earliest predicted month of
-    that zone. Months without truth (the future) or with no valid truth pixel are not scored.
+    that zone. Months without truth (the future) or with no valid truth pixel are not scored. A pixel
+    with valid truth and a fill (or out-of-range) prediction is scored as a forecast of NDVI 0.
     """
     from phenocast.zones import read_month, read_profile
 
@@ -145,10 +205,9 @@ def score_predictions(folder: str | Path, zones: list[Zone], config: Config, met
                     f"{profile.height}×{profile.width} in {path}")
             prediction = read_month(_single_file_zone(path, profile), month, fill, valid_range)
             truth = read_month(zone, month, fill, valid_range)
-            valid_prediction = prediction != fill
-            result = image_mse(np.where(valid_prediction, prediction, 0), np.where(
-                valid_prediction, truth, fill), fill, config.data.scale)
-            scoreboard.add(name, origin, month - origin, method, result)
+            scored = np.where(prediction == fill, 0, prediction)  # a missing forecast counts as NDVI 0
+            scoreboard.add(name, origin, month - origin, method, image_mse(scored, truth, fill,
+                                                                            config.data.scale))
     return scoreboard
 
 
@@ -167,38 +226,66 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--predictions", type=Path, help="score this folder of <zone>-<NNN>.tif files "
                         "against the zones' truth instead of backtesting the baselines")
     parser.add_argument("--runs", type=Path, nargs="+", metavar="RUN",
-                        help="leaderboard: collect the scores.json of these run folders (e.g. outputs/*) into "
-                             "one table sorted by validation RMSE")
+                        help="leaderboard: collect the scores.json of these run folders (e.g. outputs/*) "
+                             "into one table sorted by test RMSE")
+    parser.add_argument("--markdown", nargs="?", const="-", metavar="FILE",
+                        help="with --runs: Markdown tables, printed, or written into FILE between "
+                             f"{RESULTS_START} and {RESULTS_END}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
+def _load_scores(run: Path) -> tuple[Path, dict] | None:
+    path = run / "scores.json" if run.is_dir() else run
+    if not path.is_file():
+        return None
+    return path, json.loads(path.read_text())
+
+
+def run_rows(path: Path, summary: dict) -> list[dict]:
+    """One row per method of a run's ``scores.json`` on its headline period (test when there is one):
+    pooled RMSE, ratios to the run's EMA and best baseline, the bootstrap interval of the ratio to the
+    EMA (model and blend) and the validation RMSE — every number read, none recomputed."""
+    headline = summary.get("headline", {})
+    period = headline.get("period", "test")
+    pooled = summary.get(period, {}).get("pooled", {})
+    validation = summary.get("validation", {}).get("pooled", {}) if period == "test" else {}
+    ema, best = pooled.get("ema"), headline.get("best_baseline")
+    rows = []
+    for method, value in pooled.items():
+        if value is None:
+            continue
+        rows.append({"run": str(path.parent), "period": period, "method": method, "rmse": value,
+                     "images": summary.get(period, {}).get("images"),
+                     "over_ema": value / ema if ema else None,
+                     "over_best_baseline": value / pooled[best] if best in pooled else None,
+                     "over_ema_interval": headline.get("methods", {}).get(method, {}).get("over_ema_interval"),
+                     "validation_rmse": validation.get(method)})
+    return sorted(rows, key=lambda row: row["rmse"])
+
+
+def _loaded_runs(runs: list[Path]) -> list[tuple[Path, dict]]:
+    loaded = [item for item in map(_load_scores, runs) if item is not None]
+    if not loaded:
+        raise PhenocastError(f"expected scores.json in the run folders {', '.join(map(str, runs))}, found none; "
+                             f"finish a run (python run.py) first")
+    return loaded
+
+
 def leaderboard(runs: list[Path]) -> tuple[list[dict], str]:
-    """Every (run, method) pooled validation RMSE of the given runs, best first, with its ratio to the
-    same run's EMA (runs may be validated on different images; the ratio compares within a run).
+    """Every (run, method) of the given runs (``run_rows``), best first (runs may be scored on different
+    images; the ratios compare within a run).
 
     Returns:
       (rows, printable table).
     """
-    rows = []
-    for run in runs:
-        path = run / "scores.json" if run.is_dir() else run
-        if not path.is_file():
-            continue
-        summary = json.loads(path.read_text())
-        ema = summary["pooled"].get("ema")
-        for method, value in summary["pooled"].items():
-            if value is None:
-                continue
-            rows.append({"run": str(path.parent), "method": method, "rmse": value, "images": summary["images"],
-                         "over_ema": value / ema if ema else None})
-    if not rows:
-        raise PhenocastError(f"expected scores.json in the run folders {', '.join(map(str, runs))}, found none; "
-                             f"finish a run (python run.py) first")
-    rows.sort(key=lambda row: row["rmse"])
-    header = ["rank", "run", "method", "rmse", "÷ ema", "images"]
-    table = [[str(rank + 1), row["run"], row["method"], f"{row['rmse']:.4f}",
-              "-" if row["over_ema"] is None else f"{row['over_ema']:.3f}", str(row["images"])]
+    rows = sorted((row for path, summary in _loaded_runs(runs) for row in run_rows(path, summary)),
+                  key=lambda row: row["rmse"])
+    header = ["rank", "run", "period", "method", "rmse", "÷ ema", "95% interval", "÷ best baseline",
+              "validation", "images"]
+    table = [[str(rank + 1), row["run"], row["period"], row["method"], f"{row['rmse']:.4f}",
+              _ratio(row["over_ema"]), _interval(row["over_ema_interval"]), _ratio(row["over_best_baseline"]),
+              _value(row["validation_rmse"]), str(row["images"])]
              for rank, row in enumerate(rows)]
     widths = [max(len(line[i]) for line in [header, *table]) for i in range(len(header))]
     text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
@@ -206,15 +293,71 @@ def leaderboard(runs: list[Path]) -> tuple[list[dict], str]:
     return rows, text
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _interval(interval: list[float] | None) -> str:
+    return "-" if not interval else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def markdown_results(runs: list[Path]) -> str:
+    """One Markdown section per run: its headline and a table of every method (``run_rows``)."""
+    sections = []
+    for path, summary in _loaded_runs(runs):
+        rows = run_rows(path, summary)
+        period = summary.get("headline", {}).get("period", "test")
+        with_validation = any(row["validation_rmse"] is not None for row in rows)
+        lines = [f"**{summary.get('name', path.parent.name)}** (`{path.parent}`): "
+                 f"{summary.get('headline', {}).get('text', '')}", "",
+                 f"| method | {period} RMSE | ÷ EMA | 95 % interval | ÷ best baseline |"
+                 + (" validation RMSE |" if with_validation else ""),
+                 "|---|---|---|---|---|" + ("---|" if with_validation else "")]
+        for row in rows:
+            cells = [row["method"], _value(row["rmse"]), _ratio(row["over_ema"]), _interval(row["over_ema_interval"]),
+                     _ratio(row["over_best_baseline"])] + ([_value(row["validation_rmse"])] if with_validation else [])
+            lines.append("| " + " | ".join(cells) + " |")
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections) + "\n"
+
+
+def write_markdown_section(path: Path, text: str) -> Path:
+    """Replace the text between the results markers of ``path`` with ``text``, atomically."""
+    if not path.is_file():
+        raise PhenocastError(f"expected a Markdown file at {path} to write the results into, found none")
+    content = path.read_text()
+    if RESULTS_START not in content or RESULTS_END not in content:
+        raise PhenocastError(f"expected the markers {RESULTS_START} and {RESULTS_END} in {path}, found "
+                             f"{'neither' if RESULTS_START not in content and RESULTS_END not in content else 'one'}; "
+                             f"add them around the results section")
+    before, rest = content.split(RESULTS_START, 1)
+    _, after = rest.split(RESULTS_END, 1)
+    return atomic_write_text(path, f"{before}{RESULTS_START}\n{text}{RESULTS_END}{after}")
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     if arguments.runs:
+        if arguments.markdown:
+            text = markdown_results(arguments.runs)
+            if arguments.markdown == "-":
+                print(text, end="")
+            else:
+                written = write_markdown_section(Path(arguments.markdown), text)
+                print(f"results of {len(arguments.runs)} run(s) → {written}")
+            return 0
         rows, table = leaderboard(arguments.runs)
         print(table)
         if arguments.json:
             atomic_write_text(arguments.json, json.dumps(rows, indent=2) + "\n")
         return 0
+    if arguments.markdown:
+        raise PhenocastError("--markdown needs --runs")
     config = config_from_arguments(arguments)
     from phenocast.sample import ensure_sample
 
@@ -223,19 +366,30 @@ def main(argv: list[str] | None = None) -> int:
     zones = discover_zones(config.data.dir, config.data.zones)
     if arguments.predictions:
         scoreboard = score_predictions(arguments.predictions, zones, config)
-        title = f"RMSE (NDVI) of {arguments.predictions} against {config.data.dir}"
+        if not scoreboard.scores:
+            raise PhenocastError(f"nothing to score in {arguments.predictions}: no predicted month has valid truth")
+        print(scoreboard.table(f"RMSE (NDVI) of {arguments.predictions} against {config.data.dir}"))
+        output = scoreboard.summary()
     else:
         scoreboard = backtest_zones(zones, config, progress=not arguments.quiet)
-        title = (f"backtest RMSE (NDVI): last {config.evaluate.origins} origins, leads 1..."
-                 f"{config.predict.horizon}")
-    if not scoreboard.scores:
-        raise PhenocastError(f"nothing to score in {config.data.dir}: no forecast month has valid truth")
-    print(scoreboard.table(title))
+        if not scoreboard.scores:
+            raise PhenocastError(f"nothing to score in {config.data.dir}: no validation or test month has "
+                                 f"valid truth (data.val_months {config.data.val_months}, data.test_months "
+                                 f"{config.data.test_months})")
+        output = {}
+        for period in scoreboard.periods:
+            board = scoreboard.restrict_period(period)
+            months = sorted({(p.start, p.end) for z in zones
+                             for p in zone_periods(z.first, z.last, config).scored if p.name == period})
+            print(board.table(f"{period} RMSE (NDVI), target months "
+                              f"{', '.join(f'{a}..{b}' for a, b in months)}, leads 1..{config.predict.horizon}"))
+            print()
+            output[period] = board.summary()
     json_path = arguments.json or config.run_dir / "evaluate.json"
-    atomic_write_text(json_path, scoreboard.to_json() + "\n")
+    atomic_write_text(json_path, json.dumps(output, indent=2) + "\n")
     save_config(config, json_path.with_name(json_path.stem + ".config.yaml"))
-    print(f"scored {len(scoreboard.zones)} zone(s), {scoreboard.summary()['images']} images in "
-          f"{time.time() - started:.1f} s → {json_path}")
+    images = len({(s.zone, s.origin, s.lead, s.period) for s in scoreboard.scores})
+    print(f"scored {len(scoreboard.zones)} zone(s), {images} images in {time.time() - started:.1f} s → {json_path}")
     return 0
 
 

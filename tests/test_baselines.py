@@ -100,3 +100,40 @@ def test_rmse_ignores_fill_and_pools_images_by_mean_mse():
     assert summary["zones"]["Z1"]["rmse"]["m"] == pytest.approx(np.sqrt(0.02))
     assert summary["pooled_by_lead"]["2"]["m"] == pytest.approx(0.1)
     assert summary["images"] == 3
+
+
+def test_damped_equals_a_hand_computation_on_three_pixels():
+    # origin 12 (one year of history): EMA(12) = image 0; a = x_12 - EMA(12) = [500, -200, missing];
+    # smooth(a) over the 5-pixel box = the mean of the valid anomalies, 150, everywhere; target 13: EMA = 4000
+    stack = np.full((14, 1, 3), 4000, dtype=np.int16)
+    stack[0, 0] = [1000, 2000, 3000]
+    stack[12, 0] = [1500, 1800, FILL]
+    phi = np.zeros((1, 12, 2))
+    phi[0, :] = [0.5, 0.2]
+    fit = baselines.DampedFit(phi, np.zeros((1, 12), np.int64), by_month=False)
+    forecasts = baselines.baseline_forecasts(stack, 12, [13], FILL, 0.4, damped_fit=fit, smoothing=5)
+    # 4000 + 0.5·500 + 0.2·150, 4000 + 0.5·(-200) + 0.2·150, and the EMA where x_o is missing
+    np.testing.assert_allclose(forecasts["damped"][13][0], [4280, 3930, 4000], rtol=1e-6)
+    anomaly, smoothed = baselines.anomaly_features(stack, 12, FILL, 0.4, 5)
+    np.testing.assert_allclose(anomaly[0, :2], [500, -200])
+    assert np.isnan(anomaly[0, 2]) and np.allclose(smoothed, 150)
+
+
+def test_fit_damped_recovers_the_damping_of_a_world_that_has_it():
+    rng = np.random.default_rng(0)
+    months, phi = 120, (0.5, 0.2)
+    stack = np.zeros((months, 16, 16), dtype=np.int16)
+    stack[:13] = rng.integers(2000, 6000, size=(13, 16, 16))
+    for position in range(13, months):  # lead-1 truth = EMA + φ₁·a + φ₂·smooth(a) + noise
+        anomaly, smoothed = baselines.anomaly_features(stack, position - 1, FILL, 0.4, 5)
+        expected = baselines.ema(stack, position, FILL, 0.4) + phi[0] * anomaly + phi[1] * smoothed
+        stack[position] = np.round(expected + rng.normal(0, 100, expected.shape))
+    images = [(origin, 1) for origin in range(12, months - 1)]
+    fit = baselines.fit_damped(stack, images, FILL, 0.4, 5, horizon=1)
+    np.testing.assert_allclose(fit.weights(1, 50), phi, atol=0.05)
+    assert fit.to_dict() == {"by_month": False, "phi": [list(np.round(fit.phi[0, 0], 4))]}
+    by_month = baselines.fit_damped(stack, images, FILL, 0.4, 5, horizon=1, by_month=True)
+    assert by_month.images[0].sum() == len(images) and not np.allclose(by_month.phi[0, 0], by_month.phi[0, 1])
+    # a fill pixel at the origin month never enters the fit, and the fit ignores images without targets
+    with pytest.raises(ValueError, match="past the stack"):
+        baselines.fit_damped(stack, [(months - 1, 1)], FILL, 0.4, 5, horizon=1)

@@ -1,0 +1,218 @@
+"""The features every forecast is built from, defined once: climatology, EMA, the anomaly, its smoothing,
+and the damped-anomaly forecast.
+
+A zone is an int16 stack ``(months, height, width)`` with nodata = the fill value (as
+``phenocast.zones.read_zone`` returns it). Positions are 0-based indices into the stack; the *calendar
+phase* of a position is ``position mod 12`` (same phase = same calendar month). Values are in stored units
+(NDVI × scale), float32, NaN where undefined. For a target t and an origin o with t - 12 <= o < t
+(leads 1..12), the same-phase positions at or before o are exactly those before t, so the climatology
+and the EMA of t depend on t only, never on months after the origin.
+
+- **climatology(t)**: the mean of the valid values at same-phase positions before t (or before ``end``).
+- **EMA(t)** (the competition's strong baseline, α = ``evaluate.ema_alpha``): over the same-phase
+  positions before t, oldest first, ``out = first image; out = (1 - α)·out + α·image`` for every image
+  (the first included again). A masked pixel keeps its running value; a pixel with no value yet starts
+  at its first valid observation.
+- **anomaly a_o** at origin o: x_o - EMA(o), the origin month's value minus the EMA forecast of that same
+  month from earlier years; NaN where x_o or EMA(o) is missing.
+- **smooth(a)**: the nodata-aware mean of a over the ``size × size`` box around each pixel (the box is
+  cut at the image's edges; NaN where the box holds no valid anomaly).
+- **damped(o, t = o + h)** = EMA(t) + φ₁(h)·a_o + φ₂(h)·smooth(a_o): the anomaly of the origin month, damped
+  per lead h (optionally per lead and calendar phase of t). φ is fitted by least squares of
+  truth(t) - EMA(t) on (a_o, smooth(a_o)) over fitting images (``phenocast.origins.fitting_images``:
+  every origin of the training period with a year of history). A pixel without a_o gets EMA(t).
+
+The TF sample assembly (``phenocast.dataset``) computes the same climatology and EMA on window stacks;
+``tests/test_dataset.py`` checks it against these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+MONTHS_PER_YEAR = 12
+MIN_FIT_IMAGES = 3  # a (lead, calendar phase) cell of a per-month damped fit needs this many images
+
+
+def as_float(image: np.ndarray, fill_value: int) -> np.ndarray:
+    """int16 image → float32 with NaN where it equals ``fill_value``."""
+    values = image.astype(np.float32)
+    values[image == fill_value] = np.nan
+    return values
+
+
+def same_month_positions(target: int, end: int | None = None) -> list[int]:
+    """Positions before ``end`` (default ``target``) with the calendar phase of ``target``, in order."""
+    end = target if end is None else end
+    return list(range(target % MONTHS_PER_YEAR, end, MONTHS_PER_YEAR))
+
+
+def climatology(stack: np.ndarray, target: int, fill_value: int, end: int | None = None) -> np.ndarray:
+    """Per-pixel mean of the valid values of ``target``'s calendar phase at positions before ``end``.
+
+    Returns:
+      float32 (height, width); NaN where no value was valid.
+    """
+    total = np.zeros(stack.shape[1:], dtype=np.float32)
+    count = np.zeros(stack.shape[1:], dtype=np.int32)
+    for position in same_month_positions(target, end):
+        image = stack[position]
+        valid = image != fill_value
+        total += np.where(valid, image, 0).astype(np.float32)
+        count += valid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+
+
+def ema_update(running: np.ndarray, image: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
+    """One EMA step: a pixel without a value takes the image's, a masked image pixel keeps its value.
+
+    Args:
+      running: float32 (height, width), NaN where no value yet.
+      image: float32 (height, width), NaN where masked.
+    """
+    running = np.where(np.isnan(running), image, running)  # a pixel starts at its first valid value
+    return np.where(np.isnan(image), running, (1 - alpha) * running + alpha * image).astype(np.float32)
+
+
+def ema(stack: np.ndarray, target: int, fill_value: int, alpha: float | np.ndarray,
+        end: int | None = None) -> np.ndarray:
+    """The competition's EMA over ``target``'s calendar phase at positions before ``end``.
+
+    Args:
+      stack: int16 (months, height, width).
+      target: position whose calendar phase is averaged.
+      alpha: a number, or float32 (height, width) per-pixel weights of the newest image.
+      end: positions before it are used (default ``target``).
+
+    Returns:
+      float32 (height, width); NaN where no value was valid.
+    """
+    out = np.full(stack.shape[1:], np.nan, dtype=np.float32)
+    alpha = np.asarray(alpha, dtype=np.float32)
+    for position in same_month_positions(target, end):
+        out = ema_update(out, as_float(stack[position], fill_value), alpha)
+    return out
+
+
+def smooth(values: np.ndarray, size: int) -> np.ndarray:
+    """Nodata-aware box mean: the mean of the finite values in the ``size × size`` box around each pixel
+    (cut at the edges); NaN where the box holds none. float32 (height, width)."""
+    valid = np.isfinite(values)
+    total = ndimage.uniform_filter(np.where(valid, values, 0).astype(np.float64), size, mode="constant")
+    count = ndimage.uniform_filter(valid.astype(np.float64), size, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 1e-9, total / np.maximum(count, 1e-12), np.nan).astype(np.float32)
+
+
+def anomaly_features(stack: np.ndarray, origin: int, fill_value: int, alpha: float, size: int,
+                     origin_ema: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(a_o, smooth(a_o)) at ``origin``: float32 (height, width) each, NaN where undefined.
+
+    Args:
+      origin_ema: EMA(origin) if already computed (default: computed here).
+    """
+    reference = ema(stack, origin, fill_value, alpha) if origin_ema is None else origin_ema
+    anomaly = as_float(stack[origin], fill_value) - reference
+    return anomaly, smooth(anomaly, size)
+
+
+@dataclass(frozen=True)
+class DampedFit:
+    """Fitted damping of the anomaly: φ ``(horizon, 12, 2)`` per lead (row ``lead - 1``) and calendar
+    phase of the target; without ``by_month`` every phase holds the lead's pooled φ."""
+
+    phi: np.ndarray  # float64 (horizon, 12, 2): weights of a_o and smooth(a_o)
+    images: np.ndarray  # int (horizon, 12): fitting images per cell
+    by_month: bool
+
+    def weights(self, lead: int, target: int) -> np.ndarray:
+        """(φ₁, φ₂) for a lead and target position."""
+        return self.phi[lead - 1, target % MONTHS_PER_YEAR]
+
+    def to_dict(self) -> dict:
+        """JSON form: φ per lead (pooled over phases unless ``by_month``)."""
+        if self.by_month:
+            return {"by_month": True, "phi": self.phi.round(4).tolist()}
+        return {"by_month": False, "phi": self.phi[:, 0].round(4).tolist()}
+
+
+def _solve(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:
+    """Least squares from the normal equations (a tiny ridge keeps a flat anomaly from exploding)."""
+    ridge = 1e-9 * max(float(np.trace(xtx)), 1e-12)
+    try:
+        return np.linalg.solve(xtx + ridge * np.eye(2), xty)
+    except np.linalg.LinAlgError:
+        return np.zeros(2)
+
+
+def fit_damped(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value: int, alpha: float,
+               size: int, horizon: int, by_month: bool = False) -> DampedFit:
+    """Least-squares φ of the damped forecast on the given images (0-based (origin, lead) positions).
+
+    One pass over the origins in order with a running EMA per calendar phase, so the cost is one EMA
+    update per month however many images there are.
+
+    Args:
+      stack: int16 (months, height, width).
+      images: (origin position, lead) pairs; targets must lie in the stack.
+      alpha, size: the EMA's α and the smoothing box.
+      horizon: leads 1..horizon get a φ (a lead without images gets 0: the EMA).
+      by_month: a φ per lead and calendar phase of the target, falling back to the lead's pooled φ where
+        a phase has fewer than ``MIN_FIT_IMAGES`` images.
+
+    Returns:
+      The ``DampedFit``.
+    """
+    leads_of: dict[int, list[int]] = {}
+    for origin, lead in images:
+        if not 1 <= lead <= horizon:
+            raise ValueError(f"expected leads 1..{horizon}, got {lead}")
+        if origin + lead >= len(stack):
+            raise ValueError(f"target position {origin + lead} lies past the stack ({len(stack)} months)")
+        leads_of.setdefault(origin, []).append(lead)
+    xtx = np.zeros((horizon, MONTHS_PER_YEAR, 2, 2))
+    xty = np.zeros((horizon, MONTHS_PER_YEAR, 2))
+    counts = np.zeros((horizon, MONTHS_PER_YEAR), dtype=np.int64)
+    running = [np.full(stack.shape[1:], np.nan, np.float32) for _ in range(MONTHS_PER_YEAR)]
+    last_origin = max(leads_of, default=-1)
+    for position in range(last_origin + 1):
+        phase = position % MONTHS_PER_YEAR
+        origin_ema = running[phase]  # EMA(position): the same phase's earlier images only
+        image = as_float(stack[position], fill_value)
+        if position in leads_of:
+            anomaly = image - origin_ema
+            smoothed = smooth(anomaly, size)
+        running[phase] = ema_update(running[phase], image, alpha)
+        for lead in leads_of.get(position, ()):
+            target = position + lead
+            residual = as_float(stack[target], fill_value) - running[target % MONTHS_PER_YEAR]
+            valid = np.isfinite(anomaly) & np.isfinite(smoothed) & np.isfinite(residual)
+            if not valid.any():
+                continue
+            features = np.stack([anomaly[valid], smoothed[valid]], axis=1).astype(np.float64)
+            cell = (lead - 1, target % MONTHS_PER_YEAR)
+            xtx[cell] += features.T @ features
+            xty[cell] += features.T @ residual[valid].astype(np.float64)
+            counts[cell] += 1
+    phi = np.zeros((horizon, MONTHS_PER_YEAR, 2))
+    for lead_index in range(horizon):
+        pooled = _solve(xtx[lead_index].sum(axis=0), xty[lead_index].sum(axis=0)) if counts[
+            lead_index].sum() else np.zeros(2)
+        for phase in range(MONTHS_PER_YEAR):
+            if by_month and counts[lead_index, phase] >= MIN_FIT_IMAGES:
+                phi[lead_index, phase] = _solve(xtx[lead_index, phase], xty[lead_index, phase])
+            else:
+                phi[lead_index, phase] = pooled
+    return DampedFit(phi, counts, by_month)
+
+
+def damped(target_ema: np.ndarray, anomaly: np.ndarray, smoothed: np.ndarray, weights: np.ndarray
+           ) -> np.ndarray:
+    """EMA(t) + φ₁·a_o + φ₂·smooth(a_o); EMA(t) where a_o is missing. float32 (height, width)."""
+    correction = weights[0] * anomaly + weights[1] * np.nan_to_num(smoothed)
+    return np.where(np.isfinite(anomaly), target_ema + correction, target_ema).astype(np.float32)
