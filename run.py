@@ -5,8 +5,10 @@
 In: the records written by ``preprocess.py`` and the zones of ``data.dir``. Out, under
 ``<output.dir>/<output.name>/``: ``config.resolved.yaml``, ``checkpoints/``, ``logs/``,
 ``predictions/<zone>-<NNN>.tif``, ``submission.zip``, ``scores.json``, ``report.md``. Stages
-(``--stage``, comma-separated or ``all``): pretrain, finetune, predict, postprocess, report. Rerunning
-the same command resumes an interrupted run and skips finished stages and zones.
+(``--stage``, comma-separated or ``all``): pretrain, finetune, refit, predict, postprocess, report.
+Rerunning the same command resumes an interrupted run and skips finished stages and zones; a finished
+stage whose settings changed is refused with the keys named: ``--restart STAGE`` rebuilds it and every
+later stage (for ``--zones`` only, where a stage is per zone).
 
     python run.py --sweep configs/sweeps/lambda.yaml [--member K] [--set key=value …]
 
@@ -22,8 +24,7 @@ from pathlib import Path
 from phenocast import import_tensorflow_quietly
 from phenocast.cli import add_config_arguments, config_from_arguments
 from phenocast.errors import PhenocastError, cli_main
-
-STAGES = ("pretrain", "finetune", "predict", "postprocess", "report")
+from phenocast.pipeline import STAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(parser)
     parser.add_argument("--stage", default="all",
                         help=f"comma-separated stages to run: {', '.join(STAGES)}, or all (default)")
-    parser.add_argument("--zones", help="comma-separated zones to fine-tune and predict (default: all); "
-                        "run pretrain once first, then fan zones out over processes or machines")
+    parser.add_argument("--zones", help="comma-separated zones to fine-tune, refit and predict (default: "
+                        "all); run pretrain once first, then fan zones out over processes or machines")
+    parser.add_argument("--restart", metavar="STAGE", choices=STAGES,
+                        help="delete the outputs of this stage and every later one, then run")
     parser.add_argument("--sweep", type=Path, help="run every member of a sweep file (configs/sweeps/*.yaml) "
                         "instead of one config; --set applies to every member")
     parser.add_argument("--member", type=int, help="with --sweep: run only this member (0-based)")
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if ensure_sample(config):
         raise PhenocastError(f"the sample was just generated into {config.data.dir}; run python "
                              f"preprocess.py --config {arguments.config} first")
-    Pipeline(config, zones).run(stages)
+    Pipeline(config, zones).run(stages, restart=arguments.restart)
     return 0
 
 

@@ -53,7 +53,7 @@ def main() -> int:
         preprocess(config, progress=False, log=lambda message: None)
         zones = zone_samples(load_zone_records(config)[1], config)
         batch = config.train.batch_size
-        dataset = training_dataset(zones, config, batch, config.seed, cache=False)
+        dataset = training_dataset(zones, config, batch, config.seed)
         iterator = iter(dataset)
         next(iterator)  # start-up: tracing the map functions, opening files
         started = time.perf_counter()

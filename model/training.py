@@ -42,6 +42,9 @@ def compile_model(model: keras.Model, config, optimizer) -> keras.Model:
     """
     model.compile(optimizer=optimizer, loss=make_loss(config), metrics=[MaskedRMSE()],
                   jit_compile=config.train.jit_compile)
+    # Build the optimizer's slots now: created lazily inside the first training step they would make
+    # TensorFlow trace that step twice (once to create the variables), doubling its start-up time.
+    model.optimizer.build(model.trainable_variables)
     if isinstance(model, AuxiliaryOutputsModel):
         # Outputs after the forecast are named auxiliary_scale<s>[_conv]: targets pooled by 2**s.
         scales = [int(name.rsplit("auxiliary_scale", 1)[1].split("_")[0]) for name in model.output_names[1:]]

@@ -42,7 +42,8 @@ class DataConfig:
     fill_value: int = -3000  # MODIS fill; the files carry no nodata tag
     valid_range: list[int] = field(default_factory=lambda: [-2000, 10000])  # values outside are masked
     scale: float = 10000.0  # stored value / scale = NDVI
-    val_months: int = 24  # the last months of every zone, held out for validation
+    val_months: int = 24  # months before the test period that choose checkpoints, epochs, blend weights
+    test_months: int = 24  # the last months of every zone: only scored, never used to choose anything
     sample: bool = False  # generate the built-in sample into dir when it holds no zone
     first_month: int = 1  # calendar month (1..12) of month index 1; for calendar encoding and reports
 
@@ -140,7 +141,6 @@ class TrainConfig:
     step_factor: float = 0.3
     early_stopping: int = 0  # patience in epochs; 0 = off
     augment: bool = True  # random flips and 90° rotations
-    cache: bool | None = None  # keep decoded stacks in memory; null = when they fit in 2 GB
     validation_samples: int | None = 128  # (window, origin) pairs, a fixed random subset, scored after every
     # epoch to pick the best checkpoint; null = all. The final scores always use every validation origin.
     mixed_precision: bool = False  # GPU only: float16 compute, float32 outputs and loss
@@ -180,10 +180,13 @@ class PredictConfig:
 class EvaluateConfig:
     """Backtest scoring of baselines and models."""
 
-    origins: int = 24  # forecast origins among the last months of each zone
     ema_alpha: float = 0.4
     alpha_grid: list[float] = field(
         default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    damped_smoothing: int = 5  # pixels: the box of the damped baseline's smoothed anomaly
+    damped_by_month: bool = False  # the damped baseline's φ per lead and calendar month (else per lead)
+    bootstrap: int = 2000  # replicates of the paired bootstrap over forecast origins; 0 = no interval
+    confidence: float = 0.95  # of the bootstrap interval
 
 
 @dataclass
@@ -457,8 +460,9 @@ def check_config(config: Config) -> None:
         fail("data.valid_range and data.fill_value must fit in int16")
     if not 1 <= data.first_month <= 12:
         fail(f"data.first_month must be a calendar month 1..12, got {data.first_month}")
-    if data.val_months < 0:
-        fail(f"data.val_months must be >= 0, got {data.val_months}")
+    if data.val_months < 0 or data.test_months < 0:
+        fail(f"data.val_months and data.test_months must be >= 0, got {data.val_months} and "
+             f"{data.test_months}")
     if data.zones is not None and len(set(data.zones)) != len(data.zones):
         fail(f"data.zones lists a zone twice: {data.zones}")
     if data.scale <= 0:
@@ -477,8 +481,11 @@ def check_config(config: Config) -> None:
         fail(f"predict.horizon must be >= 1, got {config.predict.horizon}")
     if config.predict.horizon > 12:
         fail(f"predict.horizon must be <= 12 (one year-step ahead), got {config.predict.horizon}")
-    if config.evaluate.origins < 1:
-        fail(f"evaluate.origins must be >= 1, got {config.evaluate.origins}")
+    if config.evaluate.damped_smoothing < 1:
+        fail(f"evaluate.damped_smoothing must be >= 1 pixel, got {config.evaluate.damped_smoothing}")
+    if config.evaluate.bootstrap < 0 or not 0 < config.evaluate.confidence < 1:
+        fail(f"evaluate.bootstrap must be >= 0 and evaluate.confidence in (0, 1), got "
+             f"{config.evaluate.bootstrap} and {config.evaluate.confidence}")
     if not 0 < config.evaluate.ema_alpha <= 1:
         fail(f"evaluate.ema_alpha must be in (0, 1], got {config.evaluate.ema_alpha}")
     if not config.evaluate.alpha_grid or not all(0 < a <= 1 for a in config.evaluate.alpha_grid):

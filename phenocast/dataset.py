@@ -43,14 +43,21 @@ from phenocast.records import ZoneRecords, file_compression, parse_context, pars
 MONTHS_PER_YEAR = 12
 TRANSFORMS = 8  # the dihedral group: 4 rotations × optional flip
 
+# Every function here is plain TensorFlow ops (Python branches only on static config values, loops as
+# tf.while_loop): AutoGraph's source rewriting would only cost start-up time (seconds per tf.data map).
+static_graph = tf.autograph.experimental.do_not_convert
+
 
 @dataclass(frozen=True)
 class ZoneSamples:
     """A zone's records and the origins (month indices) it contributes to each stage."""
 
     records: ZoneRecords
-    train: list[int]
+    periods: origin_rules.ZonePeriods
+    train: list[int]  # training origins: targets within the training period
+    refit: list[int]  # every origin whose targets lie in the zone (the submission model's training)
     validation: list[int]
+    test: list[int]
     forecast: int
 
     @property
@@ -61,19 +68,30 @@ class ZoneSamples:
     def first(self) -> int:
         return self.records.first
 
+    def origins(self, kind: str) -> list[int]:
+        """The origins of ``train``, ``refit``, ``validation``, ``test`` or ``forecast``."""
+        return [self.forecast] if kind == "forecast" else list(getattr(self, kind))
 
-def zone_samples(zone_records: list[ZoneRecords], config: Config, refit: bool = False
-                 ) -> list[ZoneSamples]:
+    def target_end(self, kind: str) -> int | None:
+        """The last month a target of ``kind`` may be (the end of its period; None = no limit)."""
+        if kind in origin_rules.PERIODS:
+            return self.periods.get(kind).end
+        return self.periods.training_end if kind == "train" else None
+
+
+def zone_samples(zone_records: list[ZoneRecords], config: Config) -> list[ZoneSamples]:
     """Origins per zone; raises the one-line error of ``check_zone_length`` for too short zones."""
     result = []
     for records in zone_records:
-        origin_rules.check_zone_length(records.name, records.first, records.last, config)
+        first, last = records.first, records.last
+        origin_rules.check_zone_length(records.name, first, last, config)
         result.append(ZoneSamples(
-            records=records,
-            train=origin_rules.training_origins(records.first, records.last, config,
-                                                include_validation=refit),
-            validation=origin_rules.validation_origins(records.first, records.last, config),
-            forecast=origin_rules.forecast_origin(records.last, config)))
+            records=records, periods=origin_rules.zone_periods(first, last, config),
+            train=origin_rules.training_origins(first, last, config),
+            refit=origin_rules.training_origins(first, last, config, refit=True),
+            validation=origin_rules.period_origins(first, last, config, "validation"),
+            test=origin_rules.period_origins(first, last, config, "test"),
+            forecast=origin_rules.forecast_origin(last, config)))
     return result
 
 
@@ -234,7 +252,7 @@ class SampleAssembler:
         return tf.broadcast_to(values, [self.years, self.size, self.size, 2])
 
     def __call__(self, window: dict, context: dict, origin, with_targets: bool = True,
-                 centre_only: bool = False):
+                 centre_only: bool = False, target_end=None):
         """Assemble one sample.
 
         Args:
@@ -242,6 +260,8 @@ class SampleAssembler:
           origin: int32 scalar, 0-based position of the forecast origin in the zone's months.
           with_targets: also build targets and masks.
           centre_only: restrict the mask to the window centre (validation).
+          target_end: 0-based position of the last month a target may be (the end of the sample's
+            period): later targets are masked, so no validation sample scores a test month.
 
         Returns:
           inputs float32 (years, size, size, channels) and, with targets, y float32
@@ -262,6 +282,9 @@ class SampleAssembler:
         if not with_targets:
             return inputs
         mask = valid & self.inside_mask(window["position"], window["zone_size"])[None, None]
+        if target_end is not None:  # (years, horizon): targets after the period's end are masked
+            positions = self._step_origins(origin)[:, None] + tf.range(1, self.horizon + 1)[None, :]
+            mask &= (positions <= tf.cast(target_end, tf.int32))[:, :, None, None]
         if centre_only:
             mask &= self.centre_mask()[None, None]
         y = tf.concat([tf.transpose(targets, [0, 2, 3, 1]),
@@ -307,6 +330,7 @@ def _read_pair(window_file, context_file, compression: str) -> tf.data.Dataset:
 
 
 def _parse_pair(compression: str):
+    @static_graph
     def parse(serialized_window, serialized_context):
         return parse_window(serialized_window, compression), parse_context(serialized_context, compression)
     return parse
@@ -328,72 +352,113 @@ def _ragged(origin_lists: list[list[int]]) -> tf.RaggedTensor:
     return tf.ragged.constant(origin_lists, dtype=tf.int32, row_splits_dtype=tf.int32)
 
 
-def decoded_bytes(zones: list[ZoneSamples]) -> int:
-    """Approximate memory of all decoded window and context stacks (for the cache decision)."""
-    total = 0
-    for zone in zones:
-        entry = zone.records.entry
-        months = zone.records.last - zone.records.first + 1
-        size = entry["grid"]["size"]
-        context = entry["context"]["height"] * entry["context"]["width"]
-        total += entry["records"] * months * (size * size + context) * 2
-    return total
+def _window_table(zones: list[ZoneSamples]) -> tuple[list[str], list[int], list[str], list[int]]:
+    """Parallel lists over every window of ``zones``: shard file, record index inside it, context file,
+    zone index (in ``zones``)."""
+    shard_files, record_indices, context_files, zone_indices = [], [], [], []
+    for index, zone in enumerate(zones):
+        for shard in zone.records.entry["shards"]:
+            for record in range(shard["records"]):
+                shard_files.append(str(zone.records.folder / shard["file"]))
+                record_indices.append(record)
+                context_files.append(str(zone.records.context))
+                zone_indices.append(index)
+    return shard_files, record_indices, context_files, zone_indices
+
+
+def sample_plan(index, seed: int, windows: int, window_zone, zone_origins, augment: bool):
+    """The (window, origin month, transform) of training sample ``index``: a pure function of (seed,
+    index), so a resumed run draws exactly the samples an uninterrupted one would.
+
+    Samples come in passes over the windows: pass p = index // windows visits every window once, in a
+    stateless random permutation of its own (windows of all zones mixed); the origin is drawn uniformly
+    from the window's zone's origins and the flip/rotation from the 8, both from stateless seeds folded
+    from (seed, index).
+
+    Args:
+      index: int64 scalar, the sample's position in the training stream (batch · batch_size + k).
+      windows: the number of windows.
+      window_zone: int32 (windows,) zone index of every window.
+      zone_origins: int32 ragged (zones, None) origin months.
+
+    Returns:
+      (window index int64, origin month int32, transform int32) scalars.
+    """
+    index = tf.cast(index, tf.int64)
+    count = tf.constant(windows, tf.int64)
+    window = tf.random.experimental.index_shuffle(
+        index % count, tf.stack([tf.constant(seed, tf.int64), index // count]), count - 1)
+    sample_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 1], tf.int64), index)
+    origins = tf.gather(zone_origins, tf.gather(window_zone, window))
+    choice = tf.random.stateless_uniform([], sample_seed, 0, tf.shape(origins)[0], dtype=tf.int32)
+    transform = tf.constant(0, tf.int32)
+    if augment:
+        transform = tf.random.stateless_uniform(
+            [], tf.random.experimental.stateless_fold_in(sample_seed, 1), 0, TRANSFORMS, dtype=tf.int32)
+    return window, origins[choice], transform
 
 
 def training_dataset(zones: list[ZoneSamples], config: Config, batch_size: int, seed: int,
-                     cache: bool | None = None, with_origins: bool = False) -> tf.data.Dataset:
-    """Endless shuffled training batches (inputs, y) over all windows and training origins of ``zones``.
+                     kind: str = "train", start_batch: int = 0, with_origins: bool = False) -> tf.data.Dataset:
+    """Endless training batches (inputs, y) over all windows of ``zones`` and their ``kind`` origins.
+
+    Batch b holds samples b·batch_size .. (b+1)·batch_size - 1 of ``sample_plan``: every batch is a pure
+    function of (seed, b), and ``start_batch`` starts the stream there (a resumed run continues where
+    the interrupted one stopped). Each sample reads its window's record (and its zone's context); files
+    are read a few at a time in parallel, in a deterministic order.
 
     Args:
-      zones: the zones (with their training origins).
+      zones: the zones.
       batch_size: global batch size.
-      seed: seeds the shuffle, the origins and the augmentations.
-      cache: keep decoded stacks in memory (default: when they take under 2 GB).
+      seed: seeds the window order, the origins and the augmentations.
+      kind: ``train`` (the training period) or ``refit`` (every month).
+      start_batch: the first batch to yield.
       with_origins: add (zone, origin month) of every sample to each element, for checks.
     """
     compression = config.records.compression
     assembler = SampleAssembler(config)
-    zones = [zone for zone in zones if zone.train]
+    zones = [zone for zone in zones if zone.origins(kind)]
     if not zones:
-        raise ValueError("no zone has a training origin")
-    window_files, context_files, firsts, origin_lists = _shard_table(zones, lambda zone: zone.train)
-    table = tf.data.Dataset.from_tensor_slices((window_files, context_files, firsts, _ragged(origin_lists)))
+        raise ValueError(f"no zone has a {kind} origin")
+    shard_files, record_indices, context_files, zone_indices = _window_table(zones)
+    shard_files_tensor, context_files_tensor = tf.constant(shard_files), tf.constant(context_files)
+    record_tensor = tf.constant(record_indices, tf.int64)
+    window_zone = tf.constant(zone_indices, tf.int32)
+    zone_origins = _ragged([zone.origins(kind) for zone in zones])
+    firsts = tf.constant([zone.first for zone in zones], tf.int32)
+    windows, augment = len(shard_files), config.train.augment
+    kind_compression = file_compression(compression)
     parse = _parse_pair(compression)
-    windows_total = sum(zone.records.records for zone in zones)
-    cache = decoded_bytes(zones) < 2e9 if cache is None else cache
 
-    def read(window_file, context_file, first, origin_list):
-        return _read_pair(window_file, context_file, compression).map(
-            lambda w, c: (w, c, first, origin_list))
+    @static_graph
+    def plan(index):
+        window, origin, transform = sample_plan(index, seed, windows, window_zone, zone_origins, augment)
+        return window, origin, transform
 
-    if cache:  # decode once, then shuffle decoded windows in memory
-        dataset = table.interleave(read, cycle_length=1)
-        dataset = dataset.map(lambda w, c, first, origin_list: (*parse(w, c), first, origin_list),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
-        dataset = dataset.shuffle(windows_total, seed=seed, reshuffle_each_iteration=True).repeat()
-    else:  # shuffle the file list, read a few files in parallel
-        dataset = table.shuffle(len(window_files), seed=seed, reshuffle_each_iteration=True).repeat()
-        dataset = dataset.interleave(read, cycle_length=4, block_length=1,
-                                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        dataset = dataset.map(lambda w, c, first, origin_list: (*parse(w, c), first, origin_list),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)  # stateless seeds, one pair per sample
-    augment = config.train.augment
+    @static_graph
+    def read(window, origin, transform):
+        records = tf.data.TFRecordDataset(tf.gather(shard_files_tensor, window),
+                                          compression_type=kind_compression)
+        context = tf.data.TFRecordDataset(tf.gather(context_files_tensor, window),
+                                          compression_type=kind_compression)
+        pair = tf.data.Dataset.zip((records.skip(tf.gather(record_tensor, window)).take(1), context.take(1)))
+        return pair.map(lambda w, c: (w, c, window, origin, transform))
 
-    def assemble(element, seed_pair):
-        window, context, first, origin_list = element
-        choice = tf.random.stateless_uniform([], seed_pair, 0, tf.shape(origin_list)[0], dtype=tf.int32)
-        origin = origin_list[choice] - tf.cast(first, tf.int32)
-        inputs, y = assembler(window, context, origin)
-        if augment:
-            transform = tf.random.stateless_uniform([], seed_pair[::-1], 0, TRANSFORMS, dtype=tf.int32)
-            inputs, y = dihedral(inputs, transform), dihedral(y, transform)
+    @static_graph
+    def assemble(serialized_window, serialized_context, window, origin, transform):
+        parsed_window, parsed_context = parse(serialized_window, serialized_context)
+        first = tf.gather(firsts, tf.gather(window_zone, window))
+        inputs, y = assembler(parsed_window, parsed_context, origin - first)
+        inputs, y = dihedral(inputs, transform), dihedral(y, transform)
         if with_origins:
-            return inputs, _select_outputs(y, config), (window["zone"], origin_list[choice])
+            return inputs, _select_outputs(y, config), (parsed_window["zone"], origin)
         return inputs, _select_outputs(y, config)
 
-    dataset = tf.data.Dataset.zip((dataset, seeds)).map(assemble, num_parallel_calls=tf.data.AUTOTUNE,
-                                                         deterministic=True)
+    start = start_batch * batch_size
+    dataset = tf.data.Dataset.range(start, 2 ** 62).map(plan)
+    dataset = dataset.interleave(read, cycle_length=8, block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+                                 deterministic=True)  # one record per element: the order is kept
+    dataset = dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
@@ -403,7 +468,8 @@ def _select_outputs(y, config: Config):
 
 
 def origin_dataset(zones: list[ZoneSamples], config: Config, origins_of, with_targets: bool = True,
-                   centre_only: bool = True, limit: int | None = None, seed: int = 0) -> tf.data.Dataset:
+                   centre_only: bool = True, limit: int | None = None, seed: int = 0,
+                   target_end_of=None) -> tf.data.Dataset:
     """Every (window, origin) of ``zones`` in a fixed order: zone, shard, window, origin.
 
     Args:
@@ -411,26 +477,36 @@ def origin_dataset(zones: list[ZoneSamples], config: Config, origins_of, with_ta
       with_targets: yield (inputs, y) (for evaluation) instead of (inputs, key).
       centre_only: masks cover window centres only (validation scores what stitching keeps).
       limit: keep only a fixed random subset (by ``seed``) of this many (shard, origin) pairs.
+      target_end_of: zone → the last month a target may be (e.g. ``lambda z: z.target_end("validation")``),
+        or None: later targets are masked.
 
     Elements are (inputs, y) with targets, else (inputs, key) where key = (zone, row, col, origin month).
     """
     compression = config.records.compression
     assembler = SampleAssembler(config)
     window_files, context_files, firsts, origin_lists, _ = _selected_shards(zones, origins_of, limit, seed)
-    table = tf.data.Dataset.from_tensor_slices((window_files, context_files, firsts, _ragged(origin_lists)))
+    by_file = {str(shard): zone for zone in zones for shard in zone.records.shards}
+    no_limit = 2 ** 30
+    ends = [no_limit if target_end_of is None or target_end_of(by_file[file]) is None
+            else target_end_of(by_file[file]) for file in window_files]
+    table = tf.data.Dataset.from_tensor_slices((window_files, context_files, firsts, ends,
+                                                _ragged(origin_lists)))
     parse = _parse_pair(compression)
 
-    def expand(window_file, context_file, first, origin_list):
+    @static_graph
+    def expand(window_file, context_file, first, end, origin_list):
         pairs = _read_pair(window_file, context_file, compression).map(parse)
         return pairs.flat_map(lambda window, context: tf.data.Dataset.from_tensor_slices(
-            origin_list).map(lambda origin: (window, context, first, origin)))
+            origin_list).map(lambda origin: (window, context, first, end, origin)))
 
     dataset = table.flat_map(expand)
 
-    def assemble(window, context, first, origin):
+    @static_graph
+    def assemble(window, context, first, end, origin):
         position = origin - tf.cast(first, tf.int32)
         if with_targets:
-            inputs, y = assembler(window, context, position, centre_only=centre_only)
+            inputs, y = assembler(window, context, position, centre_only=centre_only,
+                                  target_end=end - tf.cast(first, tf.int32))
             return inputs, _select_outputs(y, config)
         inputs = assembler(window, context, position, with_targets=False)
         key = (window["zone"], tf.cast(window["position"][0], tf.int32),

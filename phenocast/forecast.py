@@ -11,6 +11,7 @@ same definition the tf.data pipeline used to build the targets.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +38,38 @@ class WindowPredictions:
         return self.differences.mean(axis=2)
 
 
+class Forecaster:
+    """A model's forecast of a batch under one flip/rotation, traced once for every batch and transform
+    (eager calls would run op by op; one graph per transform would trace eight times)."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        from phenocast.dataset import dihedral, inverse_dihedral
+
+        self.model = model
+
+        @tf.function(reduce_retracing=True)
+        def forecast(inputs, transform):
+            output = model(dihedral(inputs, transform), training=False)  # the forecast alone
+            if len(output.shape) == 5:  # per-year outputs: the last step is the forecast
+                output = output[:, -1]
+            return inverse_dihedral(tf.cast(output, tf.float32), transform)  # (batch, size, size, horizon)
+
+        self.function = forecast
+
+    def __call__(self, inputs, transform: int):
+        import tensorflow as tf
+
+        return self.function(inputs, tf.constant(transform, tf.int32))
+
+
 def predict_windows(model, zone, origins: list[int], config: Config, tta: bool = False,
                     batch_size: int | None = None) -> WindowPredictions:
     """Predict every window of ``zone`` (a ``dataset.ZoneSamples``) at each origin.
 
     Args:
-      model: a Keras model built by ``model.build_model``.
+      model: a Keras model built by ``model.build_model``, or its ``Forecaster`` (reused across calls).
       origins: origin month indices.
       tta: also predict the 7 other flips/rotations (undone before saving).
 
@@ -51,30 +78,18 @@ def predict_windows(model, zone, origins: list[int], config: Config, tta: bool =
     """
     import tensorflow as tf
 
-    from phenocast.dataset import TRANSFORMS, dihedral, inverse_dihedral, origin_dataset
+    from phenocast.dataset import TRANSFORMS, origin_dataset
 
+    forecaster = model if isinstance(model, Forecaster) else Forecaster(model)
     batch_size = batch_size or config.predict.batch_size
     transforms = list(range(TRANSFORMS)) if tta else [0]
     dataset = origin_dataset([zone], config, lambda _: origins, with_targets=False)
     dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     horizon, size = config.predict.horizon, config.window
-
-    @tf.function(input_signature=[tf.TensorSpec((None, *dataset.element_spec[0].shape[1:]), tf.float32)])
-    def forecast(inputs):  # one traced graph for every batch: eager calls would run op by op
-        outputs = []
-        for transform in transforms:
-            moved = dihedral(inputs, transform) if transform else inputs
-            output = model(moved, training=False)  # the forecast alone, also with auxiliary heads
-            if len(output.shape) == 5:  # per-year outputs: the last step is the forecast
-                output = output[:, -1]
-            output = tf.cast(output, tf.float32)
-            outputs.append(inverse_dihedral(output, transform) if transform else output)
-        return tf.stack(outputs, axis=1)  # (batch, transforms, size, size, horizon)
-
     predictions: dict[tuple[int, int], dict[int, np.ndarray]] = {}
     for inputs, (_, rows, cols, batch_origins) in dataset:
-        stacked = forecast(inputs).numpy()
-        for index in range(stacked.shape[0]):
+        stacked = np.stack([forecaster(inputs, transform).numpy() for transform in transforms], axis=1)
+        for index in range(stacked.shape[0]):  # stacked: (batch, transforms, size, size, horizon)
             key = (int(rows[index]), int(cols[index]))
             predictions.setdefault(key, {})[int(batch_origins[index])] = stacked[index]
     keys = sorted(predictions)
@@ -87,15 +102,17 @@ def predict_windows(model, zone, origins: list[int], config: Config, tta: bool =
 
 
 def raw_path(run_dir: Path, zone: str, kind: str) -> Path:
-    """``<run>/predictions/raw/<zone>-<kind>.npz`` (kind: forecast or validation)."""
+    """``<run>/predictions/raw/<zone>-<kind>.npz`` (kind: validation, test or forecast)."""
     return Path(run_dir) / "predictions" / "raw" / f"{zone}-{kind}.npz"
 
 
-def save_windows(predictions: WindowPredictions, path: Path) -> Path:
-    """Write window predictions atomically (npz)."""
+def save_windows(predictions: WindowPredictions, path: Path, meta: dict | None = None) -> Path:
+    """Write window predictions atomically (npz, the same bytes for the same values), with ``meta``
+    (what made them: model file and digest, origins, settings) as JSON."""
     with atomic_path(path) as temporary, open(temporary, "wb") as handle:
         np.savez(handle, zone=np.array(predictions.zone), rows=predictions.rows, cols=predictions.cols,
-                 origins=predictions.origins, differences=predictions.differences)
+                 origins=predictions.origins, differences=predictions.differences,
+                 meta=np.array(json.dumps(meta or {}, sort_keys=True)))
     return path
 
 
@@ -103,6 +120,12 @@ def load_windows(path: Path) -> WindowPredictions:
     with np.load(path) as archive:
         return WindowPredictions(str(archive["zone"]), archive["rows"], archive["cols"], archive["origins"],
                                  archive["differences"])
+
+
+def load_meta(path: Path) -> dict:
+    """The ``meta`` a prediction file was saved with ({} for files without)."""
+    with np.load(path) as archive:
+        return json.loads(str(archive["meta"])) if "meta" in archive.files else {}
 
 
 def stitch_differences(predictions: WindowPredictions, shape: tuple[int, int], config: Config,

@@ -1,28 +1,94 @@
-"""Which forecast origins train, validate, backtest and forecast — the one place that decides.
+"""Which forecast origins train, validate, test and forecast — the one place that decides.
 
 Month indices are a zone's own 1-based numbering. An origin o is the last month a forecast may use; it
-forecasts months o+1 .. o+horizon. A sample of ``sequence.years`` steps reads months back to
-o - (``Config.history_months`` - 1), which must not precede the zone's first month.
+forecasts months o+1 .. o+horizon (the *images* (o, lead)). A sample of ``sequence.years`` steps reads
+months back to o - (``Config.history_months`` - 1), which must not precede the zone's first month.
 
-- Validation: the last ``data.val_months`` months are held out. Training origins satisfy
-  o + horizon <= last - val_months, so no training target (and, since the climatology of a sample is
-  computed from months <= o, no climatology) reaches into them. Validation origins are those whose
-  held-out months themselves: last - val_months < o <= last - 1.
+Every zone's months ``first .. last`` fall into three consecutive periods::
+
+    training                      validation                        test
+    first .. T                    T+1 .. T+val_months               last-test_months+1 .. last
+                                  (T = last - test_months - val_months)
+
+- *Training* origins are those whose every target lies in the training period: o + horizon <= T (the
+  purge gap is the horizon). A sample's climatology uses months <= its origin only, so neither a target
+  nor a climatology of training reaches a later period.
+- An image belongs to the period of its *target* month. A period's origins are o = start-1 .. end-1
+  (with a full history), and it scores their leads that stay inside the period: a validation origin near
+  the end of validation does not score its leads that fall into the test period. The *validation*
+  period chooses (best checkpoint, early stopping, fitted blend weights, sweep winners); the *test*
+  period, the last ``data.test_months`` months, only scores. ``data.test_months: 0`` drops the test
+  period (then the validation numbers are all there is, and they chose the model); ``data.val_months:
+  0`` drops validation (checkpoints are then chosen on the training loss).
 - ``sequence.origins: fixed`` keeps only origins in the calendar phase of the forecast origin (the
-  competition's one window: o ≡ forecast origin mod 12); ``all`` keeps every month.
-- Backtests (``phenocast.evaluate``) use the origins among the last ``evaluate.origins`` months,
-  o = last-origins+1 .. last-1, leads that stay within the zone; validation uses the same rule with
-  ``data.val_months``, so model and baselines are scored on the same images.
-- The forecast origin is the zone's last month, or, with ``predict.months``, the last month before the
-  first requested month (leads = month - origin).
+  competition's one window: o ≡ forecast origin mod 12), for training and for scoring; ``all`` keeps
+  every month.
+- A refit (``finetune.refit``) trains on every origin whose targets lie within the zone: o + horizon <=
+  last. It writes the submission and is never scored.
+- The final forecast's origin is the zone's last month, or, with ``predict.months``, the last month
+  before the first requested month (leads = month - origin).
+- Baselines with fitted parameters (the damped anomaly's φ, the per-pixel EMA's α) fit them on the
+  training period only (``fit_end``), or on every month for the final forecast.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from phenocast.config import Config
 from phenocast.errors import PhenocastError
 
 MONTHS_PER_YEAR = 12
+PERIODS = ("validation", "test")  # the scored periods, in time order
+
+Image = tuple[int, int]  # (origin month, lead)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A scored period: the images whose target month lies in ``start .. end`` (inclusive)."""
+
+    name: str
+    start: int
+    end: int
+
+    @property
+    def months(self) -> int:
+        return self.end - self.start + 1
+
+    def contains(self, month: int) -> bool:
+        return self.start <= month <= self.end
+
+
+@dataclass(frozen=True)
+class ZonePeriods:
+    """The three periods of one zone."""
+
+    first: int
+    last: int
+    training_end: int  # T: the last month a training target may be
+    validation: Period | None
+    test: Period | None
+
+    @property
+    def scored(self) -> list[Period]:
+        """The validation and test periods that exist, in time order."""
+        return [period for period in (self.validation, self.test) if period is not None]
+
+    def get(self, name: str) -> Period | None:
+        if name not in PERIODS:
+            raise ValueError(f"expected a period name among {PERIODS}, got {name!r}")
+        return self.validation if name == "validation" else self.test
+
+
+def zone_periods(first: int, last: int, config: Config) -> ZonePeriods:
+    """Split a zone's months ``first .. last`` into training, validation and test (module docstring)."""
+    test, validation = config.data.test_months, config.data.val_months
+    training_end = last - test - validation
+    return ZonePeriods(
+        first=first, last=last, training_end=training_end,
+        validation=Period("validation", training_end + 1, last - test) if validation else None,
+        test=Period("test", last - test + 1, last) if test else None)
 
 
 def forecast_origin(last: int, config: Config) -> int:
@@ -58,48 +124,77 @@ def earliest_origin(first: int, config: Config) -> int:
     return first + config.history_months - 1
 
 
-def training_origins(first: int, last: int, config: Config, include_validation: bool = False
-                     ) -> list[int]:
-    """Origins whose whole sample and targets lie before the held-out months.
+def training_origins(first: int, last: int, config: Config, refit: bool = False) -> list[int]:
+    """Origins whose sample and targets lie in the training period (or, for a refit, in the zone).
 
     Args:
       first, last: the zone's first and last month index.
-      include_validation: for a refit on all months: targets may reach ``last``.
+      refit: train on every month: targets may reach ``last``.
     """
-    end = last if include_validation else last - config.data.val_months
+    end = last if refit else zone_periods(first, last, config).training_end
     return [origin for origin in range(earliest_origin(first, config), end - config.predict.horizon + 1)
             if _in_phase(origin, last, config)]
 
 
+def period_origins(first: int, last: int, config: Config, name: str) -> list[int]:
+    """Origins of the ``validation`` or ``test`` period: o = start-1 .. end-1 with a full history, in
+    phase ([] if the zone has no such period)."""
+    period = zone_periods(first, last, config).get(name)
+    if period is None:
+        return []
+    start = max(period.start - 1, earliest_origin(first, config))
+    return [origin for origin in range(start, period.end) if _in_phase(origin, last, config)]
+
+
+def period_images(first: int, last: int, config: Config, name: str) -> list[Image]:
+    """The (origin, lead) images a period scores: its origins' leads whose target lies in the period."""
+    period = zone_periods(first, last, config).get(name)
+    if period is None:
+        return []
+    return [(origin, lead) for origin in period_origins(first, last, config, name)
+            for lead in range(1, config.predict.horizon + 1) if period.contains(origin + lead)]
+
+
 def validation_origins(first: int, last: int, config: Config) -> list[int]:
-    """Origins among the held-out months, o in [last-val_months+1, last-1], as ``evaluation_origins``."""
-    start = max(last - config.data.val_months + 1, earliest_origin(first, config))
-    return [origin for origin in range(start, last) if _in_phase(origin, last, config)]
+    """``period_origins(..., "validation")``."""
+    return period_origins(first, last, config, "validation")
 
 
-def evaluation_origins(first: int, last: int, count: int) -> list[int]:
-    """Backtest origins: those among the last ``count`` months with a month after them.
+def fit_end(first: int, last: int, config: Config, final: bool = False) -> int:
+    """The last month a fitted baseline parameter may learn from: the training period's end, or
+    ``last`` for the final forecast."""
+    return last if final else zone_periods(first, last, config).training_end
 
-    o in [last-count+1, last-1] (the last month itself has nothing to score).
-    """
-    return list(range(max(first, last - count + 1), last))
+
+def fitting_images(first: int, end: int, horizon: int) -> list[Image]:
+    """Every image (o, lead) a baseline parameter is fitted on: origins with a year of history before
+    them (o >= first + 12, so the same calendar month of an earlier year exists), targets <= ``end``."""
+    return [(origin, lead) for origin in range(first + MONTHS_PER_YEAR, end)
+            for lead in range(1, horizon + 1) if origin + lead <= end]
 
 
 def check_zone_length(name: str, first: int, last: int, config: Config) -> None:
-    """Raise a one-line error when a zone is too short for the configured sequence."""
+    """Raise a one-line error naming the period that does not fit when a zone is too short."""
     months = last - first + 1
-    needed = config.history_months + config.predict.horizon + config.data.val_months
+    periods = zone_periods(first, last, config)
+    data = config.data
+    needed = config.history_months + config.predict.horizon
     if not training_origins(first, last, config):
         phase = " in the forecast's calendar phase" if config.sequence.origins == "fixed" else ""
         raise PhenocastError(
             f"zone {name} has {months} months ({first}..{last}), too short for the configured sequence: "
-            f"one training sample{phase} needs {config.history_months} months of history "
-            f"(sequence.years = {config.sequence.years}, offsets down to {min(config.sequence.offsets)}) "
-            f"+ {config.predict.horizon} target months + {config.data.val_months} held-out months "
-            f"(at least {needed}); lower sequence.years or data.val_months, or drop the zone from "
-            f"data.zones")
-    if config.data.val_months and not validation_origins(first, last, config):
-        raise PhenocastError(
-            f"zone {name} has {months} months ({first}..{last}): no validation origin with "
-            f"{config.history_months} months of history lies in its last {config.data.val_months} "
-            f"months; lower sequence.years or raise data.val_months")
+            f"its training period ends at month {periods.training_end}, and one training sample{phase} "
+            f"needs {config.history_months} months of history (sequence.years = {config.sequence.years}, "
+            f"offsets down to {min(config.sequence.offsets)}) and {config.predict.horizon} target months in "
+            f"it, then come {data.val_months} validation months (data.val_months) and {data.test_months} "
+            f"test months (data.test_months): at least {needed + data.val_months + data.test_months} months; "
+            f"lower sequence.years, data.val_months or data.test_months (0 drops the test period), or drop "
+            f"the zone from data.zones")
+    for period in periods.scored:
+        if not period_images(first, last, config, period.name):
+            raise PhenocastError(
+                f"zone {name} has {months} months ({first}..{last}): its {period.name} period (months "
+                f"{period.start}..{period.end}) has no origin with {config.history_months} months of "
+                f"history{' in the forecast calendar phase' if config.sequence.origins == 'fixed' else ''}; "
+                f"raise data.{'val' if period.name == 'validation' else 'test'}_months or lower "
+                f"sequence.years")

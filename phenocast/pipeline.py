@@ -1,31 +1,95 @@
-"""The stages of ``run.py``: pretrain → finetune → predict → postprocess → report, each resumable.
+"""The stages of ``run.py``: pretrain → finetune → refit → predict → postprocess → report, each resumable.
 
 Everything goes to ``<output.dir>/<output.name>/``:
 
-- ``config.resolved.yaml``;
-- ``checkpoints/pretrain/`` (all zones pooled), ``checkpoints/finetune/<zone>/`` (each zone from the
-  pre-trained weights with the ``finetune`` schedule), ``checkpoints/refit/<zone>/`` (``finetune.refit``:
-  from the pre-trained weights on all months, validation included, for the best fine-tuning epoch count);
+- ``checkpoints/pretrain/`` (all zones pooled, training period, the epoch chosen on validation);
+  ``checkpoints/finetune/<zone>/`` (each zone from the pre-trained weights with the ``finetune``
+  schedule; the pre-trained weights stay the zone's model unless a fine-tuned epoch beats them on the
+  zone's validation period); ``checkpoints/refit-pretrain/`` and ``checkpoints/refit/<zone>/``
+  (``finetune.refit``: the same starts and schedules, trained on every month for the chosen epoch
+  counts: the submission model);
 - ``logs/`` (CSV and TensorBoard per stage);
-- ``predictions/raw/<zone>-{validation,forecast}.npz`` (window predictions), ``predictions/<zone>-<NNN>.tif``,
-  ``submission.zip``, ``scores.json``, ``report.md``.
+- ``predictions/raw/<zone>-{validation,test,forecast}.npz`` (window predictions: validation and test by
+  the chosen model, the forecast by the submission model), then what ``phenocast.postprocess`` writes.
 
-A stage or zone already finished is skipped and reported. ``zones`` (``--zones``) restricts finetune and
-predict to a subset, so zones can be fanned out over processes, GPUs or machines once ``pretrain`` is
+Each training stage folder holds ``stage.json``: the config values and inputs (records, start model,
+chosen epochs) it depends on. A finished stage with the same ``stage.json`` is skipped; one whose
+settings changed is refused with the keys named (``--restart STAGE`` rebuilds it and what follows, or
+choose a new ``output.name``), so a run never mixes checkpoints of two configurations. A prediction is
+redone when its model file or its settings changed. ``zones`` (``--zones``) restricts finetune, refit
+and predict to a subset, so zones can be fanned out over processes, GPUs or machines once ``pretrain`` is
 done; ``postprocess`` and ``report`` then gather every zone that has predictions.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from phenocast.config import Config, save_config
 from phenocast.errors import PhenocastError
+from phenocast.io import atomic_write_text
 from phenocast.zones import Zone, discover_zones
 
-STAGES = ("pretrain", "finetune", "predict", "postprocess", "report")
+STAGES = ("pretrain", "finetune", "refit", "predict", "postprocess", "report")
+STAGE_FILE = "stage.json"
+PREDICTION_KINDS = ("validation", "test", "forecast")
+
+# The config values each stage depends on (dotted prefixes; ``IGNORED`` never changes a result).
+COMMON_KEYS = ("seed", "data.fill_value", "data.valid_range", "data.scale", "data.val_months",
+               "data.test_months", "data.first_month", "tiling", "records", "sequence", "model",
+               "predict.horizon", "predict.months", "evaluate.ema_alpha", "train.mixed_precision",
+               "train.jit_compile", "train.cpu_devices", "train.augment", "train.validation_samples")
+STAGE_KEYS = {
+    "pretrain": (*COMMON_KEYS, "data.zones", "train"),
+    "finetune": (*COMMON_KEYS, "finetune"),
+    "refit-pretrain": (*COMMON_KEYS, "data.zones", "train"),
+    "refit": (*COMMON_KEYS, "finetune"),
+    "predict": (*COMMON_KEYS, "predict"),
+}
+IGNORED_KEYS = ("train.memory_growth", "finetune.refit", "finetune.enabled")
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} → {"a.b": 1}."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def stage_settings(config: Config, stage: str) -> dict[str, Any]:
+    """The config values stage ``stage`` depends on, flat (``train.lr`` → value)."""
+    prefixes = STAGE_KEYS[stage]
+    return {key: value for key, value in flatten(config.to_dict()).items()
+            if any(key == p or key.startswith(p + ".") for p in prefixes)
+            and not any(key == p or key.startswith(p + ".") for p in IGNORED_KEYS)}
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file (16 hex digits)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys whose values differ, with their values (``model.l2 1e-4 → 1e-5``)."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key, "<unset>") != new.get(key, "<unset>"):
+            changes.append(f"{key} {json.dumps(old.get(key, '<unset>'))} → {json.dumps(new.get(key, '<unset>'))}")
+    return changes
 
 
 class Pipeline:
@@ -46,10 +110,10 @@ class Pipeline:
                 raise PhenocastError(f"--zones asks for {', '.join(unknown)}, not among the run's zones "
                                      f"({', '.join(names)}); check --zones and data.zones")
         self.targets = [name for name in names if not zones or name in zones]
-        _, records = load_zone_records(config, names)
+        self.manifest, records = load_zone_records(config, names, zones=self.zones)
         self.samples = {sample.name: sample for sample in zone_samples(records, config)}
-        self.refit_samples = ({sample.name: sample for sample in zone_samples(records, config, refit=True)}
-                              if config.finetune.refit else {})
+        self.zone_index = {name: index for index, name in enumerate(names)}  # seeds do not depend on --zones
+        self._compiled: dict[int, tuple] = {}  # schedule → (compiled model, its optimizer's initial state)
 
     # ---- folders ------------------------------------------------------------------------------------
     @property
@@ -60,128 +124,288 @@ class Pipeline:
     def logs(self) -> Path:
         return self.run_dir / "logs"
 
-    def model_path(self, zone: str, purpose: str) -> Path:
-        """The model that makes a zone's ``validation`` or ``forecast`` predictions."""
-        if purpose == "forecast" and self.config.finetune.refit:
-            return self.checkpoints / "refit" / zone / "best.keras"
-        if self.config.finetune.enabled:
-            return self.checkpoints / "finetune" / zone / "best.keras"
-        return self.checkpoints / "pretrain" / "best.keras"
+    def stage_folder(self, stage: str, zone: str | None = None) -> Path:
+        """``checkpoints/pretrain``, ``checkpoints/finetune/<zone>``, ``checkpoints/refit-pretrain``,
+        ``checkpoints/refit/<zone>``."""
+        return self.checkpoints / stage if zone is None else self.checkpoints / stage / zone
 
-    # ---- stages -------------------------------------------------------------------------------------
-    def run(self, stages: tuple[str, ...] = STAGES) -> None:
-        save_config(self.config, self.run_dir / "config.resolved.yaml")
+    def selection_model(self, zone: str) -> Path:
+        """The model chosen on validation for a zone: it predicts the validation and test periods."""
+        if self.config.finetune.enabled:
+            return self.stage_folder("finetune", zone) / "best.keras"
+        return self.stage_folder("pretrain") / "best.keras"
+
+    def submission_model(self, zone: str) -> Path:
+        """The model that writes a zone's forecast: trained on every month with ``finetune.refit``."""
+        if not self.config.finetune.refit:
+            return self.selection_model(zone)
+        if self.config.finetune.enabled:
+            return self.stage_folder("refit", zone) / "best.keras"
+        return self.stage_folder("refit-pretrain") / "best.keras"
+
+    def model_path(self, zone: str, kind: str) -> Path:
+        """The model that makes a zone's ``validation``, ``test`` or ``forecast`` predictions."""
+        return self.submission_model(zone) if kind == "forecast" else self.selection_model(zone)
+
+    # ---- running ------------------------------------------------------------------------------------
+    def run(self, stages: tuple[str, ...] = STAGES, restart: str | None = None) -> None:
+        """Run ``stages`` in order; ``restart`` first deletes that stage's outputs and every later one's
+        (for the selected zones where a stage is per zone)."""
+        if restart is not None:
+            self.restart(restart)
         for stage in stages:
             started = time.time()
             getattr(self, stage)()
             self.log(f"stage {stage}: {time.time() - started:.1f} s")
+
+    def restart(self, stage: str) -> None:
+        """Delete the outputs of ``stage`` and of every stage after it (checkpoints, logs, predictions)."""
+        if stage not in STAGES:
+            raise PhenocastError(f"expected --restart one of {', '.join(STAGES)}, got {stage!r}")
+        later = STAGES[STAGES.index(stage):]
+        folders: list[Path] = []
+        names: list[str] = []
+        if "pretrain" in later:
+            folders.append(self.stage_folder("pretrain"))
+            names.append("pretrain")
+        if "refit" in later:
+            folders.append(self.stage_folder("refit-pretrain"))
+            names.append("refit-pretrain")
+        for zone in self.targets:
+            if "finetune" in later:
+                folders.append(self.stage_folder("finetune", zone))
+                names.append(f"finetune-{zone}")
+            if "refit" in later:
+                folders.append(self.stage_folder("refit", zone))
+                names.append(f"refit-{zone}")
+        if "predict" in later:
+            from phenocast.forecast import raw_path
+
+            for zone in self.targets:
+                for kind in PREDICTION_KINDS:
+                    raw_path(self.run_dir, zone, kind).unlink(missing_ok=True)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        for name in names:
+            (self.logs / f"{name}.csv").unlink(missing_ok=True)
+            shutil.rmtree(self.logs / "tensorboard" / name, ignore_errors=True)
+        self.log(f"restart {stage}: removed the outputs of {', '.join(later)}"
+                 + (f" for zone(s) {', '.join(self.targets)}" if len(self.targets) < len(self.zones) else ""))
 
     def _strategy(self):
         from phenocast.devices import configure_devices
 
         return configure_devices(self.config, self.log)
 
-    def _fit(self, name: str, folder: Path, samples: list, schedule, epochs: int, initial: Path | None,
-             validation: bool, seed: int):
-        """Build or load a model under the strategy, compile it with ``schedule`` and fit it."""
-        import keras
-        import tensorflow as tf
+    def _records_inputs(self, zones: list[str]) -> dict[str, Any]:
+        """What a stage's records are: the record settings and each zone's months and input files."""
+        entries = self.manifest["zones"]
+        return {"records": self.manifest["settings"],
+                **{f"zone {name}": [entries[name]["first"], entries[name]["last"], entries[name]["inputs"]]
+                   for name in zones}}
 
-        import model as network
-        from phenocast.dataset import origin_dataset, steps_in, training_dataset
-        from phenocast.devices import replicas
-        from phenocast.training import StageResult, fit_stage, learning_rate
+    def _check_stage(self, folder: Path, name: str, stage: str, record: dict[str, Any]):
+        """Return the finished result of a stage whose record matches, None to run it; refuse a stage
+        that was made with other settings or inputs."""
+        from phenocast.training import StageResult
 
+        path = folder / STAGE_FILE
+        if path.is_file():
+            old = json.loads(path.read_text())
+            changes = changed_keys(old.get("settings", {}), record["settings"]) + changed_keys(
+                {f"inputs: {k}": v for k, v in old.get("inputs", {}).items()},
+                {f"inputs: {k}": v for k, v in record["inputs"].items()})
+            if changes:
+                more = f" (and {len(changes) - 2} more)" if len(changes) > 2 else ""
+                raise PhenocastError(
+                    f"{name} in {folder} was made with other settings: {'; '.join(changes[:2])}{more}; "
+                    f"rerun with --restart {stage} to rebuild it and what follows, or set a new output.name")
+        elif folder.exists() and any(folder.iterdir()):
+            raise PhenocastError(
+                f"{name} in {folder} has no {STAGE_FILE} (made by an older phenocast or copied); rerun with "
+                f"--restart {stage} to rebuild it, or set a new output.name")
         done = StageResult.load(folder)
         if done is not None:
             self.log(f"{name}: finished earlier (best epoch {done.best_epoch}), skipped")
             return done
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        return None
+
+    def _fit(self, name: str, stage: str, folder: Path, samples: list, kind: str, schedule, epochs: int,
+             start: Path | None, seed: int, inputs: dict[str, Any], score_start: bool = False):
+        """Build (or load ``start``) under the strategy, compile with ``schedule`` (its learning-rate
+        curve spans ``schedule.epochs``) and fit ``epochs`` epochs on the ``kind`` origins of ``samples``.
+        Training stages (``kind`` train) validate on the samples' validation period."""
+        import keras
+
+        from phenocast.dataset import training_dataset
+        from phenocast.devices import replicas
+        from phenocast.training import fit_stage
+
+        record = {"settings": stage_settings(self.config, stage), "inputs": inputs}
+        done = self._check_stage(folder, name, stage, record)
+        if done is not None:
+            return done
         keras.utils.set_random_seed(seed)
         strategy = self._strategy()
         batch = schedule.batch_size * replicas(strategy)
-        with strategy.scope():
-            model = network.load_model(initial) if initial is not None else network.build_model(self.config)
-            optimizer = keras.optimizers.Adam(learning_rate(schedule, epochs * schedule.steps_per_epoch))
-            network.compile_model(model, self.config, optimizer)
-        train_data = training_dataset(samples, self.config, batch, seed, cache=self.config.train.cache)
-        validation_data, image_batch = None, None
-        if validation and any(sample.validation for sample in samples):
-            limit = self.config.train.validation_samples
-            count = steps_in(samples, lambda s: s.validation, limit, self.config.seed)
-            validation_data = origin_dataset(samples, self.config, lambda s: s.validation, limit=limit,
-                                             seed=self.config.seed)
-            if replicas(strategy) > 1 and count % batch:
-                # mirrored evaluation needs full batches: pad with fully masked samples, which the
-                # pixel-weighted validation RMSE ignores
-                padding = validation_data.take(1).map(lambda x, y: (tf.zeros_like(x), tf.zeros_like(y)))
-                validation_data = validation_data.concatenate(padding.repeat(batch - count % batch))
-                count += batch - count % batch
-            validation_data = validation_data.batch(batch).apply(
-                tf.data.experimental.assert_cardinality(-(-count // batch)))  # Keras then knows its length
-            sample_bytes = 4 * self.config.sequence.years * self.config.window ** 2 * self.config.input_channels
-            if count * sample_bytes < 1e9:
-                validation_data = validation_data.cache()
-            inputs, y = next(iter(validation_data.take(1)))
-            image_batch = (inputs.numpy()[:4], y.numpy()[:4])
-        return fit_stage(name, folder, self.logs, model, train_data, validation_data, schedule, epochs,
-                         self.config, image_batch, self.log)
+        model = self._compiled_model(strategy, schedule, start)
+        validation_data, image_batch, initial = None, None, None
+        if kind == "train" and any(sample.validation for sample in samples):
+            validation_data = self._validation_data(samples, batch, replicas(strategy))
+            inputs_batch, y = next(iter(validation_data.take(1)))
+            image_batch = (inputs_batch.numpy()[:4], y.numpy()[:4])
+            if score_start:
+                initial = float(model.evaluate(validation_data, verbose=0, return_dict=True)["masked_rmse"])
+                self.log(f"{name}: the starting weights score {initial:.5f} on validation")
+        result = fit_stage(name, folder, self.logs, model,
+                           lambda start_batch: training_dataset(samples, self.config, batch, seed, kind=kind,
+                                                                start_batch=start_batch),
+                           validation_data, schedule, epochs, self.config, image_batch, self.log,
+                           initial_score=initial)
+        save_config(self.config, folder / "config.resolved.yaml")
+        return result
 
+    def _compiled_model(self, strategy, schedule, start: Path | None):
+        """A model compiled with ``schedule``'s optimizer holding ``start``'s weights (new ones if None).
+
+        Stages that start from a checkpoint (fine-tuning, refits of zones) share one compiled model per
+        schedule: loading the weights and putting the optimizer back to its initial state trains exactly
+        as a fresh model would, without tracing the training step again (seconds per zone).
+        """
+        import keras
+
+        import model as network
+        from phenocast.training import learning_rate
+
+        key = id(schedule)
+        if start is not None and key in self._compiled:
+            model, initial_state = self._compiled[key]
+            model.set_weights(network.load_model(start).get_weights())
+            for variable, value in zip(model.optimizer.variables, initial_state):
+                variable.assign(value)
+            return model
+        with strategy.scope():
+            model = network.load_model(start) if start is not None else network.build_model(self.config)
+            optimizer = keras.optimizers.Adam(learning_rate(schedule, schedule.epochs * schedule.steps_per_epoch))
+            network.compile_model(model, self.config, optimizer)
+        if start is not None:
+            self._compiled[key] = (model, [variable.numpy() for variable in model.optimizer.variables])
+        return model
+
+    def _validation_data(self, samples: list, batch: int, replica_count: int):
+        """The validation batches (a fixed subset of ``train.validation_samples``), cached when small."""
+        import tensorflow as tf
+
+        from phenocast.dataset import origin_dataset, steps_in
+
+        limit = self.config.train.validation_samples
+        count = steps_in(samples, lambda s: s.validation, limit, self.config.seed)
+        data = origin_dataset(samples, self.config, lambda s: s.validation, limit=limit, seed=self.config.seed,
+                              target_end_of=lambda s: s.target_end("validation"))
+        if replica_count > 1 and count % batch:
+            # mirrored evaluation needs full batches: pad with fully masked samples, which the
+            # pixel-weighted validation RMSE ignores
+            padding = data.take(1).map(lambda x, y: (tf.zeros_like(x), tf.zeros_like(y)))
+            data = data.concatenate(padding.repeat(batch - count % batch))
+            count += batch - count % batch
+        data = data.batch(batch).apply(tf.data.experimental.assert_cardinality(-(-count // batch)))
+        sample_bytes = 4 * self.config.sequence.years * self.config.window ** 2 * self.config.input_channels
+        return data.cache() if count * sample_bytes < 1e9 else data
+
+    # ---- stages -------------------------------------------------------------------------------------
     def pretrain(self):
-        """Pre-train on all zones pooled."""
+        """Pre-train on the training period of all zones pooled; choose the epoch on validation."""
         samples = list(self.samples.values())
         self.log(f"pretrain: {len(samples)} zone(s), "
                  f"{sum(s.records.records * len(s.train) for s in samples)} (window, origin) samples")
-        return self._fit("pretrain", self.checkpoints / "pretrain", samples, self.config.train,
-                         self.config.train.epochs, None, True, self.config.seed)
+        return self._fit("pretrain", "pretrain", self.stage_folder("pretrain"), samples, "train",
+                         self.config.train, self.config.train.epochs, None, self.config.seed,
+                         self._records_inputs(list(self.samples)))
 
-    def _pretrained(self) -> Path:
-        path = self.checkpoints / "pretrain" / "best.keras"
-        if not path.is_file():
-            raise PhenocastError(f"expected the pre-trained model {path}, found none; run "
-                                 f"python run.py --stage pretrain first")
-        return path
+    def _finished(self, stage: str, zone: str | None = None):
+        from phenocast.training import StageResult
+
+        folder = self.stage_folder(stage, zone)
+        result = StageResult.load(folder)
+        if result is None:
+            raise PhenocastError(f"expected the finished stage {folder}, found none; run python run.py "
+                                 f"--stage {stage.replace('refit-pretrain', 'refit')} first")
+        return result
 
     def finetune(self):
-        """Fine-tune each target zone from the pre-trained weights (and refit, if configured)."""
+        """Fine-tune each target zone from the pre-trained weights; keep them where fine-tuning loses."""
         config = self.config
         if not config.finetune.enabled:
             self.log("finetune: disabled (finetune.enabled: false), zones use the pre-trained model")
             return
-        pretrained = self._pretrained()
-        for index, name in enumerate(self.targets):
-            sample = self.samples[name]
-            result = self._fit(f"finetune-{name}", self.checkpoints / "finetune" / name, [sample],
-                               config.finetune, config.finetune.epochs, pretrained, True,
-                               config.seed + 1000 + index)
-            if config.finetune.refit:
-                epochs = max(1, result.best_epoch)
-                self._fit(f"refit-{name}", self.checkpoints / "refit" / name, [self.refit_samples[name]],
-                          config.finetune, epochs, pretrained, False, config.seed + 2000 + index)
+        self._finished("pretrain")
+        pretrained = self.stage_folder("pretrain") / "best.keras"
+        for name in self.targets:
+            inputs = {**self._records_inputs([name]), "start model": file_digest(pretrained)}
+            self._fit(f"finetune-{name}", "finetune", self.stage_folder("finetune", name), [self.samples[name]],
+                      "train", config.finetune, config.finetune.epochs, pretrained,
+                      config.seed + 1000 + self.zone_index[name], inputs, score_start=True)
+
+    def refit(self):
+        """Train the submission models on every month: the pre-training's start and schedule for its
+        chosen epoch count, then each zone's fine-tuning for its chosen count."""
+        from phenocast.training import StageResult
+
+        config = self.config
+        if not config.finetune.refit:
+            self.log("refit: disabled (finetune.refit: false), the chosen models write the submission")
+            return
+        chosen = self._finished("pretrain")
+        inputs = {**self._records_inputs(list(self.samples)), "epochs": chosen.best_epoch}
+        self._fit("refit-pretrain", "refit-pretrain", self.stage_folder("refit-pretrain"),
+                  list(self.samples.values()), "refit", config.train, chosen.best_epoch, None, config.seed, inputs)
+        if not config.finetune.enabled:
+            return
+        start = self.stage_folder("refit-pretrain") / "best.keras"
+        for name in self.targets:
+            if StageResult.load(self.stage_folder("finetune", name)) is None:  # fan-out: refit the pooled model first
+                self.log(f"refit-{name}: the zone is not fine-tuned yet, skipped (run --stage finetune,refit)")
+                continue
+            epochs = self._finished("finetune", name).best_epoch
+            inputs = {**self._records_inputs([name]), "start model": file_digest(start), "epochs": epochs}
+            self._fit(f"refit-{name}", "refit", self.stage_folder("refit", name), [self.samples[name]], "refit",
+                      config.finetune, epochs, start, config.seed + 1000 + self.zone_index[name], inputs)
 
     def predict(self):
-        """Predict the validation origins and the forecast of each target zone (window level)."""
+        """Predict the validation and test origins (chosen model) and the forecast (submission model)."""
         import model as network
-        from phenocast.forecast import predict_windows, raw_path, save_windows
+        from phenocast.forecast import Forecaster, load_meta, predict_windows, raw_path, save_windows
 
         self._strategy()
+        settings = stage_settings(self.config, "predict")
+        forecaster: Forecaster | None = None  # one traced graph, the weights of each model file loaded into it
         for name in self.targets:
             sample = self.samples[name]
-            for kind, origins in (("validation", sample.validation), ("forecast", [sample.forecast])):
+            for kind in PREDICTION_KINDS:
+                origins = sample.origins(kind)
                 if not origins:
                     continue
                 path = raw_path(self.run_dir, name, kind)
                 model_file = self.model_path(name, kind)
                 if not model_file.is_file():
                     raise PhenocastError(f"expected the model {model_file} for zone {name}, found none; "
-                                         f"run the pretrain and finetune stages first")
-                if path.is_file() and path.stat().st_mtime >= model_file.stat().st_mtime:
+                                         f"run the pretrain, finetune and refit stages first")
+                meta = {"model": str(model_file.relative_to(self.run_dir)), "model_digest": file_digest(model_file),
+                        "origins": origins, "settings": settings}
+                if path.is_file() and load_meta(path) == meta:
                     self.log(f"predict {name} ({kind}): up to date, skipped")
                     continue
-                predictions = predict_windows(network.load_model(model_file), sample, origins, self.config,
-                                              tta=self.config.predict.tta)
-                save_windows(predictions, path)
+                if forecaster is None:
+                    forecaster = Forecaster(network.load_model(model_file))
+                else:
+                    forecaster.model.set_weights(network.load_model(model_file).get_weights())
+                predictions = predict_windows(forecaster, sample, origins, self.config, tta=self.config.predict.tta)
+                save_windows(predictions, path, meta)
                 self.log(f"predict {name} ({kind}): {len(predictions.rows)} windows × {len(origins)} "
-                         f"origin(s) → {path}")
+                         f"origin(s) by {meta['model']} → {path}")
+        save_config(self.config, self.run_dir / "predictions" / "raw" / "config.resolved.yaml")
 
     def postprocess(self):
         """GeoTIFFs, submission.zip, scores.json (see ``phenocast.postprocess``)."""
@@ -194,3 +418,4 @@ class Pipeline:
         from phenocast.report import write_report
 
         return write_report(self.config, self.zones, self.log)
+

@@ -1,19 +1,29 @@
-"""From saved window predictions to the submission: stitch, back to NDVI, blend with the EMA, zip, check.
+"""From saved window predictions to the submission and its scores: stitch, back to NDVI, blend, score,
+write, zip, check.
 
-For every zone of a run (``predictions/raw/<zone>-{validation,forecast}.npz``, written by ``run.py``):
+For every zone of a run (``predictions/raw/<zone>-{validation,test,forecast}.npz``, written by
+``run.py``; validation and test by the model chosen on validation, the forecast by the submission model):
 
 1. stitch the windows (``postprocess.blend``: ``centre`` pastes centres, ``weighted`` blends overlaps) and
    average test-time augmentations;
 2. add the climatology as of the origin, giving stored units (NDVI × scale); pixels without a
-   climatology for that calendar month fall back to the EMA (then climatology, persistence);
+   climatology for that calendar month fall back to the EMA;
 3. blend with the original EMA baseline: ``ema_weight`` a number, or ``fit`` — least-squares weights
-   on the validation months, per zone or per group of pixels sharing the same per-pixel-EMA α (the
-   original's plan: trust the EMA where the series is stable);
-4. write ``predictions/<zone>-<NNN>.tif`` for the forecast months (int16, rounded, clipped to
+   on the *validation* images, per zone or per group of pixels sharing the same per-pixel-EMA α, then
+   applied unchanged to the test images and the forecast;
+4. score the model, the blend and every baseline (persistence, climatology, EMA, per-pixel EMA, damped;
+   the oracle on the built-in sample) on the same images of each period, every image as the int16 file
+   it is written as (rounded, clipped); the fitted baselines learn from the training period only;
+5. save the scored images: ``predictions/<period>/<zone>-<period>.tif``, one int16 GeoTIFF per zone and
+   period with a band per (method, origin, lead) (methods ``SAVED_METHODS``; band descriptions such
+   as ``blend origin 96 lead 1 month 97``), which ``report.py`` draws from;
+6. write ``predictions/<zone>-<NNN>.tif`` for the forecast months (int16, rounded, clipped to
    ``data.valid_range``, ``data.fill_value`` where the zone never has data, the zone's CRS and transform);
-5. zip them into ``submission.zip`` (flat ``Z1-213.tif`` or ``Z1/Z1-213.tif``), atomically, and check
+7. zip them into ``submission.zip`` (flat ``Z1-213.tif`` or ``Z1/Z1-213.tif``), atomically, and check
    the zip (``check_submission``);
-6. score the model, the blend and every baseline on the same validation images (``scores.json``).
+8. ``scores.json``: per period (test first), per method, pooled / per zone / per lead, every image's
+   score, and the headline: the ratios of the model and of the submitted blend to the EMA and to the
+   best baseline on the test period, with paired-bootstrap intervals over forecast origins.
 """
 
 from __future__ import annotations
@@ -31,16 +41,18 @@ import rasterio
 from rasterio.io import MemoryFile
 
 from phenocast import baselines
-from phenocast.config import Config
+from phenocast.config import Config, save_config
 from phenocast.errors import PhenocastError
-from phenocast.evaluate import backtest_stack, load_oracle
-from phenocast.forecast import add_climatology, load_windows, raw_path, stitch_differences
+from phenocast.evaluate import BASELINE_METHODS, FittedBaselines, baseline_images, fit_baselines, load_oracle
+from phenocast.forecast import add_climatology, load_meta, load_windows, raw_path, stitch_differences
 from phenocast.io import atomic_path, atomic_write_text
-from phenocast.metrics import Scoreboard, image_mse
-from phenocast.origins import forecast_leads, forecast_origin
-from phenocast.zones import GeoProfile, Zone, month_file_name, read_zone, same_crs, write_geotiff
+from phenocast.metrics import Scoreboard, image_mse, paired_bootstrap
+from phenocast.origins import fit_end, forecast_leads, forecast_origin, period_images, zone_periods
+from phenocast.zones import GeoProfile, Zone, month_file_name, read_month, read_zone, same_crs, to_int16, write_geotiff
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed entry times: the same files give the same zip
+SAVED_METHODS = ("model", "blend", "ema")  # the methods of the scored-image files
+SUBMITTED = "blend"  # the method the submission files are made of
 
 
 @dataclass
@@ -51,35 +63,40 @@ class ZoneResult:
     files: list[Path]
     ema_weight: float | list[float]
     scores: Scoreboard = field(default_factory=Scoreboard)
-    maps: dict = field(default_factory=dict)  # (origin, lead) → {"truth", "model", "ema"} images
+    scored_files: dict[str, Path] = field(default_factory=dict)  # period → file of its scored images
+    fitted: dict = field(default_factory=dict)  # the fitted baselines, as JSON
+    submission_model: str | None = None  # the model file that wrote the forecast
+    trained_through: int | None = None  # the last month the submission model's targets reached
 
 
-def model_images(path: Path, zone: Zone, stack: np.ndarray, config: Config, alpha_map: np.ndarray
-                 ) -> dict[tuple[int, int], dict[str, np.ndarray]]:
-    """Model and EMA images in stored units for every (origin, lead) of a raw prediction file.
-
-    The model's missing pixels (no climatology yet for that calendar month) take the EMA's value.
+def model_images(path: Path, zone: Zone, stack: np.ndarray, config: Config, images: list[tuple[int, int]]
+                 ) -> dict[tuple[int, int], np.ndarray]:
+    """The model's images in stored units for the given (origin, lead) images of a raw prediction file.
 
     Returns:
-      {(origin month, lead): {"model": float32 (h, w), "ema": …, "ema_pixel": …}}.
+      {(origin month, lead): float32 (h, w)}; NaN where the climatology of that month is undefined.
+
+    Raises:
+      PhenocastError: the file lacks an origin the images need (months changed after ``run.py``).
     """
     predictions = load_windows(path)
+    available = predictions.origins.tolist()
+    wanted = sorted({origin for origin, _ in images})
+    missing = [origin for origin in wanted if origin not in available]
+    if missing:
+        raise PhenocastError(
+            f"the predictions {path} hold origins {available[0]}..{available[-1]} but zone {zone.name} now "
+            f"needs origin(s) {', '.join(map(str, missing[:3]))} (its months or the periods changed after "
+            f"run.py predicted); rerun python run.py --stage predict,postprocess")
     differences = stitch_differences(predictions, zone.shape, config, mode=config.postprocess.blend)
-    images = {}
-    cache: dict = {}
-    for index, origin in enumerate(predictions.origins.tolist()):
+    result = {}
+    for origin in wanted:
+        index = available.index(origin)
         position = origin - zone.first
         absolute = add_climatology(differences[index], stack, position, config)
-        leads = list(range(1, absolute.shape[0] + 1))
-        targets = [position + lead for lead in leads]
-        references = baselines.baseline_forecasts(stack, min(position, len(stack) - 1), targets,
-                                                  config.data.fill_value, config.evaluate.ema_alpha,
-                                                  alpha_map, cache)
-        for lead, target in zip(leads, targets):
-            ema = references["ema"][target]
-            images[origin, lead] = {"model": baselines.fill_gaps(absolute[lead - 1], ema), "ema": ema,
-                                    "ema_pixel": references["ema_pixel"][target]}
-    return images
+        for lead in sorted(lead for o, lead in images if o == origin):
+            result[origin, lead] = absolute[lead - 1]
+    return result
 
 
 def fit_blend(images: dict, stack: np.ndarray, first: int, config: Config, groups: np.ndarray | None
@@ -87,7 +104,7 @@ def fit_blend(images: dict, stack: np.ndarray, first: int, config: Config, group
     """Least-squares EMA weights w (blend = w·EMA + (1-w)·model) on the validation images.
 
     Args:
-      images: ``model_images`` of the validation origins.
+      images: {(origin, lead): {"model": float32 (h, w), "ema": float32 (h, w)}} of the validation period.
       groups: int (h, w) group of every pixel (one weight per group), or None for one weight.
 
     Returns:
@@ -125,87 +142,126 @@ def _alpha_groups(alpha_map: np.ndarray, grid: list[float]) -> np.ndarray:
     return np.abs(alpha_map[..., None] - values).argmin(axis=-1)
 
 
-@dataclass
-class ZoneValidation:
-    """A zone's validation: blend weights, scores and images, plus what writing the forecast needs."""
-
-    zone: Zone
-    stack: np.ndarray
-    alpha_map: np.ndarray
-    weights: np.ndarray  # EMA weight per group (one group unless postprocess.fit: pixel)
-    weight_map: np.ndarray | float
-    scores: Scoreboard
-    maps: dict  # (origin, lead) → {"truth", "model", "ema", "blend"} images, stored units
+def scored_path(run_dir: Path, zone: str, period: str) -> Path:
+    """``<run>/predictions/<period>/<zone>-<period>.tif``."""
+    return Path(run_dir) / "predictions" / period / f"{zone}-{period}.tif"
 
 
-def validate_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[str], None] = print
-                  ) -> ZoneValidation:
-    """Fit the blend on a zone's validation predictions and score model, blend and baselines on them.
+def write_scored(path: Path, images: dict[tuple[int, int], dict[str, np.ndarray]], profile: GeoProfile,
+                 config: Config) -> Path:
+    """One int16 GeoTIFF of a zone's scored images: a band per (method, origin, lead), atomically.
 
-    Every method is scored on the same images: the validation origins of the zone (those the run
-    predicted), leads 1..horizon within the zone.
+    Bands are ordered by method (``SAVED_METHODS``), then origin, then lead; each band's description is
+    ``<method> origin <o> lead <l> month <o + l>``, and the file's tags list them as JSON (``BANDS``).
     """
-    fill, scale = config.data.fill_value, config.data.scale
-    stack = read_zone(zone, fill, config.data.valid_range)
-    validation_path = raw_path(run_dir, zone.name, "validation")
-    validation_origins = (load_windows(validation_path).origins.tolist()
-                          if validation_path.is_file() else [])
-    fit_end = (min(validation_origins) - zone.first + 1) if validation_origins else len(stack)
-    alpha_map = baselines.fit_alpha(stack, fit_end, fill, config.evaluate.alpha_grid,
-                                    config.evaluate.ema_alpha)
-    groups = (_alpha_groups(alpha_map, config.evaluate.alpha_grid)
-              if config.postprocess.fit == "pixel" else None)
-    validation = model_images(validation_path, zone, stack, config, alpha_map) if validation_origins else {}
-    setting = config.postprocess.ema_weight
-    if setting == "fit":
-        if not validation:
-            log(f"zone {zone.name}: no validation predictions to fit the EMA weight on; using 0")
-            weights = np.zeros(1, np.float32)
-        else:
-            weights = fit_blend(validation, stack, zone.first, config, groups)
-    else:
-        weights = np.array([setting], np.float32)
-    weight_map = weights[groups] if (groups is not None and setting == "fit") else float(weights[0])
-    board = backtest_stack(stack, config, zone.name, zone.first, origins=validation_origins,
-                           oracle=load_oracle(config.data.dir, zone.name), alpha_map=alpha_map)
-    maps = {}
-    for (origin, lead), image in validation.items():
-        position = origin - zone.first + lead
-        if position >= len(stack):
-            continue
-        truth = stack[position]
-        blended = blend(image["model"], image["ema"], weight_map)
-        board.add(zone.name, origin, lead, "model", image_mse(image["model"], truth, fill, scale))
-        board.add(zone.name, origin, lead, "blend", image_mse(blended, truth, fill, scale))
-        maps[origin, lead] = {"truth": truth, "model": image["model"], "ema": image["ema"],
-                              "blend": blended}
-    return ZoneValidation(zone, stack, alpha_map, weights, weight_map, board, maps)
+    keys = sorted(images)
+    bands = [(method, origin, lead) for method in SAVED_METHODS for origin, lead in keys
+             if method in images[origin, lead]]
+    options = dict(driver="GTiff", height=profile.height, width=profile.width, count=len(bands),
+                   dtype="int16", crs=profile.crs, transform=profile.affine, compress="deflate",
+                   interleave="band", BIGTIFF="IF_SAFER")
+    with atomic_path(path) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(temporary, "w", **options) as dataset:
+            for index, (method, origin, lead) in enumerate(bands, start=1):
+                dataset.write(images[origin, lead][method], index)
+                dataset.set_band_description(index, f"{method} origin {origin} lead {lead} month {origin + lead}")
+            dataset.update_tags(BANDS=json.dumps([list(band) for band in bands]), TIFFTAG_SOFTWARE="phenocast")
+    return path
+
+
+def read_scored(path: Path) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+    """The images of a ``write_scored`` file: {(origin, lead): {method: int16 (h, w)}}."""
+    with rasterio.open(path) as dataset:
+        bands = json.loads(dataset.tags()["BANDS"])
+        images: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        for index, (method, origin, lead) in enumerate(bands, start=1):
+            images.setdefault((origin, lead), {})[method] = dataset.read(index)
+    return images
+
+
+def _as_written(image: np.ndarray, config: Config) -> np.ndarray:
+    """An image in stored units as it is written: int16, rounded, clipped."""
+    return to_int16(image, config.data.fill_value, config.data.valid_range)
+
+
+def period_methods(zone: Zone, stack: np.ndarray, config: Config, run_dir: Path, period: str,
+                   fitted: FittedBaselines, oracle: dict | None) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+    """Every method's float32 image of every image of a period: the baselines, the oracle where known
+    and, when the run predicted the period, the model (its missing pixels take the EMA's value)."""
+    images = period_images(zone.first, zone.last, config, period)
+    methods = baseline_images(stack, config, zone.first, images, fitted)
+    path = raw_path(run_dir, zone.name, period)
+    if path.is_file():
+        for key, image in model_images(path, zone, stack, config, images).items():
+            methods[key]["model"] = baselines.fill_gaps(image, methods[key]["ema"])
+    for key in methods:
+        if oracle is not None and key in oracle:
+            methods[key]["oracle"] = oracle[key].astype(np.float32)
+    return methods
 
 
 def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[str], None] = print
                      ) -> ZoneResult:
-    """Validate (``validate_zone``), then blend and write the forecast GeoTIFFs of one zone.
+    """Score the validation and test periods, fit the blend on validation, write the scored images and
+    the forecast GeoTIFFs of one zone.
 
     Raises:
       FileNotFoundError: the run has no forecast predictions for the zone.
     """
+    fill, scale = config.data.fill_value, config.data.scale
     forecast_path = raw_path(run_dir, zone.name, "forecast")
     if not forecast_path.is_file():
         raise FileNotFoundError(f"no forecast predictions for zone {zone.name} in {forecast_path.parent}")
-    checked = validate_zone(zone, config, run_dir, log)
-    never_valid = ~(checked.stack != config.data.fill_value).any(axis=0)
-    weights = checked.weights
-    result = ZoneResult(zone.name, [], weights.tolist() if weights.size > 1 else float(weights[0]),
-                        checked.scores, checked.maps)
+    stack = read_zone(zone, fill, config.data.valid_range)
+    fitted = fit_baselines(stack, config, zone.first, fit_end(zone.first, zone.last, config))
+    oracle = load_oracle(config.data.dir, zone.name)
+    setting = config.postprocess.ema_weight
+    groups = (_alpha_groups(fitted.alpha_map, config.evaluate.alpha_grid)
+              if config.postprocess.fit == "pixel" and setting == "fit" else None)
+    weights = np.array([0.0 if setting == "fit" else setting], np.float32)
+    board = Scoreboard()
+    result = ZoneResult(zone.name, [], 0.0, board, fitted=fitted.to_dict())
+    for period in zone_periods(zone.first, zone.last, config).scored:
+        methods = period_methods(zone, stack, config, run_dir, period.name, fitted, oracle)
+        has_model = any("model" in values for values in methods.values())
+        if period.name == "validation" and setting == "fit":
+            if has_model:
+                weights = fit_blend(methods, stack, zone.first, config, groups)
+            else:
+                log(f"zone {zone.name}: no validation predictions to fit the EMA weight on; using 0")
+        weight_map = weights[groups] if groups is not None else float(weights[0])
+        saved = {}
+        for key, values in methods.items():
+            if "model" in values:
+                values[SUBMITTED] = blend(values["model"], values["ema"], weight_map)
+            written = {method: _as_written(image, config) for method, image in values.items()}
+            truth = stack[key[0] + key[1] - zone.first]
+            for method, image in written.items():
+                board.add(zone.name, key[0], key[1], method, image_mse(image, truth, fill, scale), period.name)
+            saved[key] = {method: written[method] for method in SAVED_METHODS if method in written}
+        if has_model:
+            result.scored_files[period.name] = write_scored(scored_path(run_dir, zone.name, period.name), saved,
+                                                            zone.profile, config)
+    result.ema_weight = weights.tolist() if weights.size > 1 else float(weights[0])
+    weight_map = weights[groups] if groups is not None else float(weights[0])
+    result.submission_model = load_meta(forecast_path).get("model")
+    result.trained_through = (zone.last if config.finetune.refit
+                              else zone_periods(zone.first, zone.last, config).training_end)
+    never_valid = ~(stack != fill).any(axis=0)
     origin = forecast_origin(zone.last, config)
-    forecast = model_images(forecast_path, zone, checked.stack, config, checked.alpha_map)
-    for lead in forecast_leads(zone.last, config):
-        image = forecast[origin, lead]
-        values = blend(image["model"], image["ema"], checked.weight_map)
+    leads = forecast_leads(zone.last, config)
+    forecast = model_images(forecast_path, zone, stack, config, [(origin, lead) for lead in leads])
+    position = origin - zone.first
+    for lead in leads:
+        clim = baselines.climatology(stack, position + lead, fill)
+        ema = baselines.fill_gaps(baselines.ema(stack, position + lead, fill, config.evaluate.ema_alpha), clim,
+                                  baselines.persistence(stack, position, fill))
+        values = blend(baselines.fill_gaps(forecast[origin, lead], ema), ema, weight_map)
         values[never_valid] = np.nan  # permanently nodata → fill
         path = run_dir / "predictions" / month_file_name(zone.name, origin + lead)
-        result.files.append(write_geotiff(path, values, zone.profile, config.data.fill_value,
-                                          config.data.valid_range, software="phenocast"))
+        result.files.append(write_geotiff(path, values, zone.profile, fill, config.data.valid_range,
+                                          software="phenocast"))
     return result
 
 
@@ -236,7 +292,9 @@ def check_submission(path: Path, zones: list[Zone], config: Config) -> list[str]
 
     Checks: the zip opens; exactly the expected files (every selected zone × forecast month, named by
     ``postprocess.layout``); each opens as a single-band int16 GeoTIFF of the zone's size, CRS and
-    transform; values are within ``data.valid_range`` or equal ``data.fill_value``.
+    transform; values are within ``data.valid_range`` or equal ``data.fill_value``; no pixel is the fill
+    value where the zone had valid data in any of its last 12 months (``phenocast.evaluate`` scores such a
+    pixel as a forecast of NDVI 0).
     """
     problems = []
     try:
@@ -251,13 +309,26 @@ def check_submission(path: Path, zones: list[Zone], config: Config) -> list[str]
                             f"{expected[name][1]})")
         for name in sorted(set(names) - set(expected)):
             problems.append(f"{path}: unexpected file {name}")
+        observed: dict[str, np.ndarray] = {}
         for name in sorted(set(names) & set(expected)):
             zone = expected[name][0]
-            problems.extend(_check_member(archive.read(name), f"{path}!{name}", zone.profile, config))
+            if zone.name not in observed:
+                observed[zone.name] = recently_valid(zone, config)
+            problems.extend(_check_member(archive.read(name), f"{path}!{name}", zone.profile, config,
+                                          observed[zone.name]))
     return problems
 
 
-def _check_member(data: bytes, where: str, profile: GeoProfile, config: Config) -> list[str]:
+def recently_valid(zone: Zone, config: Config, months: int = 12) -> np.ndarray:
+    """bool (h, w): pixels with valid data in any of the zone's last ``months`` months."""
+    valid = np.zeros(zone.shape, dtype=bool)
+    for month in range(max(zone.first, zone.last - months + 1), zone.last + 1):
+        valid |= read_month(zone, month, config.data.fill_value, config.data.valid_range) != config.data.fill_value
+    return valid
+
+
+def _check_member(data: bytes, where: str, profile: GeoProfile, config: Config,
+                  observed: np.ndarray | None = None) -> list[str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -285,13 +356,79 @@ def _check_member(data: bytes, where: str, profile: GeoProfile, config: Config) 
         if bad.any():
             problems.append(f"{where}: {int(bad.sum())} value(s) outside {config.data.valid_range} that "
                             f"are not the fill value {config.data.fill_value}")
+        if observed is not None and values.shape == observed.shape:
+            unforecast = (values == config.data.fill_value) & observed
+            if unforecast.any():
+                problems.append(f"{where}: {int(unforecast.sum())} pixel(s) are the fill value where the zone "
+                                f"has valid data in its last 12 months (scored as a forecast of NDVI 0 there)")
     return problems
 
 
-def write_scores(board: Scoreboard, path: Path, extra: dict | None = None) -> dict:
-    """``scores.json``: validation RMSE per zone and pooled for the model, the blend and every baseline,
-    plus every image's score (``image_scores``) so reports can regroup them."""
-    summary = board.summary()
+def headline(board: Scoreboard, config: Config) -> dict:
+    """The numbers a run is judged by, on its test period (validation when there is none): for the model
+    and the submitted blend, the pooled RMSE, its ratio to the EMA and to the best baseline (lowest
+    pooled RMSE among ``BASELINE_METHODS`` on the same period) with paired-bootstrap intervals over
+    forecast origins (``metrics.paired_bootstrap``), the images where it beats the EMA, and on the
+    sample the share of the EMA → oracle gap it closes. ``text`` says it in one sentence."""
+    period = "test" if "test" in board.periods else "validation"
+    scored = board.restrict_period(period)
+    pooled = scored.summary()["pooled"]
+    present = [m for m in BASELINE_METHODS if pooled.get(m) is not None]
+    best = min(present, key=lambda m: pooled[m]) if present else None
+    evaluate = config.evaluate
+    result = {"period": period, "images": len({(s.zone, s.origin, s.lead) for s in scored.scores}),
+              "origins": len({s.origin for s in scored.scores}), "zones": len(scored.zones),
+              "best_baseline": best, "chose_nothing": period == "test", "methods": {}}
+    for method in ("model", SUBMITTED):
+        if pooled.get(method) is None or pooled.get("ema") is None:
+            continue
+        entry = {"rmse": pooled[method]}
+        for reference, key in (("ema", "over_ema"), (best, "over_best_baseline")):
+            if evaluate.bootstrap:
+                interval = paired_bootstrap(scored, method, reference, evaluate.bootstrap, evaluate.confidence,
+                                            seed=config.seed)
+                entry[key], entry[f"{key}_interval"] = interval["ratio"], [interval["low"], interval["high"]]
+                if reference == "ema":
+                    entry["wins_over_ema"], entry["images"] = interval["wins"], interval["images"]
+                    entry["bootstrap_block"] = interval["block"]
+            else:
+                entry[key], entry[f"{key}_interval"] = pooled[method] / pooled[reference], None
+        if pooled.get("oracle") is not None and pooled["ema"] != pooled["oracle"]:
+            entry["gap_closed"] = (pooled["ema"] - pooled[method]) / (pooled["ema"] - pooled["oracle"])
+        result["methods"][method] = entry
+    result["text"] = headline_text(result, evaluate.confidence)
+    return result
+
+
+def headline_text(numbers: dict, confidence: float) -> str:
+    """The headline in one sentence (Markdown)."""
+    entry = numbers["methods"].get(SUBMITTED) or numbers["methods"].get("model")
+    if entry is None:
+        return f"no model predictions on the {numbers['period']} period"
+    name = "the submitted forecast (blend)" if SUBMITTED in numbers["methods"] else "the model"
+
+    def ratio(key: str) -> str:
+        interval = entry.get(f"{key}_interval")
+        bounds = f" ({confidence:.0%} interval {interval[0]:.3f}–{interval[1]:.3f})" if interval else ""
+        return f"**{entry[key]:.3f}**{bounds}"
+
+    caveat = "" if numbers["chose_nothing"] else " (these validation months also chose the model)"
+    text = (f"on the {numbers['period']} period{caveat}, {numbers['images']} images from {numbers['origins']} "
+            f"origins in {numbers['zones']} zone(s): {name} has RMSE {entry['rmse']:.4f}, {ratio('over_ema')} × "
+            f"the EMA and {ratio('over_best_baseline')} × the best baseline ({numbers['best_baseline']})")
+    if "wins_over_ema" in entry:
+        text += f"; it beats the EMA on {entry['wins_over_ema']} of {entry['images']} images"
+    if "gap_closed" in entry:
+        text += f"; it closes {entry['gap_closed']:.0%} of the EMA → oracle gap"
+    return text + "."
+
+
+def write_scores(board: Scoreboard, path: Path, config: Config, extra: dict | None = None) -> dict:
+    """``scores.json``: the headline, then per period (``test``, ``validation``) the RMSE per method, pooled,
+    per zone and per lead, plus every image's score (``image_scores``) so reports can regroup them."""
+    summary: dict = {"name": config.output.name, "data": config.data.dir, "headline": headline(board, config)}
+    for period in reversed(board.periods):  # test first
+        summary[period] = board.restrict_period(period).summary()
     summary.update(extra or {})
     summary["image_scores"] = [score.__dict__ for score in board.scores]
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
@@ -319,9 +456,21 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
         raise PhenocastError(f"expected window predictions in {run_dir / 'predictions' / 'raw'}, found "
                              f"none; run python run.py --stage predict first")
     board = Scoreboard(score for result in results for score in result.scores.scores)
-    summary = write_scores(board, run_dir / "scores.json", {
+    periods = {}
+    for zone in zones:
+        spans = zone_periods(zone.first, zone.last, config)
+        periods[zone.name] = {"months": [zone.first, zone.last], "training_end": spans.training_end,
+                              **{p.name: [p.start, p.end] for p in spans.scored}}
+    summary = write_scores(board, run_dir / "scores.json", config, {
         "ema_weight": {result.zone: result.ema_weight for result in results},
-        "blend": config.postprocess.blend})
+        "blend": config.postprocess.blend,
+        "submission": {result.zone: {"method": SUBMITTED, "model": result.submission_model,
+                                     "trained_through": result.trained_through} for result in results},
+        "periods": periods,
+        "fitted_baselines": {result.zone: result.fitted for result in results},
+        "scored_files": {result.zone: {period: str(path.relative_to(run_dir)) for period, path in
+                                       result.scored_files.items()} for result in results}})
+    log(f"postprocess: {summary['headline']['text']}")
     zip_path = None
     if missing:
         log(f"postprocess: no predictions yet for zone(s) {', '.join(missing)}: submission.zip not written")
@@ -336,6 +485,7 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
             raise PhenocastError(f"the submission {zip_path} failed its check: {problems[0]} "
                                  f"(+{len(problems) - 1} more)")
         log(f"postprocess: {zip_path} ({len(files)} files) passed its check")
+    save_config(config, run_dir / "config.resolved.yaml")
     return {"zones": [result.zone for result in results], "missing": missing,
             "files": sum(len(result.files) for result in results), "zip": zip_path, "scores": summary}
 

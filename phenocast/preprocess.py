@@ -342,12 +342,13 @@ def _run_parallel(build: list[Zone], config: Config, folder: Path, workers: int,
             listener.join()
 
 
-def load_zone_records(config: Config, zones: list[str] | None = None) -> tuple[dict[str, Any],
-                                                                                list[records.ZoneRecords]]:
-    """The manifest and the complete records of the selected zones, checked against the config.
+def load_zone_records(config: Config, names: list[str] | None = None, zones: list[Zone] | None = None
+                      ) -> tuple[dict[str, Any], list[records.ZoneRecords]]:
+    """The manifest and the complete records of the selected zones, checked against the config and,
+    given ``zones``, against the zones' current files.
 
     Raises a one-line error telling the user to run ``preprocess.py`` when records are missing, stale or
-    incomplete.
+    incomplete, or older than the zone's files (a month added or a file changed after preprocessing).
     """
     folder = config.records_dir
     manifest = records.load_manifest(folder)
@@ -358,7 +359,7 @@ def load_zone_records(config: Config, zones: list[str] | None = None) -> tuple[d
         raise PhenocastError(
             f"the records in {folder} were written with other settings ({', '.join(RECORD_KEYS)} or "
             f"data.dir); run {command} to rebuild them")
-    names = zones if zones is not None else sorted(manifest["zones"], key=_natural)
+    names = names if names is not None else sorted(manifest["zones"], key=_natural)
     result = []
     for name in names:
         entry = manifest["zones"].get(name)
@@ -366,6 +367,19 @@ def load_zone_records(config: Config, zones: list[str] | None = None) -> tuple[d
             raise PhenocastError(f"expected complete records of zone {name} in {folder}, found "
                                  f"{'none' if entry is None else 'missing files'}; run {command}")
         result.append(records.ZoneRecords(name, entry, folder))
+    for zone in zones or []:
+        entry = manifest["zones"].get(zone.name)
+        if entry is None:
+            continue
+        if (entry["first"], entry["last"]) != (zone.first, zone.last):
+            raise PhenocastError(
+                f"the records of zone {zone.name} in {folder} hold months {entry['first']}..{entry['last']}, "
+                f"but {zone.folder} now holds months {zone.first}..{zone.last} (files added or removed after "
+                f"preprocessing); rerun {command} to update them")
+        if entry["inputs"] != input_fingerprint(zone):
+            raise PhenocastError(
+                f"the records of zone {zone.name} in {folder} are older than its files in {zone.folder} (a file "
+                f"changed after preprocessing); rerun {command} to update them")
     return manifest, result
 
 

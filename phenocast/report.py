@@ -1,14 +1,17 @@
 """The run report: ``report.md`` with tables, maps and plots (matplotlib PNGs in ``report/``).
 
-Made from what the run left on disk (``scores.json``, ``predictions/``, ``logs/``), so it can be
-re-created alone with ``python run.py --stage report``:
+Drawn from what postprocessing left on disk — ``scores.json`` (every number) and the scored images
+``predictions/<period>/<zone>-<period>.tif`` (every map) — plus the logs and the zones' truth, so it
+recomputes nothing and can be re-created alone with ``python run.py --stage report``:
 
-- a table per zone and lead month of validation RMSE for the model, the blend, the EMA, the per-pixel
-  EMA, climatology, persistence (and the oracle on the built-in sample), with the model/EMA ratio and
-  the share of the EMA → oracle gap the model closed;
-- for each zone and validation month (the last ``report.max_map_months``, null = all), maps side by
-  side of truth, model (its shortest-lead forecast of that month), EMA and the two error maps, with
-  shared colour scales;
+- the headline: the submitted forecast's and the model's ratios to the EMA and to the best baseline on
+  the test period, with their bootstrap intervals and image counts; which model wrote the submission;
+- a table per zone and lead of test RMSE for the model, the blend, the EMA, the per-pixel EMA, the
+  damped anomaly, climatology, persistence (and the oracle on the built-in sample); then the same for
+  the validation period, which chose the checkpoints and the blend weights;
+- for each zone and test month (the last ``report.max_map_months``, null = all), maps side by side of
+  truth, model (its shortest-lead forecast of that month), EMA and the two error maps, with shared
+  colour scales;
 - RMSE by calendar month; learning curves from the CSV logs; a quick look at every submitted GeoTIFF.
 """
 
@@ -30,7 +33,7 @@ from phenocast.io import atomic_path, atomic_write_text, read_epoch_log  # noqa:
 from phenocast.metrics import Scoreboard  # noqa: E402
 from phenocast.zones import Zone  # noqa: E402
 
-METHOD_ORDER = ("model", "blend", "ema", "ema_pixel", "climatology", "persistence", "oracle")
+METHOD_ORDER = ("model", "blend", "ema", "ema_pixel", "damped", "climatology", "persistence", "oracle")
 MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -43,15 +46,6 @@ def _save(figure, path: Path) -> Path:
 
 def ordered_methods(methods: list[str]) -> list[str]:
     return [m for m in METHOD_ORDER if m in methods] + [m for m in methods if m not in METHOD_ORDER]
-
-
-def headline(summary: dict) -> dict[str, float | None]:
-    """Pooled model/EMA ratio and the share of the EMA → oracle gap closed by the model (None if n/a)."""
-    pooled = summary["pooled"]
-    model, ema, oracle = pooled.get("model"), pooled.get("ema"), pooled.get("oracle")
-    ratio = model / ema if model is not None and ema else None
-    gap = (ema - model) / (ema - oracle) if None not in (model, ema, oracle) and ema != oracle else None
-    return {"model_over_ema": ratio, "gap_closed": gap}
 
 
 def score_table(summary: dict, methods: list[str]) -> list[str]:
@@ -109,14 +103,15 @@ def map_figure(zone: str, origin: int, lead: int, images: dict, config: Config, 
     return _save(figure, path)
 
 
-def calendar_figure(board: Scoreboard, config: Config, methods: list[str], path: Path) -> Path:
+def calendar_figure(board: Scoreboard, config: Config, methods: list[str], path: Path, period: str = "test"
+                    ) -> Path:
     by_month = board.by_calendar_month(config.data.first_month)
     figure, axis = plt.subplots(figsize=(7, 3.5))
     months = list(by_month)
     for method in methods:
         axis.plot(months, [by_month[m].get(method) or np.nan for m in months], marker="o", label=method)
     axis.set_xticks(months, [MONTH_NAMES[m - 1] for m in months])
-    axis.set_ylabel("validation RMSE (NDVI)")
+    axis.set_ylabel(f"{period} RMSE (NDVI)")
     axis.set_title("RMSE by calendar month of the forecast month")
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
@@ -169,7 +164,8 @@ def quick_look(tif: Path, config: Config, path: Path) -> Path:
 
 def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] = print) -> Path:
     """Write ``report.md`` and its figures for a run that has been postprocessed."""
-    from phenocast.postprocess import validate_zone
+    from phenocast.postprocess import read_scored
+    from phenocast.zones import read_month
 
     run_dir = config.run_dir
     scores_path = run_dir / "scores.json"
@@ -178,50 +174,69 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
                              f"first")
     summary = json.loads(scores_path.read_text())
     board = Scoreboard.from_summary(summary)
-    methods = ordered_methods(list(summary["pooled"]))
+    headline = summary["headline"]
+    period = headline["period"]
     figures = run_dir / "report"
     figures.mkdir(parents=True, exist_ok=True)
-    numbers = headline(summary)
+    data = config.data
     lines = [f"# phenocast report: {config.output.name}", "",
-             f"Data `{config.data.dir}`, {len(summary['zones'])} zone(s); validation = the last "
-             f"{config.data.val_months} months of each zone, origins "
+             f"Data `{data.dir}`, {len(summary['periods'])} zone(s). Each zone's months split into training, "
+             f"validation (the {data.val_months} months that chose checkpoints, epochs and blend weights) and "
+             f"test (the last {data.test_months} months, which chose nothing); origins "
              f"{'in the forecast calendar phase' if config.sequence.origins == 'fixed' else 'every month'}, "
-             f"leads 1..{config.predict.horizon}; RMSE in NDVI units over valid pixels (lower is better; "
-             f"best per row in bold).", ""]
-    if numbers["model_over_ema"] is not None:
-        lines.append(f"- **model / EMA = {numbers['model_over_ema']:.3f}** (pooled validation RMSE; goal "
-                     f"<= 0.85)")
-    if numbers["gap_closed"] is not None:
-        lines.append(f"- **EMA → oracle gap closed by the model: {numbers['gap_closed']:.0%}** (goal >= 50%)")
+             f"leads 1..{config.predict.horizon}; RMSE in NDVI units over valid pixels of the int16 images as "
+             f"written (lower is better; best per row in bold).", "",
+             f"**Headline**: {headline['text'][0].upper()}{headline['text'][1:]}", ""]
+    model = headline["methods"].get("model")
+    if model is not None and "blend" in headline["methods"]:
+        lines += [f"- the model alone: {model['over_ema']:.3f} × the EMA"
+                  + (f" (interval {model['over_ema_interval'][0]:.3f}–{model['over_ema_interval'][1]:.3f})"
+                     if model.get("over_ema_interval") else "")
+                  + f", {model['over_best_baseline']:.3f} × {headline['best_baseline']}"]
+    for zone, values in summary["periods"].items():
+        spans = ", ".join(f"{name} {values[name][0]}..{values[name][1]}" for name in ("validation", "test")
+                          if name in values)
+        lines.append(f"- zone {zone}: months {values['months'][0]}..{values['months'][1]}, training targets "
+                     f"through {values['training_end']}; {spans}")
+    for zone, submission in summary.get("submission", {}).items():
+        lines.append(f"- the submission of {zone} was written by `{submission['model']}` ({submission['method']}), "
+                     f"trained on targets through month {submission['trained_through']}")
     weights = summary.get("ema_weight", {})
     if weights:
         lines.append("- blend = w·EMA + (1−w)·model, w per zone: "
-                     + ", ".join(f"{zone} {w if isinstance(w, float) else 'per α'}" for zone, w in
+                     + ", ".join(f"{zone} {w:.2f}" if isinstance(w, float) else f"{zone} per α" for zone, w in
                                  weights.items())
-                     + (" (fitted on these validation months: in-sample)" if config.postprocess.ema_weight
-                        == "fit" else ""))
-    lines += ["", "## Validation RMSE", "", *score_table(summary, methods), ""]
-    if board.scores:
-        calendar = calendar_figure(board, config, methods, figures / "calendar.png").relative_to(run_dir)
-        lines += ["## RMSE by calendar month", "", f"![RMSE by calendar month]({calendar})", ""]
+                     + (" (fitted on the validation months)" if config.postprocess.ema_weight == "fit" else ""))
+    for name in ("test", "validation"):
+        if name in summary:
+            methods = ordered_methods(list(summary[name]["pooled"]))
+            title = "Test RMSE" if name == "test" else "Validation RMSE (these months chose the model)"
+            lines += ["", f"## {title}", "", *score_table(summary[name], methods), ""]
+    scored = board.restrict_period(period)
+    if scored.scores:
+        methods = ordered_methods(scored.methods)
+        calendar = calendar_figure(scored, config, methods, figures / "calendar.png", period).relative_to(run_dir)
+        lines += [f"## {period.capitalize()} RMSE by calendar month", "", f"![RMSE by calendar month]({calendar})", ""]
     curves = learning_curves(run_dir / "logs", figures / "learning_curves.png")
     if curves is not None:
         lines += ["## Learning curves", "", f"![learning curves]({curves.relative_to(run_dir)})", ""]
     if config.report.maps:
-        lines += ["## Validation maps", ""]
+        lines += [f"## {period.capitalize()} maps", ""]
         for zone in zones:
-            if zone.name not in summary["zones"]:
+            file = summary.get("scored_files", {}).get(zone.name, {}).get(period)
+            if file is None:
                 continue
-            checked = validate_zone(zone, config, run_dir, log=lambda message: None)
-            shortest: dict[int, tuple[int, int]] = {}  # validation month → its shortest-lead forecast
-            for origin, lead in sorted(checked.maps, key=lambda key: key[1]):
+            images = read_scored(run_dir / file)
+            shortest: dict[int, tuple[int, int]] = {}  # month → its shortest-lead forecast
+            for origin, lead in sorted(images, key=lambda key: key[1]):
                 shortest.setdefault(origin + lead, (origin, lead))
             months = sorted(shortest)
             if config.report.max_map_months is not None:
                 months = months[-config.report.max_map_months:]
             for month in months:
                 origin, lead = shortest[month]
-                path = map_figure(zone.name, origin, lead, checked.maps[origin, lead], config,
+                truth = read_month(zone, month, data.fill_value, data.valid_range)
+                path = map_figure(zone.name, origin, lead, {**images[origin, lead], "truth": truth}, config,
                                   figures / f"map-{zone.name}-{month:03d}.png")
                 lines += [f"![{zone.name} month {month}]({path.relative_to(run_dir)})", ""]
     tifs = sorted((run_dir / "predictions").glob("*.tif"))

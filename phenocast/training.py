@@ -5,10 +5,16 @@ A stage lives in its own folder ``checkpoints/<stage>/``:
 - ``backup/``: ``keras.callbacks.BackupAndRestore`` state (weights, optimizer, epoch) saved after every
   epoch, after every other callback; a killed run restarted with the same command continues from the
   last finished epoch;
-- ``best.keras``: the best model by validation RMSE (``val_masked_rmse``; training RMSE without
-  validation data), the threshold restored from the CSV log after a restart;
+- ``best.keras``: the best model by validation RMSE (``val_masked_rmse``; without validation data, e.g.
+  a refit, the last epoch's), its threshold and the early-stopping count rebuilt from the CSV log after
+  a restart; when fine-tuning, the starting weights stay the best model (epoch 0) unless an epoch beats
+  their validation score;
 - ``last.keras``: the model after the last epoch;
-- ``done.json``: written last — epochs run, best epoch and score; a stage with it is skipped.
+- ``done.json``: written last — epochs run, best epoch and score; a stage with it is done.
+
+Training batches are a pure function of (seed, batch index) (``phenocast.dataset.training_dataset``),
+and the backup holds weights, optimizer state and epoch, so a resumed stage is bit-identical to an
+uninterrupted one.
 
 Logs: ``logs/<stage>.csv`` (Keras ``CSVLogger``, appended across restarts) and TensorBoard scalars plus a
 few prediction-vs-truth images under ``logs/tensorboard/<stage>/``.
@@ -42,7 +48,7 @@ class StageResult:
     epochs: int
     best_epoch: int
     best_score: float | None
-    monitor: str
+    monitor: str | None  # None: no validation, the last epoch is the model
     skipped: bool = False
 
     @classmethod
@@ -103,44 +109,61 @@ class PredictionImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
-def _best_so_far(log_path: Path, monitor: str) -> tuple[float | None, int]:
-    """Best monitored value and its epoch (1-based) in a CSV log of an interrupted run."""
-    best, best_epoch = None, 0
+def _epochs_logged(log_path: Path, monitor: str) -> list[tuple[int, float]]:
+    """(epoch 1-based, monitored value) of every finished epoch in a CSV log (NaN where missing)."""
+    rows = []
     for row in read_epoch_log(log_path):
         try:
             value = float(row[monitor])
         except (KeyError, TypeError, ValueError):
-            continue
-        if math.isfinite(value) and (best is None or value < best):
-            best, best_epoch = value, int(row["epoch"]) + 1
-    return best, best_epoch
+            value = float("nan")
+        rows.append((int(row["epoch"]) + 1, value))
+    return rows
 
 
-def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_data: tf.data.Dataset,
+def backup_epoch(folder: Path) -> int:
+    """The number of epochs an interrupted stage finished (``BackupAndRestore``'s metadata), else 0."""
+    path = folder / "backup" / "training_metadata.json"
+    if not path.is_file():
+        return 0
+    return int(json.loads(path.read_text()).get("epoch", 0))
+
+
+def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_data: Callable[[int], tf.data.Dataset],
               validation_data: tf.data.Dataset | None, schedule: TrainConfig | FinetuneConfig,
               epochs: int, config: Config, image_batch: tuple[np.ndarray, np.ndarray] | None = None,
-              log: Callable[[str], None] = print) -> StageResult:
+              log: Callable[[str], None] = print, initial_score: float | None = None) -> StageResult:
     """Train ``model`` (already compiled) for a stage, resumably; returns the stage's result.
+
+    A killed stage restarted with the same command continues from its last finished epoch with the
+    same weights, optimizer state and batches (``train_data`` starts at the first batch of that epoch),
+    so its result is bit-identical to an uninterrupted run's.
 
     Args:
       name: stage name for logs (``pretrain``, ``finetune-Z1``, …).
       folder: the stage folder (``checkpoints/<stage>``).
       logs: the run's log folder.
-      train_data: endless batches; ``schedule.steps_per_epoch`` are taken per epoch.
-      validation_data: finite batches, or None.
-      epochs: epochs to run (early stopping may end sooner).
+      train_data: start batch → endless batches; ``schedule.steps_per_epoch`` are taken per epoch.
+      validation_data: finite batches, or None: then the last epoch is the stage's model.
+      epochs: epochs to run (early stopping on validation may end sooner); 0 saves the model as is.
       image_batch: (inputs, y) of a few validation windows for TensorBoard images.
+      initial_score: the validation RMSE of the starting weights (fine-tuning): they stay the stage's
+        best model (epoch 0) unless an epoch beats them.
     """
-    done = StageResult.load(folder)
-    if done is not None:
-        log(f"{name}: finished earlier (best epoch {done.best_epoch}), skipped")
-        return done
     folder.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
-    monitor = "val_masked_rmse" if validation_data is not None else "masked_rmse"
+    monitor = "val_masked_rmse"
     log_path = logs / f"{name}.csv"
-    best, best_epoch = _best_so_far(log_path, monitor)
-    tracker = _BestCheckpoint(monitor, folder / "best.keras", best, best_epoch)
+    tracked = validation_data is not None
+    start_epoch = backup_epoch(folder)
+    if start_epoch == 0:  # a fresh start: an old log of this stage belongs to nobody
+        log_path.unlink(missing_ok=True)
+        if initial_score is not None:
+            with atomic_path(folder / "best.keras") as temporary:
+                model.save(temporary)
+    tracker = _BestCheckpoint(monitor, folder / "best.keras", initial_score if tracked else None,
+                              getattr(schedule, "early_stopping", 0) if tracked else 0,
+                              _epochs_logged(log_path, monitor)[:start_epoch])
     callbacks = [
         tracker,
         keras.callbacks.CSVLogger(str(log_path), append=True),
@@ -148,9 +171,6 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
                                     update_freq="epoch"),
         keras.callbacks.TerminateOnNaN(),
     ]
-    patience = getattr(schedule, "early_stopping", 0)
-    if patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=patience))
     if image_batch is not None:
         callbacks.append(PredictionImages(logs / "tensorboard" / name / "images", *image_batch,
                                           config.predict.horizon))
@@ -158,36 +178,57 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
     # repeats that epoch, so the CSV log may hold a row twice; readers keep the last)
     callbacks.append(keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False))
     tf.get_logger().setLevel("ERROR")  # retracing notices when each zone compiles its own model
-    history = model.fit(train_data, epochs=epochs, steps_per_epoch=schedule.steps_per_epoch,
-                        validation_data=validation_data,
-                        callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
-    if any(not np.isfinite(value) for value in history.history.get("loss", [])):
-        raise FloatingPointError(f"{name}: the loss became NaN; lower the learning rate")
+    if epochs > 0 and not tracker.stopped:
+        history = model.fit(train_data(start_epoch * schedule.steps_per_epoch), epochs=epochs,
+                            steps_per_epoch=schedule.steps_per_epoch, validation_data=validation_data,
+                            callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+        if any(not np.isfinite(value) for value in history.history.get("loss", [])):
+            raise FloatingPointError(f"{name}: the loss became NaN; lower the learning rate")
     with atomic_path(folder / "last.keras") as temporary:
         model.save(temporary)
-    if not (folder / "best.keras").is_file():  # no epoch improved on a restored threshold
-        shutil.copyfile(folder / "last.keras", folder / "best.keras")
     epochs_run = len(read_epoch_log(log_path))
-    result = StageResult(name, epochs_run, tracker.best_epoch or epochs_run, tracker.best, monitor)
+    if not tracked or not (folder / "best.keras").is_file():  # no validation: the last epoch is the model
+        shutil.copyfile(folder / "last.keras", folder / "best.keras")
+    best_epoch = tracker.best_epoch if tracked and tracker.best is not None else epochs_run
+    result = StageResult(name, epochs_run, best_epoch, tracker.best if tracked else None,
+                         monitor if tracked else None)
     atomic_write_text(folder / DONE, json.dumps(result.__dict__ | {"skipped": False}, indent=1) + "\n")
     shutil.rmtree(folder / "backup", ignore_errors=True)
     return result
 
 
 class _BestCheckpoint(keras.callbacks.Callback):
-    """Saves the model, atomically, whenever the monitored value improves; remembers the best epoch.
+    """Saves the model, atomically, whenever the monitored value improves; stops early after
+    ``patience`` epochs without improvement (0 = never).
 
-    ``best`` / ``best_epoch`` continue an interrupted run's (from its CSV log), so a restart does not
-    overwrite a better checkpoint with a worse one.
+    Its state (best value and epoch, epochs since) is rebuilt from the epochs an interrupted run
+    logged, so a resumed stage keeps the same checkpoint and stops at the same epoch as an uninterrupted
+    one.
     """
 
-    def __init__(self, monitor: str, path: Path, best: float | None, best_epoch: int):
+    def __init__(self, monitor: str, path: Path, initial: float | None, patience: int,
+                 logged: list[tuple[int, float]]):
         super().__init__()
-        self.monitor, self.path, self.best, self.best_epoch = monitor, path, best, best_epoch
+        self.monitor, self.path, self.patience = monitor, path, patience
+        self.best, self.best_epoch = initial, 0
+        self.last_epoch = 0
+        for epoch, value in logged:
+            self._record(epoch, value)
+        self.stopped = self._should_stop()
+
+    def _record(self, epoch: int, value: float | None) -> bool:
+        self.last_epoch = epoch
+        if value is not None and math.isfinite(value) and (self.best is None or value < self.best):
+            self.best, self.best_epoch = float(value), epoch
+            return True
+        return False
+
+    def _should_stop(self) -> bool:
+        return bool(self.patience) and self.last_epoch - self.best_epoch >= self.patience
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is not None and math.isfinite(value) and (self.best is None or value < self.best):
+        if self._record(epoch + 1, (logs or {}).get(self.monitor)):
             with atomic_path(self.path) as temporary:
                 self.model.save(temporary)
-            self.best, self.best_epoch = float(value), epoch + 1
+        if self._should_stop():
+            self.model.stop_training = True

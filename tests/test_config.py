@@ -21,7 +21,7 @@ def test_default_config_is_the_competition_setup():
     assert config.tiling.centre == 240 and config.tiling.margin == 24 and config.window == 288
     assert config.data.fill_value == -3000 and config.data.valid_range == [-2000, 10000]
     assert config.data.val_months == 24 and config.predict.horizon == 3
-    assert config.evaluate.origins == 24 and config.data.zones is None
+    assert config.data.test_months == 24 and config.data.zones is None and config.finetune.refit
     assert config.sequence.years == 10 and len(config.sequence.offsets) == 12
     assert config.sequence.context  # 12 month channels + 12 context channels
 

@@ -15,6 +15,7 @@ from phenocast.dataset import (
     dihedral,
     inverse_dihedral,
     origin_dataset,
+    sample_plan,
     training_dataset,
     zone_samples,
 )
@@ -28,9 +29,9 @@ from conftest import FILL, ROOT, synthetic_stack, write_zone
 def make_config(data_dir: Path, tmp_path: Path, *overrides: str):
     return load_config(ROOT / "configs" / "sample.yaml", [
         f"data.dir={data_dir}", "data.sample=false", f"output.dir={tmp_path / 'outputs'}",
-        "tiling.centre=8", "tiling.margin=4", "sequence.years=2", "data.val_months=14",
+        "tiling.centre=8", "tiling.margin=4", "sequence.years=2", "data.val_months=12", "data.test_months=12",
         "records.workers=1", "model.lstm_filters=[4, 4, 4]", "model.layers_per_block=[1, 1, 1]",
-        "sequence.origins=fixed", "sequence.calendar=false", "sequence.climatology=false",  # the original's
+        "sequence.origins=all", "sequence.calendar=false", "sequence.climatology=false",  # the original's channels
         *overrides])
 
 
@@ -146,22 +147,26 @@ def test_dihedral_of_a_batch_of_sequences_moves_every_image_alike(transform: int
     np.testing.assert_array_equal(inverse_dihedral(moved, transform).numpy(), batch.numpy())
 
 
-def test_training_never_reaches_validation_months(tmp_path: Path):
-    # a world where every held-out month reads 9000 and every other month 2000..5000: any held-out month
-    # in an input, a target or a climatology would show as a difference of 0.4 or more
+def test_no_period_reaches_a_later_one(tmp_path: Path):
+    # training months read 2000..5000, validation months 9000, test months -1500: a validation month in a
+    # training input, target or climatology would show as a difference of 0.4 or more, a test month in a
+    # validation target as one of -0.35 or less
     rng = np.random.default_rng(0)
     data_dir = tmp_path / "data"
-    config = make_config(data_dir, tmp_path, "sequence.origins=all", "model.per_year_outputs=true")
+    config = make_config(data_dir, tmp_path, "model.per_year_outputs=true")
+    validation, test = config.data.val_months, config.data.test_months
     for name, first, months in (("Z1", 1, 60), ("Z2", 7, 54)):
         stack = rng.integers(2000, 5000, size=(months, 9, 9)).astype(np.int16)
-        stack[-config.data.val_months:] = 9000
+        stack[-validation - test:-test] = 9000
+        stack[-test:] = -1500
         write_zone(data_dir, name, stack, first=first)
     preprocess(config, progress=False, log=lambda message: None)
     zones = zone_samples(load_zone_records(config)[1], config)
     for zone in zones:
-        held_out_from = zone.records.last - config.data.val_months + 1
+        held_out_from = zone.records.last - validation - test + 1
         assert zone.train and max(zone.train) + config.predict.horizon < held_out_from
-        assert zone.validation and all(origin >= held_out_from for origin in zone.validation)
+        assert zone.validation and all(origin >= held_out_from - 1 for origin in zone.validation)
+        assert zone.test and min(zone.test) == zone.records.last - test and max(zone.refit) == zone.records.last - 3
     sampled = set()
     dataset = training_dataset(zones, config, batch_size=4, seed=1, with_origins=True)
     for inputs, y, origin_keys in dataset.take(60):
@@ -172,10 +177,16 @@ def test_training_never_reaches_validation_months(tmp_path: Path):
     by_zone = {zone.name: zone for zone in zones}
     for name, origin in sampled:
         assert origin in by_zone[name].train
-    assert {name for name, _ in sampled} == {"Z1", "Z2"} and len(sampled) > 10
-    # the validation samples do see the held-out months (as targets): the check above can fail
-    validation = origin_dataset(zones, config, lambda zone: zone.validation)
-    assert max(np.abs(y.numpy()[..., :3]).max() for _, y in validation) > 0.4
+    assert sampled == {(zone.name, origin) for zone in zones for origin in zone.train}  # 240 samples: all seen
+    # the validation samples do see the validation months (as targets): the check above can fail; but no
+    # validation target is a test month, although the last validation origins' leads reach into them
+    validation = origin_dataset(zones, config, lambda zone: zone.validation,
+                                target_end_of=lambda zone: zone.target_end("validation"))
+    targets = [(y.numpy()[..., :3], y.numpy()[..., 3:] > 0) for _, y in validation]
+    assert max(values[mask].max() for values, mask in targets) > 0.4
+    assert min(values[mask].min() for values, mask in targets if mask.any()) > -0.31
+    unmasked = origin_dataset(zones, config, lambda zone: zone.validation)  # the mask is what keeps them out
+    assert min(y.numpy()[..., :3][y.numpy()[..., 3:] > 0].min() for _, y in unmasked) < -0.35
 
 
 def test_training_batches_mix_zones_and_are_reproducible(prepared: Path, tmp_path: Path):
@@ -187,6 +198,40 @@ def test_training_batches_mix_zones_and_are_reproducible(prepared: Path, tmp_pat
     other = [y.numpy() for _, y in training_dataset(zones, config, 2, seed=6).take(6)]
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_every_batch_is_a_pure_function_of_seed_and_batch_index(prepared: Path, tmp_path: Path):
+    config = make_config(prepared, tmp_path)
+    preprocess(config, progress=False, log=lambda message: None)
+    zones = zone_samples(load_zone_records(config)[1], config)
+    stream = [y.numpy() for _, y in training_dataset(zones, config, 3, seed=5).take(7)]
+    resumed = [y.numpy() for _, y in training_dataset(zones, config, 3, seed=5, start_batch=4).take(3)]
+    assert all(np.array_equal(a, b) for a, b in zip(stream[4:], resumed))
+    assert not np.array_equal(stream[4], stream[5])
+    # each pass over the windows visits every window once, in an order of its own; origins come from the
+    # window's zone
+    window_zone = tf.constant([0] * 5 + [1] * 3, tf.int32)
+    zone_origins = tf.ragged.constant([[30, 31, 32], [40]], dtype=tf.int32)
+    plans = [[int(v) for v in sample_plan(index, 7, 8, window_zone, zone_origins, augment=True)]
+             for index in range(16)]
+    first_pass, second_pass = [p[0] for p in plans[:8]], [p[0] for p in plans[8:]]
+    assert sorted(first_pass) == sorted(second_pass) == list(range(8)) and first_pass != second_pass
+    assert all(origin in ([30, 31, 32] if window < 5 else [40]) for window, origin, _ in plans)
+    assert {transform for *_, transform in plans} <= set(range(8)) and len({t for *_, t in plans}) > 1
+    assert plans == [[int(v) for v in sample_plan(index, 7, 8, window_zone, zone_origins, augment=True)]
+                     for index in range(16)]
+
+
+def test_refit_samples_reach_the_last_month(prepared: Path, tmp_path: Path):
+    config = make_config(prepared, tmp_path)
+    preprocess(config, progress=False, log=lambda message: None)
+    zones = zone_samples(load_zone_records(config)[1], config)
+    origins = set()
+    for _, _, (zone, origin) in training_dataset(zones, config, 4, seed=2, kind="refit", with_origins=True).take(80):
+        origins.update((name.decode(), int(o)) for name, o in zip(zone.numpy(), origin.numpy()))
+    last = {zone.name: zone.records.last for zone in zones}
+    assert any(origin + config.predict.horizon == last[name] for name, origin in origins)
+    assert all(origin in {z.name: z.refit for z in zones}[name] for name, origin in origins)
 
 
 def test_test_time_augmentation_undoes_every_transform(prepared: Path, tmp_path: Path):

@@ -16,18 +16,25 @@ from rasterio.crs import CRS
 from phenocast import baselines
 from phenocast.config import load_config
 from phenocast.forecast import WindowPredictions, raw_path, save_windows
-from phenocast.origins import forecast_origin, validation_origins
-from phenocast.postprocess import check_submission, fit_blend, run_postprocess
+from phenocast.origins import forecast_origin, period_origins
+from phenocast.postprocess import check_submission, fit_blend, read_scored, run_postprocess
 from phenocast.tiling import extract_window, window_grid
 from phenocast.zones import discover_zones, read_zone, same_crs
 
 from conftest import FILL, ROOT, VALID_RANGE, synthetic_stack, tiny_profile, write_zone
 
+SETTINGS = ["data.sample=false", "tiling.centre=8", "tiling.margin=4", "sequence.years=2", "sequence.origins=all",
+            "data.val_months=12", "data.test_months=12"]
+
 
 def make_config(data_dir: Path, tmp_path: Path, *overrides: str):
     return load_config(ROOT / "configs" / "sample.yaml", [
-        f"data.dir={data_dir}", "data.sample=false", f"output.dir={tmp_path / 'outputs'}", "tiling.centre=8",
-        "tiling.margin=4", "sequence.years=2", "data.val_months=14", *overrides])
+        f"data.dir={data_dir}", f"output.dir={tmp_path / 'outputs'}", *SETTINGS, *overrides])
+
+
+def cli_arguments(data_dir: Path, tmp_path: Path) -> list[str]:
+    values = [f"data.dir={data_dir}", f"output.dir={tmp_path / 'outputs'}", *SETTINGS]
+    return ["--config", str(ROOT / "configs" / "sample.yaml"), *[p for value in values for p in ("--set", value)]]
 
 
 def oracle_predictions(zone, stack, origins, config, future=None, noise=0.0, seed=0):
@@ -61,16 +68,17 @@ def run(tmp_path: Path):
     return data_dir, stacks
 
 
-def write_run(data_dir: Path, tmp_path: Path, future: dict, *overrides: str):
+def write_run(data_dir: Path, tmp_path: Path, future: dict, *overrides: str, noise: float = 0.0):
     config = make_config(data_dir, tmp_path, *overrides)
     zones = discover_zones(data_dir, report=None)
     for zone in zones:
         stack = read_zone(zone, FILL, VALID_RANGE)
-        save_windows(oracle_predictions(zone, stack, validation_origins(zone.first, zone.last, config), config),
-                     raw_path(config.run_dir, zone.name, "validation"))
+        for period in ("validation", "test"):
+            save_windows(oracle_predictions(zone, stack, period_origins(zone.first, zone.last, config, period),
+                                            config, noise=noise), raw_path(config.run_dir, zone.name, period))
         save_windows(oracle_predictions(zone, stack, [forecast_origin(zone.last, config)], config,
                                         future=future[zone.name]),
-                     raw_path(config.run_dir, zone.name, "forecast"))
+                     raw_path(config.run_dir, zone.name, "forecast"), {"model": "checkpoints/oracle.keras"})
     return config, zones
 
 
@@ -99,10 +107,12 @@ def test_forecast_files_reproduce_the_predicted_ndvi(run, tmp_path: Path, mode: 
             rounded = np.clip(np.sign(expected) * np.floor(np.abs(expected) + 0.5), *VALID_RANGE)
             np.testing.assert_array_equal(written[~never], rounded[~never])
     assert written[0, :4].tolist() == [FILL, -2000, 124, -124]  # Z2 lead 3; (0, 0) is permanently nodata
-    # the validation predictions were exact: the model scores 0, below every baseline
+    # the validation and test predictions were exact: the model scores 0, below every baseline
     scores = summary["scores"]
-    assert scores["pooled"]["model"] == pytest.approx(0, abs=1e-4)
-    assert min(scores["pooled"][m] for m in ("ema", "climatology", "persistence")) > 0.01
+    for period in ("validation", "test"):
+        assert scores[period]["pooled"]["model"] == pytest.approx(0, abs=1e-9)
+        assert min(scores[period]["pooled"][m] for m in ("ema", "climatology", "persistence", "damped")) > 0.01
+    assert scores["headline"]["period"] == "test" and scores["headline"]["methods"]["model"]["over_ema"] == 0
     assert check_submission(summary["zip"], zones, config) == []
 
 
@@ -112,10 +122,7 @@ def test_postprocess_alone_reproduces_the_same_files(run, tmp_path: Path):
     config, zones = write_run(data_dir, tmp_path, future)
     first = run_postprocess(config, zones, log=lambda message: None)
     before = first["zip"].read_bytes()
-    result = subprocess.run([sys.executable, "postprocess.py", "--config", str(ROOT / "configs" / "sample.yaml"),
-                             "--set", f"data.dir={data_dir}", "--set", "data.sample=false", "--set",
-                             f"output.dir={tmp_path / 'outputs'}", "--set", "tiling.centre=8", "--set",
-                             "tiling.margin=4", "--set", "sequence.years=2", "--set", "data.val_months=14"],
+    result = subprocess.run([sys.executable, "postprocess.py", *cli_arguments(data_dir, tmp_path)],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert first["zip"].read_bytes() == before
@@ -191,9 +198,8 @@ def test_the_checker_catches_broken_submissions(run, tmp_path: Path, change: str
     broken = broken_zip(summary["zip"], tmp_path / "broken.zip", change, zones, config)
     problems = check_submission(broken, zones, config)
     assert len(problems) == 1 and expected in problems[0], problems
-    result = subprocess.run([sys.executable, "postprocess.py", "--config", str(ROOT / "configs" / "sample.yaml"),
-                             "--set", f"data.dir={data_dir}", "--set", "data.sample=false", "--check", str(broken)],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "postprocess.py", *cli_arguments(data_dir, tmp_path), "--check",
+                             str(broken)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1 and expected in result.stdout and len(result.stdout.splitlines()) == 1
     (tmp_path / "not.zip").write_bytes(b"garbage")
     assert "not a readable zip" in check_submission(tmp_path / "not.zip", zones, config)[0]
@@ -207,3 +213,72 @@ def test_zip_is_only_written_when_every_zone_has_a_forecast(run, tmp_path: Path)
     summary = run_postprocess(config, zones, log=messages.append)
     assert summary["zip"] is None and summary["missing"] == ["Z2"]
     assert any("submission.zip not written" in message for message in messages)
+
+
+def test_blend_weight_is_fitted_on_validation_and_test_months_cannot_move_it(run, tmp_path: Path):
+    data_dir, stacks = run
+    future = {name: stack[-12:-9] for name, stack in stacks.items()}
+    config, zones = write_run(data_dir, tmp_path, future, "postprocess.ema_weight=fit", noise=0.03)
+    first = run_postprocess(config, zones, log=lambda message: None)["scores"]
+    weights = first["ema_weight"]
+    assert all(0 < weight < 1 for weight in weights.values()), weights  # a noisy model: some EMA helps
+    # rewrite every test month of the truth (the raw predictions stay): the weights must not move
+    for name, stack in stacks.items():
+        changed = stack.copy()
+        changed[-12:] = np.where(changed[-12:] == FILL, FILL, np.clip(changed[-12:] + 700, *VALID_RANGE))
+        write_zone(data_dir, name, changed)
+    second = run_postprocess(config, zones, log=lambda message: None)["scores"]
+    assert second["ema_weight"] == weights
+    assert second["validation"]["pooled"] == first["validation"]["pooled"]
+    assert second["test"]["pooled"]["ema"] != first["test"]["pooled"]["ema"]
+
+
+def test_scores_recompute_from_the_scored_geotiffs_and_the_truth(run, tmp_path: Path):
+    data_dir, stacks = run
+    future = {name: stack[-12:-9] for name, stack in stacks.items()}
+    config, zones = write_run(data_dir, tmp_path, future, "postprocess.ema_weight=0.25", noise=0.02)
+    scores = run_postprocess(config, zones, log=lambda message: None)["scores"]
+    for period in ("validation", "test"):
+        squared: dict[str, list[float]] = {"model": [], "blend": [], "ema": []}
+        for zone in zones:
+            path = config.run_dir / scores["scored_files"][zone.name][period]
+            images = read_scored(path)
+            with rasterio.open(path) as dataset:
+                assert dataset.count == 3 * len(images) and dataset.crs is not None
+                assert dataset.descriptions[0].startswith("model origin ")
+            truth = read_zone(zone, FILL, VALID_RANGE)
+            for (origin, lead), methods in images.items():
+                target = truth[origin + lead - zone.first]
+                valid = target != FILL
+                if not valid.any():
+                    continue
+                assert (zone.last - 24 < origin + lead <= zone.last - 12) == (period == "validation")
+                for method, image in methods.items():
+                    squared[method].append(np.mean(((image[valid] - target[valid]) / 10000.0) ** 2))
+        for method, values in squared.items():
+            assert scores[period]["pooled"][method] == pytest.approx(np.sqrt(np.mean(values)), rel=1e-9), method
+    headline = scores["headline"]
+    blend = headline["methods"]["blend"]
+    assert headline["period"] == "test" and headline["best_baseline"] in ("ema", "ema_pixel", "damped", "climatology")
+    assert blend["over_ema_interval"][0] <= blend["over_ema"] <= blend["over_ema_interval"][1]
+    assert blend["images"] == scores["test"]["images"] and "beats the EMA on" in headline["text"]
+    assert scores["submission"]["Z1"]["model"] == "checkpoints/oracle.keras"
+
+
+def test_the_checker_reports_fill_where_the_zone_has_data(run, tmp_path: Path):
+    data_dir, stacks = run
+    config, zones = write_run(data_dir, tmp_path, {name: stack[-12:-9] for name, stack in stacks.items()})
+    summary = run_postprocess(config, zones, log=lambda message: None)
+    with zipfile.ZipFile(summary["zip"]) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    name = sorted(members)[0]
+    with rasterio.MemoryFile(members[name]) as memory, memory.open() as dataset:
+        values = dataset.read(1)
+    values[5:7, 5:9] = FILL
+    members[name] = tiff_bytes(values, zones[0].profile)
+    broken = tmp_path / "holes.zip"
+    with zipfile.ZipFile(broken, "w") as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+    (problem,) = check_submission(broken, zones, config)
+    assert "8 pixel(s) are the fill value where the zone has valid data" in problem and name in problem

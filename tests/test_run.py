@@ -1,4 +1,5 @@
-"""run.py end to end on tiny data: a valid zip, skipping, resuming after SIGKILL, two-device mirroring."""
+"""run.py end to end on tiny data: a valid zip, skipping, refusing stale stages, a SIGKILL resumed to the
+same bytes, two-device mirroring."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, synthetic_stack, write_zone
 
-TINY = ["tiling.centre=8", "tiling.margin=4", "sequence.years=2", "data.val_months=14", "data.sample=false",
+TINY = ["tiling.centre=8", "tiling.margin=4", "sequence.years=2", "data.val_months=12", "data.test_months=9",
+        "sequence.origins=all", "data.sample=false",
         "model.filters=4", "model.growth_rate=4", "model.layers_per_block=[1,1,1]",
         "model.lstm_filters=[4,4,4]", "model.aspp_filters=4", "model.dilation_rates=[1,2]",
         "model.decoder_filters=4", "train.epochs=2", "train.steps_per_epoch=2", "train.batch_size=2",
-        "train.warmup_steps=1", "finetune.enabled=true", "finetune.epochs=1", "finetune.steps_per_epoch=1",
+        "train.warmup_steps=1", "finetune.enabled=false", "finetune.epochs=1", "finetune.steps_per_epoch=1",
         "finetune.batch_size=2", "predict.tta=true",
         "records.workers=1"]
 
@@ -44,65 +47,104 @@ def script(name: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, name, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def test_end_to_end_run_gives_a_valid_submission_and_reruns_skip(tiny_world: tuple[Path, Path], tmp_path: Path):
-    output = tmp_path / "outputs"
-    first = script("run.py", *arguments(tiny_world, output, "finetune.refit=true", "postprocess.ema_weight=fit"))
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_world: tuple[Path, Path], tmp_path_factory) -> Path:
+    """One full run (pretrain, refit, predict with TTA, postprocess, report), for every test (fine-tuning
+    and the refits of fine-tuned zones run in tests/test_pipeline.py)."""
+    output = tmp_path_factory.mktemp("uninterrupted")
+    first = script("run.py", *arguments(tiny_world, output, "postprocess.ema_weight=fit"))
     assert first.returncode == 0, first.stderr
+    return output
+
+
+def test_end_to_end_run_gives_a_valid_submission_and_reruns_skip(tiny_world: tuple[Path, Path], uninterrupted: Path):
+    output = uninterrupted
     run_dir = output / "sample"
     for name in ("config.resolved.yaml", "submission.zip", "scores.json", "report.md",
-                 "checkpoints/pretrain/best.keras", "checkpoints/finetune/Z2/done.json",
-                 "checkpoints/refit/Z1/best.keras", "predictions/Z1-061.tif", "predictions/Z2-063.tif",
-                 "logs/pretrain.csv"):
+                 "checkpoints/pretrain/best.keras", "checkpoints/pretrain/stage.json",
+                 "checkpoints/pretrain/config.resolved.yaml", "checkpoints/refit-pretrain/done.json",
+                 "checkpoints/refit-pretrain/best.keras", "predictions/Z1-061.tif",
+                 "predictions/Z2-063.tif", "predictions/test/Z1-test.tif", "predictions/validation/Z2-validation.tif",
+                 "logs/pretrain.csv", "logs/refit-pretrain.csv"):
         assert (run_dir / name).exists(), name
     checked = script("postprocess.py", *arguments(tiny_world, output), "--check", str(run_dir / "submission.zip"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     scores = json.loads((run_dir / "scores.json").read_text())
-    assert {"model", "blend", "ema", "ema_pixel", "climatology", "persistence"} <= set(scores["pooled"])
-    assert set(scores["zones"]) == {"Z1", "Z2"}
-    # the report's table shows exactly the numbers of scores.json
+    for period in ("test", "validation"):
+        assert {"model", "blend", "ema", "ema_pixel", "damped", "climatology", "persistence"} <= set(
+            scores[period]["pooled"])
+        assert set(scores[period]["zones"]) == {"Z1", "Z2"}
+    assert list(scores)[:4] == ["name", "data", "headline", "test"]  # the test period leads
+    headline = scores["headline"]
+    assert headline["period"] == "test" and headline["chose_nothing"] and headline["images"] == 2 * (9 + 8 + 7)
+    assert scores["submission"]["Z1"] == {"method": "blend", "model": "checkpoints/refit-pretrain/best.keras",
+                                          "trained_through": 60}
+    refit = json.loads((run_dir / "checkpoints/refit-pretrain/stage.json").read_text())
+    pretrain = json.loads((run_dir / "checkpoints/pretrain/done.json").read_text())
+    assert refit["inputs"]["epochs"] == pretrain["best_epoch"]
+    # the report leads with the test numbers of scores.json and its maps come from the scored files
     report = (run_dir / "report.md").read_text()
-    assert f"{scores['pooled']['ema']:.4f}" in report and f"{scores['zones']['Z2']['rmse']['model']:.4f}" in report
+    assert headline["text"][1:] in report and "## Test RMSE" in report and "goal" not in report
+    test = scores["test"]
+    assert f"{test['pooled']['ema']:.4f}" in report and f"{test['zones']['Z2']['rmse']['model']:.4f}" in report
+    assert report.index("## Test RMSE") < report.index("## Validation RMSE")
     assert "![Z1 month" in report and (run_dir / "report" / "calendar.png").is_file()
-    again = script("run.py", *arguments(tiny_world, output, "finetune.refit=true", "postprocess.ema_weight=fit"))
+    assert "checkpoints/refit-pretrain/best.keras" in report
+    again = script("run.py", *arguments(tiny_world, output, "postprocess.ema_weight=fit"))
     assert again.returncode == 0, again.stderr
-    for line in ("pretrain: finished earlier", "finetune-Z1: finished earlier", "refit-Z2: finished earlier",
-                 "predict Z1 (forecast): up to date, skipped"):
+    for line in ("pretrain: finished earlier", "refit-pretrain: finished earlier",
+                 "predict Z1 (forecast): up to date, skipped", "predict Z2 (test): up to date, skipped"):
         assert line in again.stdout, again.stdout
-    subset = script("run.py", *arguments(tiny_world, output, "finetune.refit=true"), "--stage", "finetune,predict",
-                    "--zones", "Z2")
+    subset = script("run.py", *arguments(tiny_world, output), "--stage", "refit,predict", "--zones", "Z2")
     assert subset.returncode == 0 and "Z1" not in subset.stdout, subset.stdout
-    assert "finetune-Z2: finished earlier" in subset.stdout
+    assert "predict Z2 (forecast): up to date, skipped" in subset.stdout
+    # a finished stage whose settings changed is refused, with the key named and the way out
+    stale = script("run.py", *arguments(tiny_world, output, "model.l2=0.5"))
+    assert stale.returncode == 2 and len(stale.stderr.strip().splitlines()) == 1, stale.stderr
+    assert "pretrain in" in stale.stderr and "model.l2 0.0001 → 0.5" in stale.stderr
+    assert "--restart pretrain" in stale.stderr and "output.name" in stale.stderr
 
 
-KILL_AFTER_EPOCH = textwrap.dedent("""
+KILL_MID_EPOCH = textwrap.dedent("""
     import os, signal, sys
-    import phenocast.training as training
-    original = training._BestCheckpoint.on_epoch_end
-    def dying(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 1:
-            os.kill(os.getpid(), signal.SIGKILL)  # killed mid-training, before epoch 1's backup
-    training._BestCheckpoint.on_epoch_end = dying
+    import keras
+    original = keras.callbacks.CSVLogger.on_train_batch_end
+    def dying(self, batch, logs=None):
+        if self.filename.endswith("pretrain.csv") and "refit" not in self.filename and len(self.keys or ()) \
+                and batch == 0:
+            os.kill(os.getpid(), signal.SIGKILL)  # killed in the middle of the second epoch
+        return original(self, batch, logs)
+    keras.callbacks.CSVLogger.on_train_batch_end = dying
     sys.argv[0] = "run.py"
     import run
     sys.exit(run.main())
 """)
 
 
-def test_a_run_killed_mid_training_resumes_and_finishes(tiny_world: tuple[Path, Path], tmp_path: Path):
+def test_a_run_killed_mid_epoch_resumes_to_the_same_bytes(tiny_world: tuple[Path, Path], uninterrupted: Path,
+                                                          tmp_path: Path):
     output = tmp_path / "outputs"
-    args = arguments(tiny_world, output, "train.epochs=3", "finetune.enabled=false")
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_EPOCH, *args], cwd=ROOT, capture_output=True,
+    args = arguments(tiny_world, output, "postprocess.ema_weight=fit")
+    killed = subprocess.run([sys.executable, "-c", KILL_MID_EPOCH, *args], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr
     stage = output / "sample" / "checkpoints" / "pretrain"
     assert (stage / "backup").is_dir() and not (stage / "done.json").exists()
     resumed = script("run.py", *args)
     assert resumed.returncode == 0, resumed.stderr
-    done = json.loads((stage / "done.json").read_text())
-    assert done["epochs"] == 3
-    assert "Epoch 1/3" not in resumed.stdout and "Epoch 2/3" in resumed.stdout  # continued, not restarted
-    assert (output / "sample" / "submission.zip").is_file() and not (stage / "backup").exists()
+    assert "Epoch 1/2" not in resumed.stdout.split("pretrain")[1].split("stage pretrain")[0]  # continued
+    assert json.loads((stage / "done.json").read_text())["epochs"] == 2 and not (stage / "backup").exists()
+    reference, run_dir = uninterrupted / "sample", output / "sample"
+    assert (run_dir / "submission.zip").read_bytes() == (reference / "submission.zip").read_bytes()
+    for raw in sorted((reference / "predictions" / "raw").glob("*.npz")):
+        with np.load(raw) as expected, np.load(run_dir / "predictions" / "raw" / raw.name) as actual:
+            np.testing.assert_array_equal(actual["differences"], expected["differences"], err_msg=raw.name)
+    for period in ("validation", "test"):
+        for zone in ("Z1", "Z2"):
+            name = f"predictions/{period}/{zone}-{period}.tif"
+            assert (run_dir / name).read_bytes() == (reference / name).read_bytes(), name
+    scores = [json.loads((folder / "scores.json").read_text()) for folder in (reference, run_dir)]
+    assert scores[0]["test"] == scores[1]["test"] and scores[0]["headline"] == scores[1]["headline"]
 
 
 def test_pretraining_mirrors_over_two_logical_cpu_devices(tiny_world: tuple[Path, Path], tmp_path: Path):

@@ -19,14 +19,23 @@ from conftest import ROOT, synthetic_stack, write_zone
 
 
 def write_sweep(path: Path, data_dir: Path, output: Path, members: str) -> Path:
-    common = [*TINY, "finetune.enabled=false", "train.epochs=1", f"data.dir={data_dir}", f"output.dir={output}",
-              "report.maps=false"]
+    common = [*TINY, "finetune.enabled=false", "finetune.refit=false", "train.epochs=1", f"data.dir={data_dir}",
+              f"output.dir={output}", "report.maps=false", "predict.tta=false"]
     path.write_text(f"name: tiny\nbase: {ROOT / 'configs' / 'sample.yaml'}\nset: {json.dumps(common)}\n{members}")
     return path
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    """run.py in this process (TensorFlow starts once for the module), with its exit code and output."""
+    import contextlib
+    import io
+
+    import run as script
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = script.main(list(args))
+    return subprocess.CompletedProcess(["run.py", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
 def test_a_two_member_sweep_finishes_skips_and_tabulates(tmp_path: Path):
@@ -49,9 +58,13 @@ def test_a_two_member_sweep_finishes_skips_and_tabulates(tmp_path: Path):
     assert [row["member"] for row in rows] == ["0", "1"]
     assert rows[1]["tiling.margin"] == "2" and rows[1]["model.l2"] == "1e-05" and rows[0]["model.l2"] == ""
     for row, member in zip(rows, ("tiny-0", "tiny-1")):
-        pooled = json.loads((output / member / "scores.json").read_text())["pooled"]
+        scores = json.loads((output / member / "scores.json").read_text())
         for method in ("model", "ema", "climatology"):
-            assert float(row[method]) == pytest.approx(pooled[method], rel=1e-12)
+            for period in ("validation", "test"):
+                expected = scores[period]["pooled"][method]
+                assert float(row[f"{period} {method}"]) == pytest.approx(expected, rel=1e-12)
+    chosen = min(rows, key=lambda row: float(row["validation blend"]))  # chosen on validation, never on test
+    assert [row["chosen"] for row in rows] == ["yes" if row is chosen else "" for row in rows]
     assert (output / "sweeps" / "tiny" / "sweep.png").is_file()
     again = run("--sweep", str(sweep_file))
     assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == 2
@@ -60,9 +73,21 @@ def test_a_two_member_sweep_finishes_skips_and_tabulates(tmp_path: Path):
     assert [row["rmse"] for row in rows] == sorted(row["rmse"] for row in rows)
     assert {row["run"] for row in rows} == {str(output / "tiny-0"), str(output / "tiny-1")}
     assert all(row["over_ema"] == pytest.approx(1.0) for row in rows if row["method"] == "ema")
+    assert all(row["period"] == "test" and row["validation_rmse"] is not None for row in rows)
     printed = subprocess.run([sys.executable, "-m", "phenocast.evaluate", "--runs", *map(str, output.glob("tiny-*"))],
-                             cwd=ROOT, capture_output=True, text=True)
-    assert printed.returncode == 0 and printed.stdout.splitlines()[0].split()[:4] == ["rank", "run", "method", "rmse"]
+                             cwd=ROOT, capture_output=True, text=True)  # no TensorFlow: quick
+    assert printed.returncode == 0
+    assert printed.stdout.splitlines()[0].split()[:5] == ["rank", "run", "period", "method", "rmse"]
+    # the README's results are regenerated from the runs' scores.json, between its markers
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- results:start -->\nold\n<!-- results:end -->\n\nafter\n")
+    written = subprocess.run([sys.executable, "-m", "phenocast.evaluate", "--runs", str(output / "tiny-0"),
+                              "--markdown", str(readme)], cwd=ROOT, capture_output=True, text=True)
+    assert written.returncode == 0, written.stderr
+    text = readme.read_text()
+    scores = json.loads((output / "tiny-0" / "scores.json").read_text())
+    assert "old" not in text and text.endswith("after\n") and scores["headline"]["text"] in text
+    assert f"| blend | {scores['test']['pooled']['blend']:.4f} |" in text
 
 
 def test_sweep_files_are_checked_before_any_training(tmp_path: Path):

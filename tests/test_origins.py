@@ -1,0 +1,73 @@
+"""The three periods: consecutive, never overlapping, nothing of a later period in an earlier one's targets."""
+
+from __future__ import annotations
+
+import pytest
+
+from phenocast import origins
+from phenocast.config import load_config
+from phenocast.errors import PhenocastError
+
+from conftest import ROOT
+
+
+def config_with(*overrides: str):
+    return load_config(ROOT / "configs" / "default.yaml", ["sequence.years=1", *overrides])
+
+
+@pytest.mark.parametrize("first, last, validation, test, phase", [
+    (1, 120, 24, 24, "all"), (1, 120, 24, 24, "fixed"), (7, 119, 12, 24, "all"), (1, 60, 12, 9, "all"),
+    (1, 230, 24, 24, "fixed"), (1, 60, 12, 0, "all"), (1, 60, 0, 12, "all")])
+def test_periods_are_consecutive_and_never_share_a_target(first, last, validation, test, phase):
+    config = config_with(f"data.val_months={validation}", f"data.test_months={test}", f"sequence.origins={phase}")
+    periods = origins.zone_periods(first, last, config)
+    horizon = config.predict.horizon
+    assert periods.training_end == last - validation - test
+    training = origins.training_origins(first, last, config)
+    assert training and max(training) + horizon <= periods.training_end  # the purge gap is the horizon
+    assert min(training) - config.history_months + 1 >= first
+    targets = {}
+    for period in periods.scored:
+        images = origins.period_images(first, last, config, period.name)
+        assert images, period.name
+        months = {origin + lead for origin, lead in images}
+        assert all(period.contains(month) for month in months)
+        assert all(origin < period.end for origin, _ in images)  # an origin has something to score
+        targets[period.name] = months
+    if periods.validation and periods.test:
+        assert periods.validation.end + 1 == periods.test.start and periods.test.end == last
+        assert not targets["validation"] & targets["test"]
+        assert max(targets["validation"]) < min(targets["test"])
+    if periods.validation:
+        assert periods.validation.start == periods.training_end + 1
+    if phase == "fixed":
+        forecast = origins.forecast_origin(last, config)
+        assert all((forecast - origin) % 12 == 0 for origin in training)
+    refit = origins.training_origins(first, last, config, refit=True)
+    assert max(refit) + horizon == last or phase == "fixed"  # the submission model trains on the last month
+
+
+def test_validation_origins_do_not_score_their_leads_in_the_test_period():
+    config = config_with("data.val_months=12", "data.test_months=12", "sequence.origins=all")
+    images = origins.period_images(1, 60, config, "validation")
+    assert (47, 1) in images and (47, 2) not in images and (36, 1) in images and (35, 1) not in images
+    test = origins.period_images(1, 60, config, "test")
+    assert (48, 1) in test and (59, 1) in test and (59, 2) not in test and max(o for o, _ in test) == 59
+
+
+def test_fitting_images_stay_in_the_training_period():
+    config = config_with("data.val_months=12", "data.test_months=12")
+    end = origins.fit_end(1, 60, config)
+    assert end == 36 and origins.fit_end(1, 60, config, final=True) == 60
+    images = origins.fitting_images(1, end, 3)
+    assert min(o for o, _ in images) == 13 and max(o + lead for o, lead in images) == 36
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.val_months=50", "data.test_months=50"], "its training period ends at month 20, and one training"),
+    (["data.val_months=2", "data.test_months=12", "sequence.origins=fixed"],
+     "its validation period (months 107..108) has no origin"),
+])
+def test_a_zone_too_short_names_the_period_that_does_not_fit(overrides, message):
+    with pytest.raises(PhenocastError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        origins.check_zone_length("Z1", 1, 120, config_with(*overrides))

@@ -1,0 +1,122 @@
+"""The stages in process: fine-tuning that only hurts keeps the pre-trained weights, stale stages are refused
+and ``--restart`` rebuilds them, predictions are redone only when their model or settings change, records
+older than the zone's months are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_run import TINY
+
+from phenocast.config import load_config
+from phenocast.errors import PhenocastError
+from phenocast.preprocess import preprocess
+
+from conftest import ROOT, synthetic_stack, tiny_profile, write_zone
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """Two tiny zones, their records and a finished pre-training of zone Z2 (``pretrained``)."""
+    root = tmp_path_factory.mktemp("pipeline")
+    write_zone(root / "data", "Z1", synthetic_stack(60, 20, 14, seed=1))
+    write_zone(root / "data", "Z2", synthetic_stack(60, 10, 10, seed=2))
+    preprocess(make_config(root, root / "unused"), progress=False, log=lambda message: None)
+    pipeline(root, root / "pretrained").pretrain()
+    return root
+
+
+def copy_pretrained(world: Path, output: Path) -> Path:
+    """A copy of the world's finished pre-training in ``output`` (every test here starts from it)."""
+    shutil.copytree(world / "pretrained", output, dirs_exist_ok=True)
+    return output
+
+
+def make_config(root: Path, output: Path, *overrides: str):
+    return load_config(ROOT / "configs" / "sample.yaml", [
+        *TINY, f"data.dir={root / 'data'}", f"records.dir={root / 'records'}", f"output.dir={output}",
+        "train.epochs=1", "train.steps_per_epoch=1", "finetune.refit=false", "predict.tta=false",
+        "report.maps=false", "data.zones=[Z2]", *overrides])
+
+
+def pipeline(root: Path, output: Path, *overrides: str):
+    from phenocast.pipeline import Pipeline
+
+    return Pipeline(make_config(root, output, *overrides), log=lambda message: None)
+
+
+def weights_of(path: Path) -> list[np.ndarray]:
+    import model as network
+
+    return network.load_model(path).get_weights()
+
+
+def test_fine_tuning_that_only_hurts_keeps_the_pretrained_weights(world: Path, tmp_path: Path):
+    # a learning rate of 3 with a constant schedule wrecks the weights in one step
+    run = pipeline(world, tmp_path, "finetune.lr=3.0", "finetune.schedule=constant", "finetune.epochs=2",
+                   "finetune.early_stopping=0", "finetune.enabled=true")
+    copy_pretrained(world, tmp_path)
+    run.pretrain()  # finished earlier: fine-tuning settings are not pre-training's
+    run.finetune()
+    pretrained = weights_of(run.stage_folder("pretrain") / "best.keras")
+    for zone in ("Z2",):
+        folder = run.stage_folder("finetune", zone)
+        done = json.loads((folder / "done.json").read_text())
+        assert done["best_epoch"] == 0 and done["epochs"] == 2, done
+        assert all(np.array_equal(a, b) for a, b in zip(weights_of(folder / "best.keras"), pretrained))
+        assert not all(np.array_equal(a, b) for a, b in zip(weights_of(folder / "last.keras"), pretrained))
+    # a refit then trains the zone for its chosen 0 epochs: the refit pre-training is its model
+    refit = pipeline(world, tmp_path, "finetune.lr=3.0", "finetune.schedule=constant", "finetune.epochs=2",
+                     "finetune.early_stopping=0", "finetune.enabled=true", "finetune.refit=true")
+    refit.refit()
+    start = weights_of(refit.stage_folder("refit-pretrain") / "best.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(weights_of(refit.submission_model("Z2")), start))
+
+
+def test_a_changed_setting_is_refused_until_restart(world: Path, tmp_path: Path):
+    copy_pretrained(world, tmp_path)
+    pipeline(world, tmp_path).pretrain()
+    first = json.loads((tmp_path / "sample" / "checkpoints" / "pretrain" / "stage.json").read_text())
+    changed = pipeline(world, tmp_path, "model.l2=0.5")
+    with pytest.raises(PhenocastError, match=r"model\.l2 0\.0001 → 0\.5.*--restart pretrain.*output\.name"):
+        changed.pretrain()
+    # settings that cannot change a result do not count
+    pipeline(world, tmp_path, "train.memory_growth=false", "report.maps=true").pretrain()
+    changed.run(("pretrain",), restart="pretrain")
+    second = json.loads((tmp_path / "sample" / "checkpoints" / "pretrain" / "stage.json").read_text())
+    assert first["settings"]["model.l2"] == 1e-4 and second["settings"]["model.l2"] == 0.5
+    assert (tmp_path / "sample" / "checkpoints" / "pretrain" / "done.json").is_file()
+    assert len((tmp_path / "sample" / "logs" / "pretrain.csv").read_text().splitlines()) == 2  # a new log
+
+
+def test_predictions_are_redone_only_when_their_model_or_settings_change(world: Path, tmp_path: Path):
+    messages: list[str] = []
+    run = pipeline(world, tmp_path, "finetune.enabled=false")
+    run.log = messages.append
+    copy_pretrained(world, tmp_path)
+    run.predict()
+    assert sum("→" in message for message in messages) == 3  # validation, test, forecast
+    messages.clear()
+    run.predict()
+    assert sum("up to date, skipped" in message for message in messages) == 3
+    again = pipeline(world, tmp_path, "finetune.enabled=false", "predict.tta=true")
+    again.log = messages.append
+    messages.clear()
+    again.predict()
+    assert sum("→" in message for message in messages) == 3
+    again.restart("pretrain")
+    assert not list((tmp_path / "sample" / "predictions" / "raw").glob("*.npz"))
+
+
+def test_a_month_added_after_preprocessing_is_refused_with_one_line(world: Path, tmp_path: Path):
+    copy = tmp_path / "world"
+    shutil.copytree(world / "data", copy / "data")
+    preprocess(make_config(copy, tmp_path), progress=False, log=lambda message: None)
+    write_zone(copy / "data", "Z2", synthetic_stack(1, 10, 10, seed=9), first=61, profile=tiny_profile(10, 10))
+    with pytest.raises(PhenocastError, match=r"^the records of zone Z2 in .* hold months 1\.\.60, but .* now holds "
+                                             r"months 1\.\.61 .*rerun python preprocess\.py"):
+        pipeline(copy, tmp_path)
