@@ -40,10 +40,10 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 from model.convlstm import ConvLSTM  # noqa: E402
 from model.losses import MaskedForecastLoss, MaskedRMSE, make_loss  # noqa: E402
 from model.network import AuxiliaryOutputsModel, FoldYears, UnfoldYears, build_model, forecast_output  # noqa: E402
-from model.training import compile_model, load_model, set_precision  # noqa: E402
+from model.training import compile_model, initialise_from, load_model, set_precision  # noqa: E402
 
 __all__ = [
     "AuxiliaryOutputsModel", "ConvLSTM", "FoldYears", "MaskedForecastLoss", "MaskedRMSE", "UnfoldYears",
-    "build_model", "compile_model", "forecast_output", "load_model", "make_loss",
+    "build_model", "compile_model", "forecast_output", "initialise_from", "load_model", "make_loss",
     "set_precision",
 ]

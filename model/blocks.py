@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 
@@ -52,18 +53,44 @@ def dense_block(x, num_layers: int, growth_rate: int, kernel_size: int, activati
     return x
 
 
-def squeeze_excite(x, ratio: int, activation: str, regularizer, name: str):
+@keras.saving.register_keras_serializable(package="phenocast")
+class MaskedGlobalAveragePooling(layers.Layer):
+    """Global average over the pixels a mask marks: ``[x (batch, H, W, C), mask (batch, H, W, 1)]`` ->
+    ``(batch, 1, 1, C)`` = Σ mask·x / Σ mask, so reflection padding (mask 0) never enters the average.
+    A mask pooled down with the features (fractions in [0, 1]) weighs each pixel by its inside share."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        weights = tf.cast(mask, x.dtype)
+        total = tf.reduce_sum(x * weights, axis=[1, 2], keepdims=True)
+        count = tf.reduce_sum(weights, axis=[1, 2], keepdims=True)
+        return total / tf.maximum(count, tf.cast(1e-6, x.dtype))
+
+    def compute_output_shape(self, input_shape):
+        shape = input_shape[0]
+        return (shape[0], 1, 1, shape[-1])
+
+
+def global_pool(x, mask, name: str):
+    """``(batch, 1, 1, C)`` average of x over all pixels, or over the pixels ``mask`` marks (if not None)."""
+    if mask is None:
+        return layers.GlobalAveragePooling2D(keepdims=True, name=name)(x)
+    return MaskedGlobalAveragePooling(name=name)([x, mask])
+
+
+def squeeze_excite(x, ratio: int, activation: str, regularizer, name: str, mask=None):
     """Squeeze-and-excitation: rescale channels by a gate computed from their global averages.
 
     Args:
       x: ``(batch, H, W, C)``.
       ratio: the bottleneck has ``max(1, C // ratio)`` units.
+      mask: ``(batch, H, W, 1)`` share of each pixel inside the zone, or None: average every pixel.
 
     Returns:
       ``(batch, H, W, C)``.
     """
     channels = x.shape[-1]
-    squeezed = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)  # (batch, 1, 1, C)
+    squeezed = global_pool(x, mask, f"{name}_pool")  # (batch, 1, 1, C)
     squeezed = layers.Dense(max(1, channels // ratio), activation=activation, kernel_regularizer=regularizer,
                             name=f"{name}_reduce")(squeezed)
     gate = layers.Dense(channels, activation="sigmoid", kernel_regularizer=regularizer,
@@ -80,7 +107,7 @@ def downsample(x, name: str):
 
 
 def aspp(x, filters: int, kernel_size: int, dilation_rates: list[int], image_pooling: bool, activation: str,
-         regularizer, name: str):
+         regularizer, name: str, mask=None):
     """Atrous spatial pyramid pooling (DeepLabV3): parallel 1×1, dilated and image-pooling branches, merged.
 
     Args:
@@ -88,6 +115,7 @@ def aspp(x, filters: int, kernel_size: int, dilation_rates: list[int], image_poo
       filters: channels of every branch and of the projection.
       dilation_rates: one ``kernel_size`` convolution per rate.
       image_pooling: add the branch that pools the whole image and broadcasts it back.
+      mask: ``(batch, H, W, 1)`` share of each pixel inside the zone for the image pooling, or None.
 
     Returns:
       ``(batch, H, W, filters)``.
@@ -98,7 +126,7 @@ def aspp(x, filters: int, kernel_size: int, dilation_rates: list[int], image_poo
         branches.append(conv_block(x, filters, kernel_size, activation, regularizer, f"{name}_rate{rate}",
                                    dilation_rate=rate))
     if image_pooling:
-        pooled = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_image_pool")(x)  # (b, 1, 1, C)
+        pooled = global_pool(x, mask, f"{name}_image_pool")  # (batch, 1, 1, C)
         pooled = conv_block(pooled, filters, 1, activation, regularizer, f"{name}_image_conv")
         branches.append(layers.UpSampling2D((height, width), name=f"{name}_image_broadcast")(pooled))
     merged = layers.Concatenate(name=f"{name}_concat")(branches) if len(branches) > 1 else branches[0]

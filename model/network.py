@@ -10,12 +10,20 @@ Data flow (default config: window 288, 10 years, 24 channels, 3 scales, horizon 
         ConvLSTM over the years, lstm_filters[s]  (years·batch, H_s, W_s, F_s), or the last year (batch, …)
       ASPP on the coarsest ConvLSTM states        (…, 72, 72, aspp_filters)
       per finer scale: upsample ×2, concatenate that scale's ConvLSTM states, conv → decoder_filters
-      forecast 1×1 conv → horizon, float32        (…, 288, 288, horizon)
+      residual 1×1 conv → horizon, float32        (…, 288, 288, horizon)   zero-initialised
       unfold_years (per_year_outputs)             (batch, years, 288, 288, horizon)
+      forecast = base channels + residual         (batch, years, 288, 288, horizon)
 
 Every year-step is encoded independently (one batched convolution per layer); the ConvLSTMs carry
 information across years; with ``per_year_outputs`` the decoder runs on every year-step's states (step k
 predicts the horizon after year k's origin, the last step is the forecast), else only on the last one.
+
+The network learns a residual over a base forecast (``model.base``): the base of every target month is an
+input channel group (``Config.channel_slice("base")``, a difference from the climatology like the
+targets), the forecast is base + the head's output, and the head's final convolution starts at zero, so
+an untrained network forecasts exactly the base and L2 and early stopping shrink toward it. With
+``model.masked_pooling`` the last input channel marks pixels inside the zone; pooled down with the
+features, it keeps reflection padding out of the squeeze-excitation and ASPP image-pooling averages.
 """
 
 from __future__ import annotations
@@ -63,6 +71,27 @@ class UnfoldYears(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "years": self.years}
+
+
+@keras.saving.register_keras_serializable(package="phenocast")
+class ChannelSlice(layers.Layer):
+    """Channels ``[start, stop)`` of ``(batch, years, H, W, C)`` inputs, float32; ``last_year`` keeps only
+    the last year-step ``(batch, H, W, stop - start)``."""
+
+    def __init__(self, start: int, stop: int, last_year: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop, self.last_year = start, stop, last_year
+
+    def call(self, inputs):
+        values = tf.cast(inputs[..., self.start:self.stop], tf.float32)
+        return values[:, -1] if self.last_year else values
+
+    def compute_output_shape(self, input_shape):
+        shape = (*input_shape[:-1], self.stop - self.start)
+        return (shape[0], *shape[2:]) if self.last_year else shape
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop, "last_year": self.last_year}
 
 
 @keras.saving.register_keras_serializable(package="phenocast")
@@ -143,6 +172,7 @@ def build_model(config) -> keras.Model:
     # NDVI differences are ~0.05: bring them to unit scale for the layers (and back at the output)
     x = layers.Rescaling(1.0 / model.value_scale, name="input_scale")(inputs)
     x = FoldYears(name="fold_years")(x)  # (years·batch, window, window, channels)
+    masks = _inside_masks(inputs, config, scales)  # per scale: (years·batch, H_s, W_s, 1), or Nones
     x = blocks.conv_block(x, model.filters, size, activation, regularizer, "stem_conv")
     states = []
     for scale in range(scales):
@@ -152,35 +182,80 @@ def build_model(config) -> keras.Model:
         x = blocks.dense_block(x, model.layers_per_block[scale], model.growth_rate, size, activation,
                                regularizer, f"{name}_dense")
         if model.se_ratio > 0:
-            x = blocks.squeeze_excite(x, model.se_ratio, activation, regularizer, f"{name}_se")
+            x = blocks.squeeze_excite(x, model.se_ratio, activation, regularizer, f"{name}_se", mask=masks[scale])
         # (years·batch, H_s, W_s, F_s) with per_year_outputs, else the last year's (batch, H_s, W_s, F_s)
         states.append(_convlstm(x, model.lstm_filters[scale], years, per_year, config, regularizer,
                                 f"{name}_convlstm"))
 
+    last_mask = masks[-1] if per_year or masks[-1] is None else _last_year_mask(inputs, config, scales)
     x = blocks.aspp(states[-1], model.aspp_filters, size, model.dilation_rates, model.image_pooling,
-                    activation, regularizer, "aspp")
+                    activation, regularizer, "aspp", mask=last_mask)
     auxiliary = []
     for scale in reversed(range(scales - 1)):
         if model.aux_weight > 0:
             auxiliary.append(_output_head(x, horizon, years, per_year, regularizer, model.value_scale,
-                                          f"auxiliary_scale{scale + 1}"))
+                                          f"auxiliary_scale{scale + 1}", _base(inputs, config, 2 ** (scale + 1))))
         x = blocks.decoder_stage(x, states[scale], model.decoder_filters, size, model.upsampling, activation,
                                  regularizer, f"decoder_scale{scale}")
-    forecast = _output_head(x, horizon, years, per_year, regularizer, model.value_scale, FORECAST)
+    forecast = _output_head(x, horizon, years, per_year, regularizer, model.value_scale, FORECAST,
+                            _base(inputs, config, 1))
     if auxiliary:
         return AuxiliaryOutputsModel(inputs, [forecast, *auxiliary], name="phenocast")
     return keras.Model(inputs, forecast, name="phenocast")
 
 
-def _output_head(x, horizon: int, years: int, per_year: bool, regularizer, value_scale: float, name: str):
-    """Linear float32 1×1 convolution to ``horizon`` channels, rescaled to NDVI differences (× value_scale),
-    unfolded to ``(batch, years, …)`` if per year.
+def _inside_masks(inputs, config, scales: int) -> list:
+    """The inside-the-zone channel folded and pooled down to every scale (None each without
+    ``model.masked_pooling``): ``(years·batch, H_s, W_s, 1)``, the share of each pixel inside the zone."""
+    where = config.channel_slice("inside")
+    if where is None:
+        return [None] * scales
+    mask = FoldYears(name="inside_fold")(ChannelSlice(*where, name="inside_mask")(inputs))
+    masks = [mask]
+    for scale in range(1, scales):
+        masks.append(layers.AveragePooling2D(2, dtype="float32", name=f"inside_scale{scale}")(masks[-1]))
+    return masks
 
-    1×1 as DeepLabV3+'s classifier: the decoder's last 3×3 convolution already mixes neighbours.
-    """
-    x = layers.Conv2D(horizon, 1, kernel_regularizer=regularizer, dtype="float32",
-                      name=f"{name}_conv")(x)  # (…, H, W, horizon)
-    x = layers.Rescaling(value_scale, dtype="float32", name=f"{name}_scale" if per_year else name)(x)
+
+def _last_year_mask(inputs, config, scales: int):
+    """The inside channel of the last year-step pooled to the coarsest scale: ``(batch, H_s, W_s, 1)``."""
+    mask = ChannelSlice(*config.channel_slice("inside"), last_year=True, name="inside_last_year")(inputs)
+    factor = 2 ** (scales - 1)
+    return layers.AveragePooling2D(factor, dtype="float32", name="inside_last_pool")(mask) if factor > 1 else mask
+
+
+def _base(inputs, config, pool: int):
+    """The base forecast channels, ``(batch, years, H/pool, W/pool, horizon)`` (the last year's
+    ``(batch, H/pool, W/pool, horizon)`` without per-year outputs), or None for ``model.base`` climatology."""
+    where = config.channel_slice("base")
+    if where is None:
+        return None
+    per_year = config.model.per_year_outputs
+    name = "base" if pool == 1 else f"base_pool{pool}"
+    base = ChannelSlice(*where, last_year=not per_year, name=name)(inputs)
+    if pool == 1:
+        return base
     if per_year:
-        x = UnfoldYears(years, dtype="float32", name=name)(x)  # (batch, years, H, W, horizon)
+        folded = FoldYears(dtype="float32", name=f"{name}_fold")(base)
+        pooled = layers.AveragePooling2D(pool, dtype="float32", name=f"{name}_avg")(folded)
+        return UnfoldYears(config.sequence.years, dtype="float32", name=f"{name}_unfold")(pooled)
+    return layers.AveragePooling2D(pool, dtype="float32", name=f"{name}_avg")(base)
+
+
+def _output_head(x, horizon: int, years: int, per_year: bool, regularizer, value_scale: float, name: str,
+                 base=None):
+    """Linear float32 1×1 convolution to ``horizon`` channels, rescaled to NDVI differences (× value_scale),
+    unfolded to ``(batch, years, …)`` if per year, plus the base forecast (if not None).
+
+    1×1 as DeepLabV3+'s classifier: the decoder's last 3×3 convolution already mixes neighbours. The
+    convolution starts at zero (kernel and bias), so the untrained head outputs exactly the base.
+    """
+    residual = name if base is None else f"{name}_residual"
+    x = layers.Conv2D(horizon, 1, kernel_regularizer=regularizer, kernel_initializer="zeros", dtype="float32",
+                      name=f"{residual}_conv")(x)  # (…, H, W, horizon)
+    x = layers.Rescaling(value_scale, dtype="float32", name=f"{residual}_scale" if per_year else residual)(x)
+    if per_year:
+        x = UnfoldYears(years, dtype="float32", name=residual)(x)  # (batch, years, H, W, horizon)
+    if base is not None:
+        x = layers.Add(dtype="float32", name=name)([base, x])
     return x

@@ -54,6 +54,33 @@ def compile_model(model: keras.Model, config, optimizer) -> keras.Model:
     return model
 
 
+def initialise_from(model: keras.Model, path: str | os.PathLike) -> keras.Model:
+    """Copy the weights of another run's ``.keras`` file into ``model`` (transfer: pre-training starts there).
+
+    Raises:
+      ValueError: the file cannot be read, or its weights differ in number or shape from ``model``'s
+        (the first mismatch is named).
+    """
+    try:
+        source = load_model(path)
+    except Exception as error:  # noqa: BLE001 (any unreadable file gets the same one-line error)
+        raise ValueError(f"cannot read {path} as a Keras model ({type(error).__name__}); expected a .keras "
+                         f"file written by run.py") from None
+    ours, theirs = model.weights, source.weights
+    for index, variable in enumerate(ours):
+        other = theirs[index] if index < len(theirs) else None
+        if other is None or tuple(other.shape) != tuple(variable.shape):
+            found = "nothing" if other is None else f"{tuple(other.shape)} ({other.path})"
+            raise ValueError(f"{path} does not fit this network: weight {variable.path} has shape "
+                             f"{tuple(variable.shape)} here but {found} there; model.*, sequence.* and the input "
+                             f"channels must match the run that wrote it")
+    if len(theirs) != len(ours):
+        raise ValueError(f"{path} has {len(theirs)} weights, this network {len(ours)}; model.*, sequence.* "
+                         f"and the input channels must match the run that wrote it")
+    model.set_weights(source.get_weights())
+    return model
+
+
 def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
     """Load a ``.keras`` file written by ``model.save`` (the custom layers register on ``import model``).
 

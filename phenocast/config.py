@@ -94,7 +94,6 @@ class SequenceConfig:
     context: bool = True  # add the zone-wide block-averaged ("global context") version of every channel
     calendar: bool = False  # add sin/cos channels of the first target month's calendar month
     climatology: bool = False  # add the seasonal curve: climatology at the origin, its change over 11 months
-    ema: bool = False  # add the EMA baseline (evaluate.ema_alpha) of each target month, minus its climatology
     origins: Literal["fixed", "all"] = "fixed"  # fixed: only the forecast's calendar phase; all: any month
 
 
@@ -125,6 +124,14 @@ class ModelConfig:
     year_weighting: Literal["uniform", "linear"] = "linear"  # later years weigh more
     l2: float = 1.5e-6  # the original's lambda: l2·Σw² over every kernel, added to the training loss
     aux_weight: float = 0.0  # auxiliary heads on coarse decoder stages against pooled targets; 0 = off
+    # The forecast the network corrects: its targets are truth - base, the base (as a difference from the
+    # climatology) is an input channel per target month, and the zero-initialised head makes an untrained
+    # network exactly the base. ema: the competition's EMA; damped: the damped-anomaly baseline (φ fitted
+    # on the zone's training origins); climatology: no base channel, the network predicts the anomaly.
+    base: Literal["ema", "damped", "climatology"] = "ema"
+    # SE and ASPP image pooling average over pixels inside the zone only (not the reflection padding of
+    # windows at the zone's edge); adds one input channel: 1 inside the zone, 0 in padding.
+    masked_pooling: bool = True
 
 
 @dataclass
@@ -147,6 +154,8 @@ class TrainConfig:
     jit_compile: bool = False  # XLA; about 10× slower for a ConvLSTM step on CPU
     memory_growth: bool = True  # GPU memory grows as needed
     cpu_devices: int = 1  # > 1: split the CPU into logical devices and mirror (tests the multi-GPU path)
+    init_from: str | None = None  # a .keras file of another run (same network shapes): pre-training starts there
+    ensemble: int = 1  # members trained from different seeds, each through every stage; forecasts averaged
 
 
 @dataclass
@@ -194,8 +203,11 @@ class PostprocessConfig:
     """Stitching, blending with the EMA and the submission zip."""
 
     blend: Literal["centre", "weighted"] = "centre"
-    ema_weight: float | Literal["fit"] = 0.0  # share of the EMA in the final forecast, or fit on validation
-    fit: Literal["zone", "pixel"] = "zone"  # what ema_weight: fit chooses weights for
+    # The submitted forecast = base + w·(model - base), base = the baseline of model.base. fit: w per zone by
+    # least squares on the validation period, clipped to [0, 1]; with shrink it falls to 0 (the base) unless
+    # the validation bootstrap interval of RMSE(model) / RMSE(base) lies below 1. A number: that w.
+    model_weight: float | Literal["fit"] = "fit"
+    shrink: bool = True
     layout: Literal["flat", "zones"] = "flat"  # Z1-213.tif, or Z1/Z1-213.tif inside the zip
     zip_name: str = "submission.zip"
 
@@ -245,11 +257,35 @@ class Config:
     def input_channels(self) -> int:
         """Channels of one year-step: the offsets' months, their context versions (``sequence.context``),
         sin/cos of the calendar month (``sequence.calendar``), the 12-month climatology
-        (``sequence.climatology``), the EMA of the ``predict.horizon`` target months (``sequence.ema``),
-        in that order."""
+        (``sequence.climatology``), the base forecast of the ``predict.horizon`` target months (``model.base``
+        other than climatology), the inside-the-zone mask (``model.masked_pooling``), in that order."""
+        return sum(width for _, width in self.channel_groups)
+
+    @property
+    def channel_groups(self) -> list[tuple[str, int]]:
+        """(name, width) of every group of input channels, in order (see ``input_channels``)."""
         sequence = self.sequence
-        return (len(sequence.offsets) * (2 if sequence.context else 1) + (2 if sequence.calendar else 0)
-                + (12 if sequence.climatology else 0) + (self.predict.horizon if sequence.ema else 0))
+        groups = [("months", len(sequence.offsets))]
+        if sequence.context:
+            groups.append(("context", len(sequence.offsets)))
+        if sequence.calendar:
+            groups.append(("calendar", 2))
+        if sequence.climatology:
+            groups.append(("climatology", 12))
+        if self.model.base != "climatology":
+            groups.append(("base", self.predict.horizon))
+        if self.model.masked_pooling:
+            groups.append(("inside", 1))
+        return groups
+
+    def channel_slice(self, name: str) -> tuple[int, int] | None:
+        """[start, stop) of a channel group in the inputs, None when the config has no such group."""
+        start = 0
+        for group, width in self.channel_groups:
+            if group == name:
+                return start, start + width
+            start += width
+        return None
 
     @property
     def run_dir(self) -> Path:
@@ -490,9 +526,11 @@ def check_config(config: Config) -> None:
         fail(f"evaluate.ema_alpha must be in (0, 1], got {config.evaluate.ema_alpha}")
     if not config.evaluate.alpha_grid or not all(0 < a <= 1 for a in config.evaluate.alpha_grid):
         fail(f"evaluate.alpha_grid must list values in (0, 1], got {config.evaluate.alpha_grid}")
-    weight = config.postprocess.ema_weight
+    weight = config.postprocess.model_weight
     if isinstance(weight, float) and not 0 <= weight <= 1:
-        fail(f"postprocess.ema_weight must be in [0, 1] or 'fit', got {weight}")
+        fail(f"postprocess.model_weight must be in [0, 1] or 'fit', got {weight}")
+    if config.train.ensemble < 1:
+        fail(f"train.ensemble must be >= 1 member, got {config.train.ensemble}")
     model = config.model
     if len(model.layers_per_block) != len(model.lstm_filters):
         fail(f"model.layers_per_block ({len(model.layers_per_block)} entries) and model.lstm_filters "

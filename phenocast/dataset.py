@@ -14,8 +14,12 @@ on the zone's block-averaged context stack, placed centred in a window-sized can
 With ``sequence.climatology``, 12 channels give the seasonal curve as of each step: climatology_k of the
 origin's month (NDVI), then its change to each of the 11 following months, so the network sees the
 slopes that turn a timing anomaly (an early or late season) into a forecast.
-Channel order: month channels, context channels, calendar channels, climatology channels
-(``Config.input_channels``).
+With ``model.base`` ema or damped, ``horizon`` channels carry the base forecast of each target month (the
+EMA, or the damped-anomaly forecast with the zone's φ; ``phenocast.features``) as the difference from
+climatology_k, and the network adds them to its output (``model.network``); with ``model.masked_pooling``
+one channel is 1 inside the zone and 0 in reflection padding.
+Channel order: month channels, context channels, calendar channels, climatology channels, base channels,
+the inside mask (``Config.channel_groups``).
 
 Targets of step k are months p_k+1 .. p_k+horizon as differences from climatology_k, packed with their
 mask into the last axis: ``y[..., :horizon]`` targets, ``y[..., horizon:]`` mask (1 = valid pixel inside
@@ -36,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from phenocast import features
 from phenocast import origins as origin_rules
 from phenocast.config import Config
 from phenocast.records import ZoneRecords, file_compression, parse_context, parse_window
@@ -59,6 +64,7 @@ class ZoneSamples:
     validation: list[int]
     test: list[int]
     forecast: int
+    damped: np.ndarray | None = None  # φ (horizon, 12, 2) of the zone's damped baseline (model.base damped)
 
     @property
     def name(self) -> str:
@@ -79,6 +85,11 @@ class ZoneSamples:
         return self.periods.training_end if kind == "train" else None
 
 
+def damped_table(zones: list[ZoneSamples]) -> dict[str, np.ndarray]:
+    """Zone name → damped φ of the zones that have one (``SampleAssembler``'s ``damped``)."""
+    return {zone.name: zone.damped for zone in zones if zone.damped is not None}
+
+
 def zone_samples(zone_records: list[ZoneRecords], config: Config) -> list[ZoneSamples]:
     """Origins per zone; raises the one-line error of ``check_zone_length`` for too short zones."""
     result = []
@@ -96,9 +107,15 @@ def zone_samples(zone_records: list[ZoneRecords], config: Config) -> list[ZoneSa
 
 
 class SampleAssembler:
-    """Builds (inputs, targets) tensors from a window stack, a context stack and an origin position."""
+    """Builds (inputs, targets) tensors from a window stack, a context stack and an origin position.
 
-    def __init__(self, config: Config):
+    Args:
+      config: the run's config.
+      damped: zone name → φ (horizon, 12, 2) of its damped baseline (``DampedFit.phi``), needed when
+        ``model.base`` is damped.
+    """
+
+    def __init__(self, config: Config, damped: dict[str, np.ndarray] | None = None):
         self.config = config
         self.years = config.sequence.years
         self.offsets = tf.constant(config.sequence.offsets, tf.int32)  # (channels,)
@@ -109,45 +126,25 @@ class SampleAssembler:
         self.centre = config.tiling.centre
         self.margin = config.tiling.margin
         self.first_month = config.data.first_month
+        self.base = None if config.model.base == "climatology" else config.model.base
+        self.zone_names, self.phi = None, None
+        if self.base == "damped":
+            if not damped:
+                raise ValueError("model.base damped needs every zone's fitted φ (SampleAssembler(damped=…))")
+            names = sorted(damped)
+            self.zone_names = tf.constant(names)
+            self.phi = tf.constant(np.stack([damped[name] for name in names]), tf.float32)  # (zones, H, 12, 2)
+
+    def _zone_phi(self, zone):
+        """φ (horizon, 12, 2) of the window's zone (a string scalar)."""
+        found = tf.equal(self.zone_names, zone)
+        tf.debugging.assert_equal(tf.reduce_any(found), True, message="no damped φ for this zone")
+        return tf.gather(self.phi, tf.argmax(tf.cast(found, tf.int32)))
 
     # ---- climatology-relative differences ---------------------------------------------------------
     def _step_origins(self, origin):
         steps = tf.range(self.years, dtype=tf.int32)
         return origin - MONTHS_PER_YEAR * (self.years - 1 - steps)  # (years,)
-
-    def _cumulative_climatology(self, stack, origin):
-        """Cumulative per-year sums and counts of valid values, for positions <= origin.
-
-        Returns:
-          sums, counts: float32 (years_of_history, 12, height, width).
-        """
-        history_years = origin // MONTHS_PER_YEAR + 1
-        length = history_years * MONTHS_PER_YEAR
-        available = tf.shape(stack)[0]
-        history = stack[:tf.minimum(length, available)]
-        history = tf.pad(history, [[0, tf.maximum(length - available, 0)], [0, 0], [0, 0]],
-                         constant_values=self.fill)
-        positions = tf.range(length)[:, None, None]
-        valid = (history != self.fill) & (positions <= origin)
-        values = tf.where(valid, tf.cast(history, tf.float32), 0.0)
-        shape = tf.concat([[history_years, MONTHS_PER_YEAR], tf.shape(stack)[1:]], axis=0)
-        sums = tf.cumsum(tf.reshape(values, shape), axis=0)
-        counts = tf.cumsum(tf.reshape(tf.cast(valid, tf.float32), shape), axis=0)
-        return sums, counts
-
-    def _climatology_per_step(self, sums, counts, step_origins):
-        """Climatology of each calendar phase as of each step's origin.
-
-        Returns:
-          mean, exists: (years, 12, height, width) float32 and bool.
-        """
-        phases = tf.range(MONTHS_PER_YEAR, dtype=tf.int32)[None, :]  # (1, 12)
-        last_year = tf.math.floordiv(step_origins[:, None] - phases, MONTHS_PER_YEAR)  # (years, 12)
-        usable = last_year >= 0
-        index = tf.stack([tf.maximum(last_year, 0), tf.broadcast_to(phases, tf.shape(last_year))], -1)
-        total = tf.gather_nd(sums, index)  # (years, 12, height, width)
-        count = tf.gather_nd(counts, index) * tf.cast(usable, tf.float32)[:, :, None, None]
-        return total / tf.maximum(count, 1.0), count > 0
 
     def _differences(self, stack, positions, mean, exists):
         """(value - climatology) / scale at ``positions`` (years, n), with validity.
@@ -165,13 +162,16 @@ class SampleAssembler:
         values = tf.where(valid, (tf.cast(images, tf.float32) - climatology) / self.scale, 0.0)
         return values, valid
 
-    def _channels(self, stack, origin, with_targets: bool, seasonal: bool = False, ema: bool = False):
+    def _channels(self, stack, origin, with_targets: bool, seasonal: bool = False, base: str | None = None,
+                  inside=None, phi=None):
         """Month channels (years, offsets, h, w), targets and validity (or None), and extra channels
         (or None): with ``seasonal`` the climatology of the 12 months after each step's origin
-        (years, 12, h, w), NDVI units; with ``ema`` then the EMA of the target months (years, horizon, h, w)."""
+        (years, 12, h, w), NDVI units; with ``base`` (ema or damped) then the base forecast of the target
+        months as differences from the step's climatology (years, horizon, h, w); ``inside`` (h, w) bool
+        marks pixels inside the zone and ``phi`` (horizon, 12, 2) the damped weights."""
         step_origins = self._step_origins(origin)
-        sums, counts = self._cumulative_climatology(stack, origin)
-        mean, exists = self._climatology_per_step(sums, counts, step_origins)
+        sums, counts = features.tf_cumulative_sums(stack, origin, self.fill)
+        mean, exists = features.tf_climatology_per_step(sums, counts, step_origins)
         channels, _ = self._differences(stack, step_origins[:, None] + self.offsets[None, :], mean, exists)
         extra = []
         if seasonal:  # climatology at the origin's month, then its change over the next 11 months
@@ -180,8 +180,8 @@ class SampleAssembler:
             values = tf.where(tf.gather(exists, phases, batch_dims=1),
                               tf.gather(mean, phases, batch_dims=1) / self.scale, 0.0)
             extra += [values[:, :1], values[:, 1:] - values[:, :1]]
-        if ema:
-            extra.append(self._ema(stack, step_origins, mean, exists))
+        if base is not None:
+            extra.append(self._base(stack, step_origins, mean, exists, base, inside, phi))
         extra = tf.concat(extra, axis=1) if extra else None
         if not with_targets:
             return channels, None, None, extra
@@ -189,33 +189,24 @@ class SampleAssembler:
         targets, valid = self._differences(stack, step_origins[:, None] + leads[None, :], mean, exists)
         return channels, targets, valid, extra
 
-    def _ema(self, stack, step_origins, mean, exists):
-        """The EMA baseline of each step's target months, as differences from that step's climatology.
+    def _base(self, stack, step_origins, mean, exists, base: str, inside, phi):
+        """The base forecast of each step's target months, as differences from that step's climatology.
 
-        Exactly ``baselines.ema`` with ``evaluate.ema_alpha``: the same calendar month of earlier years,
-        oldest first, a pixel starting at its first valid value; every position used is <= the step's
-        origin (targets are at most 12 months ahead).
+        Exactly the numpy baseline of ``phenocast.features`` (``ema``, or ``damped`` with the zone's φ):
+        every position used is <= the step's origin. The smoothed anomaly averages pixels inside the
+        zone only, so window centres (margin >= smoothing // 2) equal the zone-wide baseline.
 
         Returns:
-          float32 (years, horizon, height, width); 0 where the EMA or the climatology is undefined.
+          float32 (years, horizon, height, width); 0 (the climatology) where the base is undefined.
         """
         alpha = self.config.evaluate.ema_alpha
-        targets = step_origins[:, None] + tf.range(1, self.horizon + 1, dtype=tf.int32)[None, :]  # (years, H)
-        available = tf.shape(stack)[0]
-        back = tf.reduce_max(targets) // MONTHS_PER_YEAR + 1  # years to look back, oldest first
-        shape = tf.concat([tf.shape(targets), tf.shape(stack)[1:]], axis=0)
-
-        def step(k, value, seen):
-            positions = targets - MONTHS_PER_YEAR * (back - k)
-            usable = (positions >= 0) & (positions < available)
-            images = tf.gather(stack, tf.clip_by_value(positions, 0, available - 1))  # (years, H, h, w)
-            valid = (images != self.fill) & usable[:, :, None, None]
-            image = tf.cast(images, tf.float32)
-            value = tf.where(valid, tf.where(seen, (1 - alpha) * value + alpha * image, image), value)
-            return k + 1, value, seen | valid
-
-        _, value, seen = tf.while_loop(lambda k, *_: k < back, step,
-                                       (tf.constant(0), tf.zeros(shape, tf.float32), tf.zeros(shape, tf.bool)))
+        leads = tf.range(1, self.horizon + 1, dtype=tf.int32)
+        targets = step_origins[:, None] + leads[None, :]  # (years, horizon)
+        value, seen = features.tf_ema(stack, targets, self.fill, alpha)  # (years, horizon, h, w)
+        if base == "damped":
+            origin_ema, origin_seen = features.tf_ema(stack, step_origins[:, None], self.fill, alpha)
+            value = features.tf_damped(value, stack, step_origins, origin_ema[:, 0], origin_seen[:, 0],
+                                       inside, phi, targets, self.fill, self.config.evaluate.damped_smoothing)
         phases = tf.math.floormod(targets, MONTHS_PER_YEAR)
         defined = seen & tf.gather(exists, phases, batch_dims=1)
         return tf.where(defined, (value - tf.gather(mean, phases, batch_dims=1)) / self.scale, 0.0)
@@ -269,19 +260,25 @@ class SampleAssembler:
         """
         origin = tf.cast(origin, tf.int32)
         sequence = self.config.sequence
+        inside = self.inside_mask(window["position"], window["zone_size"])  # (size, size)
+        phi = self._zone_phi(window["zone"]) if self.base == "damped" else None
         channels, targets, valid, extra = self._channels(window["stack"], origin, with_targets,
-                                                         seasonal=sequence.climatology, ema=sequence.ema)
+                                                         seasonal=sequence.climatology, base=self.base,
+                                                         inside=inside, phi=phi)
         parts = [tf.transpose(channels, [0, 2, 3, 1])]  # (years, size, size, offsets)
         if sequence.context:
             parts.append(self._context_canvas(context["stack"], origin))
         if sequence.calendar:
             parts.append(self._calendar(window["first_month"], origin))
-        if extra is not None:  # the seasonal curve (12) then the EMA (horizon)
+        if extra is not None:  # the seasonal curve (12) then the base forecast (horizon)
             parts.append(tf.transpose(extra, [0, 2, 3, 1]))
+        if self.config.model.masked_pooling:
+            parts.append(tf.broadcast_to(tf.cast(inside, tf.float32)[None, :, :, None],
+                                         [self.years, self.size, self.size, 1]))
         inputs = tf.concat(parts, axis=-1)
         if not with_targets:
             return inputs
-        mask = valid & self.inside_mask(window["position"], window["zone_size"])[None, None]
+        mask = valid & inside[None, None]
         if target_end is not None:  # (years, horizon): targets after the period's end are masked
             positions = self._step_origins(origin)[:, None] + tf.range(1, self.horizon + 1)[None, :]
             mask &= (positions <= tf.cast(target_end, tf.int32))[:, :, None, None]
@@ -416,7 +413,7 @@ def training_dataset(zones: list[ZoneSamples], config: Config, batch_size: int, 
       with_origins: add (zone, origin month) of every sample to each element, for checks.
     """
     compression = config.records.compression
-    assembler = SampleAssembler(config)
+    assembler = SampleAssembler(config, damped_table(zones))
     zones = [zone for zone in zones if zone.origins(kind)]
     if not zones:
         raise ValueError(f"no zone has a {kind} origin")
@@ -483,7 +480,7 @@ def origin_dataset(zones: list[ZoneSamples], config: Config, origins_of, with_ta
     Elements are (inputs, y) with targets, else (inputs, key) where key = (zone, row, col, origin month).
     """
     compression = config.records.compression
-    assembler = SampleAssembler(config)
+    assembler = SampleAssembler(config, damped_table(zones))
     window_files, context_files, firsts, origin_lists, _ = _selected_shards(zones, origins_of, limit, seed)
     by_file = {str(shard): zone for zone in zones for shard in zone.records.shards}
     no_limit = 2 ** 30

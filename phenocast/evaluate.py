@@ -82,10 +82,16 @@ def fit_baselines(stack: np.ndarray, config: Config, first: int, end: int) -> Fi
     fill, evaluate = config.data.fill_value, config.evaluate
     positions = end - first + 1
     alpha_map = baselines.fit_alpha(stack, positions, fill, evaluate.alpha_grid, evaluate.ema_alpha)
+    return FittedBaselines(end, alpha_map, fit_damped_zone(stack, config, first, end))
+
+
+def fit_damped_zone(stack: np.ndarray, config: Config, first: int, end: int) -> features.DampedFit:
+    """The damped baseline's φ of a zone, fitted on its months ``first .. end`` (``origins.fit_end``): the
+    one fit that the ``damped`` baseline and ``model.base: damped`` share."""
+    evaluate = config.evaluate
     images = [(origin - first, lead) for origin, lead in fitting_images(first, end, config.predict.horizon)]
-    damped = features.fit_damped(stack, images, fill, evaluate.ema_alpha, evaluate.damped_smoothing,
-                                 config.predict.horizon, by_month=evaluate.damped_by_month)
-    return FittedBaselines(end, alpha_map, damped)
+    return features.fit_damped(stack, images, config.data.fill_value, evaluate.ema_alpha,
+                               evaluate.damped_smoothing, config.predict.horizon, by_month=evaluate.damped_by_month)
 
 
 def baseline_images(stack: np.ndarray, config: Config, first: int, images: list[tuple[int, int]],

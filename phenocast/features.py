@@ -22,8 +22,12 @@ and the EMA of t depend on t only, never on months after the origin.
   truth(t) - EMA(t) on (a_o, smooth(a_o)) over fitting images (``phenocast.origins.fitting_images``:
   every origin of the training period with a year of history). A pixel without a_o gets EMA(t).
 
-The TF sample assembly (``phenocast.dataset``) computes the same climatology and EMA on window stacks;
-``tests/test_dataset.py`` checks it against these functions.
+The TF sample assembly (``phenocast.dataset``) uses the ``tf_*`` functions at the end of this module: the
+same climatology (as of each step's origin, from cumulative per-year sums), EMA and damped forecast,
+computed on a window's int16 stack inside the input pipeline or the compiled training step. Inside a
+window, smooth(a) averages pixels inside the zone only (not reflection padding), so window centres with a
+margin of at least ``size // 2`` equal the zone-wide values; ``tests/test_features.py`` checks the TF
+functions against the numpy ones.
 """
 
 from __future__ import annotations
@@ -216,3 +220,120 @@ def damped(target_ema: np.ndarray, anomaly: np.ndarray, smoothed: np.ndarray, we
     """EMA(t) + φ₁·a_o + φ₂·smooth(a_o); EMA(t) where a_o is missing. float32 (height, width)."""
     correction = weights[0] * anomaly + weights[1] * np.nan_to_num(smoothed)
     return np.where(np.isfinite(anomaly), target_ema + correction, target_ema).astype(np.float32)
+
+
+# ---- the same features in TensorFlow, for the sample assembly ----------------------------------------
+
+def tf_cumulative_sums(stack, origin, fill_value: int):
+    """Cumulative per-year sums and counts of the valid values at positions <= ``origin``.
+
+    Args:
+      stack: int16 tensor (months, height, width); origin: int32 scalar position.
+
+    Returns:
+      sums, counts: float32 (years_of_history, 12, height, width); row y holds positions < 12·(y+1).
+    """
+    import tensorflow as tf
+
+    history_years = origin // MONTHS_PER_YEAR + 1
+    length = history_years * MONTHS_PER_YEAR
+    available = tf.shape(stack)[0]
+    history = stack[:tf.minimum(length, available)]
+    history = tf.pad(history, [[0, tf.maximum(length - available, 0)], [0, 0], [0, 0]],
+                     constant_values=fill_value)
+    positions = tf.range(length)[:, None, None]
+    valid = (history != fill_value) & (positions <= origin)
+    values = tf.where(valid, tf.cast(history, tf.float32), 0.0)
+    shape = tf.concat([[history_years, MONTHS_PER_YEAR], tf.shape(stack)[1:]], axis=0)
+    sums = tf.cumsum(tf.reshape(values, shape), axis=0)
+    counts = tf.cumsum(tf.reshape(tf.cast(valid, tf.float32), shape), axis=0)
+    return sums, counts
+
+
+def tf_climatology_per_step(sums, counts, step_origins):
+    """``climatology`` of every calendar phase as of each step's origin (positions <= that origin).
+
+    Args:
+      sums, counts: from ``tf_cumulative_sums``; step_origins: int32 (years,).
+
+    Returns:
+      mean, exists: (years, 12, height, width) float32 and bool.
+    """
+    import tensorflow as tf
+
+    phases = tf.range(MONTHS_PER_YEAR, dtype=tf.int32)[None, :]  # (1, 12)
+    last_year = tf.math.floordiv(step_origins[:, None] - phases, MONTHS_PER_YEAR)  # (years, 12)
+    usable = last_year >= 0
+    index = tf.stack([tf.maximum(last_year, 0), tf.broadcast_to(phases, tf.shape(last_year))], -1)
+    total = tf.gather_nd(sums, index)  # (years, 12, height, width)
+    count = tf.gather_nd(counts, index) * tf.cast(usable, tf.float32)[:, :, None, None]
+    return total / tf.maximum(count, 1.0), count > 0
+
+
+def tf_ema(stack, targets, fill_value: int, alpha: float):
+    """``ema`` of every target position: the same-phase positions before it, oldest first.
+
+    Args:
+      stack: int16 (months, height, width); targets: int32 (years, n) positions.
+
+    Returns:
+      value float32 and seen bool, both (years, n, height, width); value is 0 where not seen.
+    """
+    import tensorflow as tf
+
+    available = tf.shape(stack)[0]
+    back = tf.reduce_max(targets) // MONTHS_PER_YEAR + 1  # years to look back, oldest first
+    shape = tf.concat([tf.shape(targets), tf.shape(stack)[1:]], axis=0)
+
+    def step(k, value, seen):
+        positions = targets - MONTHS_PER_YEAR * (back - k)
+        usable = (positions >= 0) & (positions < available)
+        images = tf.gather(stack, tf.clip_by_value(positions, 0, available - 1))  # (years, n, h, w)
+        valid = (images != fill_value) & usable[:, :, None, None]
+        image = tf.cast(images, tf.float32)
+        value = tf.where(valid, tf.where(seen, (1 - alpha) * value + alpha * image, image), value)
+        return k + 1, value, seen | valid
+
+    _, value, seen = tf.while_loop(lambda k, *_: k < back, step,
+                                   (tf.constant(0), tf.zeros(shape, tf.float32), tf.zeros(shape, tf.bool)))
+    return value, seen
+
+
+def tf_smooth(values, valid, size: int):
+    """``smooth`` of (images, height, width) values where ``valid``; 0 where the box holds none."""
+    import tensorflow as tf
+
+    weights = tf.cast(valid, tf.float32)[..., None]
+    # average pooling with SAME padding divides both by the same in-image count: the ratio is
+    # Σ valid values / Σ valid pixels over the box cut at the image's edges
+    total = tf.nn.avg_pool2d(tf.where(valid, values, 0.0)[..., None], size, 1, "SAME")
+    count = tf.nn.avg_pool2d(weights, size, 1, "SAME")
+    return tf.where(count > 0, total / tf.maximum(count, 1e-12), 0.0)[..., 0]
+
+
+def tf_damped(target_ema, stack, step_origins, origin_ema, origin_seen, inside, phi, targets,
+              fill_value: int, size: int):
+    """``damped`` of every step's targets: EMA(t) + φ₁·a_o + φ₂·smooth(a_o), EMA(t) where a_o is missing.
+
+    Args:
+      target_ema: float32 (years, horizon, h, w), EMA(t) (``tf_ema``).
+      stack: int16 (months, h, w); step_origins: int32 (years,).
+      origin_ema, origin_seen: EMA(o) of each step origin and where it exists, (years, h, w).
+      inside: bool (h, w), pixels inside the zone (the smoothing ignores the rest).
+      phi: float32 (horizon, 12, 2), ``DampedFit.phi``; targets: int32 (years, horizon).
+
+    Returns:
+      float32 (years, horizon, h, w).
+    """
+    import tensorflow as tf
+
+    origin_images = tf.gather(stack, step_origins)  # (years, h, w)
+    present = (origin_images != fill_value) & origin_seen
+    anomaly = tf.where(present, tf.cast(origin_images, tf.float32) - origin_ema, 0.0)
+    smoothed = tf_smooth(anomaly, present & inside[None], size)  # (years, h, w)
+    weights = tf.gather_nd(tf.cast(phi, tf.float32), tf.stack(
+        [tf.broadcast_to(tf.range(tf.shape(targets)[1])[None, :], tf.shape(targets)),
+         tf.math.floormod(targets, MONTHS_PER_YEAR)], axis=-1))  # (years, horizon, 2)
+    correction = (weights[..., 0, None, None] * anomaly[:, None]
+                  + weights[..., 1, None, None] * smoothed[:, None])
+    return tf.where(present[:, None], target_ema + correction, target_ema)

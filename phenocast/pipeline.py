@@ -23,6 +23,7 @@ done; ``postprocess`` and ``report`` then gather every zone that has predictions
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -52,7 +53,7 @@ STAGE_KEYS = {
     "refit": (*COMMON_KEYS, "finetune"),
     "predict": (*COMMON_KEYS, "predict"),
 }
-IGNORED_KEYS = ("train.memory_growth", "finetune.refit", "finetune.enabled")
+IGNORED_KEYS = ("train.memory_growth", "finetune.refit", "finetune.enabled", "train.ensemble")
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -112,13 +113,57 @@ class Pipeline:
         self.targets = [name for name in names if not zones or name in zones]
         self.manifest, records = load_zone_records(config, names, zones=self.zones)
         self.samples = {sample.name: sample for sample in zone_samples(records, config)}
+        if config.model.base == "damped":
+            self.samples = {name: dataclasses.replace(sample, damped=self._damped_phi(name))
+                            for name, sample in self.samples.items()}
         self.zone_index = {name: index for index, name in enumerate(names)}  # seeds do not depend on --zones
         self._compiled: dict[int, tuple] = {}  # schedule → (compiled model, its optimizer's initial state)
+        self.member = 0  # the ensemble member whose stages run (train.ensemble)
+
+    def _damped_phi(self, name: str):
+        """The zone's damped φ, fitted on its training period (``evaluate.fit_damped_zone``: the same fit
+        the damped baseline is scored with), cached in ``baselines/<zone>-damped.json``."""
+        import numpy as np
+
+        from phenocast.evaluate import fit_damped_zone
+        from phenocast.origins import fit_end
+        from phenocast.zones import read_zone
+
+        zone = next(zone for zone in self.zones if zone.name == name)
+        config = self.config
+        key = {"inputs": self.manifest["zones"][name]["inputs"], "first": zone.first, "last": zone.last,
+               "settings": {k: v for k, v in flatten(config.to_dict()).items() if k.startswith((
+                   "evaluate.ema_alpha", "evaluate.damped", "predict.horizon", "data."))}}
+        path = self.run_dir / "baselines" / f"{name}-damped.json"
+        if path.is_file():
+            cached = json.loads(path.read_text())
+            if cached.get("key") == json.loads(json.dumps(key)):
+                return np.asarray(cached["phi"], np.float32)
+        stack = read_zone(zone, config.data.fill_value, config.data.valid_range)
+        fit = fit_damped_zone(stack, config, zone.first, fit_end(zone.first, zone.last, config))
+        atomic_write_text(path, json.dumps({"key": key, "phi": fit.phi.tolist()}) + "\n")
+        self.log(f"model.base damped: zone {name} φ per lead {fit.to_dict()['phi']}")
+        return fit.phi.astype(np.float32)
 
     # ---- folders ------------------------------------------------------------------------------------
     @property
+    def members(self) -> int:
+        return self.config.train.ensemble
+
+    @property
     def checkpoints(self) -> Path:
-        return self.run_dir / "checkpoints"
+        """``checkpoints/``, or ``checkpoints/member<k>/`` of the current member of an ensemble."""
+        folder = self.run_dir / "checkpoints"
+        return folder / f"member{self.member}" if self.members > 1 else folder
+
+    def _name(self, stage_name: str) -> str:
+        """A stage's log name: ``pretrain``, or ``m<k>-pretrain`` for member k of an ensemble."""
+        return f"m{self.member}-{stage_name}" if self.members > 1 else stage_name
+
+    @property
+    def seed(self) -> int:
+        """The current member's seed (members differ by a large prime)."""
+        return self.config.seed + 100_003 * self.member
 
     @property
     def logs(self) -> Path:
@@ -150,10 +195,24 @@ class Pipeline:
     # ---- running ------------------------------------------------------------------------------------
     def run(self, stages: tuple[str, ...] = STAGES, restart: str | None = None) -> None:
         """Run ``stages`` in order; ``restart`` first deletes that stage's outputs and every later one's
-        (for the selected zones where a stage is per zone)."""
+        (for the selected zones where a stage is per zone). With ``train.ensemble`` N, the training
+        stages run member by member (each resumable on its own), and predict averages the members."""
         if restart is not None:
-            self.restart(restart)
+            for member in range(self.members):
+                self.member = member
+                self.restart(restart)
+        training = [stage for stage in stages if stage in ("pretrain", "finetune", "refit")]
+        for member in range(self.members):
+            self.member = member
+            for stage in training:
+                started = time.time()
+                getattr(self, stage)()
+                member = f" (member {self.member + 1} of {self.members})" if self.members > 1 else ""
+                self.log(f"stage {stage}{member}: {time.time() - started:.1f} s")
+        self.member = 0
         for stage in stages:
+            if stage in training:
+                continue
             started = time.time()
             getattr(self, stage)()
             self.log(f"stage {stage}: {time.time() - started:.1f} s")
@@ -167,18 +226,18 @@ class Pipeline:
         names: list[str] = []
         if "pretrain" in later:
             folders.append(self.stage_folder("pretrain"))
-            names.append("pretrain")
+            names.append(self._name("pretrain"))
         if "refit" in later:
             folders.append(self.stage_folder("refit-pretrain"))
-            names.append("refit-pretrain")
+            names.append(self._name("refit-pretrain"))
         for zone in self.targets:
             if "finetune" in later:
                 folders.append(self.stage_folder("finetune", zone))
-                names.append(f"finetune-{zone}")
+                names.append(self._name(f"finetune-{zone}"))
             if "refit" in later:
                 folders.append(self.stage_folder("refit", zone))
-                names.append(f"refit-{zone}")
-        if "predict" in later:
+                names.append(self._name(f"refit-{zone}"))
+        if "predict" in later and self.member == 0:
             from phenocast.forecast import raw_path
 
             for zone in self.targets:
@@ -189,7 +248,8 @@ class Pipeline:
         for name in names:
             (self.logs / f"{name}.csv").unlink(missing_ok=True)
             shutil.rmtree(self.logs / "tensorboard" / name, ignore_errors=True)
-        self.log(f"restart {stage}: removed the outputs of {', '.join(later)}"
+        member = f" of member {self.member}" if self.members > 1 else ""
+        self.log(f"restart {stage}{member}: removed the outputs of {', '.join(later)}"
                  + (f" for zone(s) {', '.join(self.targets)}" if len(self.targets) < len(self.zones) else ""))
 
     def _strategy(self):
@@ -203,6 +263,16 @@ class Pipeline:
         return {"records": self.manifest["settings"],
                 **{f"zone {name}": [entries[name]["first"], entries[name]["last"], entries[name]["inputs"]]
                    for name in zones}}
+
+    def _init_inputs(self) -> dict[str, Any]:
+        """The start model of pre-training (``train.init_from``), as a stage input."""
+        path = self.config.train.init_from
+        if not path:
+            return {}
+        if not Path(path).is_file():
+            raise PhenocastError(f"train.init_from: expected a .keras file of another run, found no file "
+                                 f"{path}; give the path of e.g. outputs/<run>/checkpoints/pretrain/best.keras")
+        return {"start model": file_digest(Path(path))}
 
     def _check_stage(self, folder: Path, name: str, stage: str, record: dict[str, Any]):
         """Return the finished result of a stage whose record matches, None to run it; refuse a stage
@@ -243,6 +313,7 @@ class Pipeline:
         from phenocast.devices import replicas
         from phenocast.training import fit_stage
 
+        name = self._name(name)
         record = {"settings": stage_settings(self.config, stage), "inputs": inputs}
         done = self._check_stage(folder, name, stage, record)
         if done is not None:
@@ -288,6 +359,11 @@ class Pipeline:
             return model
         with strategy.scope():
             model = network.load_model(start) if start is not None else network.build_model(self.config)
+            if start is None and self.config.train.init_from:
+                try:
+                    network.initialise_from(model, self.config.train.init_from)
+                except ValueError as error:
+                    raise PhenocastError(f"train.init_from: {error}") from None
             optimizer = keras.optimizers.Adam(learning_rate(schedule, schedule.epochs * schedule.steps_per_epoch))
             network.compile_model(model, self.config, optimizer)
         if start is not None:
@@ -321,8 +397,8 @@ class Pipeline:
         self.log(f"pretrain: {len(samples)} zone(s), "
                  f"{sum(s.records.records * len(s.train) for s in samples)} (window, origin) samples")
         return self._fit("pretrain", "pretrain", self.stage_folder("pretrain"), samples, "train",
-                         self.config.train, self.config.train.epochs, None, self.config.seed,
-                         self._records_inputs(list(self.samples)))
+                         self.config.train, self.config.train.epochs, None, self.seed,
+                         {**self._records_inputs(list(self.samples)), **self._init_inputs()})
 
     def _finished(self, stage: str, zone: str | None = None):
         from phenocast.training import StageResult
@@ -346,7 +422,7 @@ class Pipeline:
             inputs = {**self._records_inputs([name]), "start model": file_digest(pretrained)}
             self._fit(f"finetune-{name}", "finetune", self.stage_folder("finetune", name), [self.samples[name]],
                       "train", config.finetune, config.finetune.epochs, pretrained,
-                      config.seed + 1000 + self.zone_index[name], inputs, score_start=True)
+                      self.seed + 1000 + self.zone_index[name], inputs, score_start=True)
 
     def refit(self):
         """Train the submission models on every month: the pre-training's start and schedule for its
@@ -358,9 +434,9 @@ class Pipeline:
             self.log("refit: disabled (finetune.refit: false), the chosen models write the submission")
             return
         chosen = self._finished("pretrain")
-        inputs = {**self._records_inputs(list(self.samples)), "epochs": chosen.best_epoch}
+        inputs = {**self._records_inputs(list(self.samples)), **self._init_inputs(), "epochs": chosen.best_epoch}
         self._fit("refit-pretrain", "refit-pretrain", self.stage_folder("refit-pretrain"),
-                  list(self.samples.values()), "refit", config.train, chosen.best_epoch, None, config.seed, inputs)
+                  list(self.samples.values()), "refit", config.train, chosen.best_epoch, None, self.seed, inputs)
         if not config.finetune.enabled:
             return
         start = self.stage_folder("refit-pretrain") / "best.keras"
@@ -371,10 +447,20 @@ class Pipeline:
             epochs = self._finished("finetune", name).best_epoch
             inputs = {**self._records_inputs([name]), "start model": file_digest(start), "epochs": epochs}
             self._fit(f"refit-{name}", "refit", self.stage_folder("refit", name), [self.samples[name]], "refit",
-                      config.finetune, epochs, start, config.seed + 1000 + self.zone_index[name], inputs)
+                      config.finetune, epochs, start, self.seed + 1000 + self.zone_index[name], inputs)
+
+    def member_models(self, zone: str, kind: str) -> list[Path]:
+        """The model files of every ensemble member for a zone's ``kind`` predictions."""
+        paths = []
+        for member in range(self.members):
+            self.member = member
+            paths.append(self.model_path(zone, kind))
+        self.member = 0
+        return paths
 
     def predict(self):
-        """Predict the validation and test origins (chosen model) and the forecast (submission model)."""
+        """Predict the validation and test origins (chosen model) and the forecast (submission model); an
+        ensemble's prediction is the mean of its members' (window differences, before stitching)."""
         import model as network
         from phenocast.forecast import Forecaster, load_meta, predict_windows, raw_path, save_windows
 
@@ -388,23 +474,34 @@ class Pipeline:
                 if not origins:
                     continue
                 path = raw_path(self.run_dir, name, kind)
-                model_file = self.model_path(name, kind)
-                if not model_file.is_file():
-                    raise PhenocastError(f"expected the model {model_file} for zone {name}, found none; "
-                                         f"run the pretrain, finetune and refit stages first")
-                meta = {"model": str(model_file.relative_to(self.run_dir)), "model_digest": file_digest(model_file),
-                        "origins": origins, "settings": settings}
+                model_files = self.member_models(name, kind)
+                for model_file in model_files:
+                    if not model_file.is_file():
+                        raise PhenocastError(f"expected the model {model_file} for zone {name}, found none; "
+                                             f"run the pretrain, finetune and refit stages first")
+                models = [str(file.relative_to(self.run_dir)) for file in model_files]
+                meta = {"model": models[0] if len(models) == 1 else models,
+                        "model_digest": [file_digest(file) for file in model_files] if len(models) > 1
+                        else file_digest(model_files[0]), "origins": origins, "settings": settings}
                 if path.is_file() and load_meta(path) == meta:
                     self.log(f"predict {name} ({kind}): up to date, skipped")
                     continue
-                if forecaster is None:
-                    forecaster = Forecaster(network.load_model(model_file))
-                else:
-                    forecaster.model.set_weights(network.load_model(model_file).get_weights())
-                predictions = predict_windows(forecaster, sample, origins, self.config, tta=self.config.predict.tta)
+                predictions = None
+                for model_file in model_files:
+                    if forecaster is None:
+                        forecaster = Forecaster(network.load_model(model_file))
+                    else:
+                        forecaster.model.set_weights(network.load_model(model_file).get_weights())
+                    member = predict_windows(forecaster, sample, origins, self.config, tta=self.config.predict.tta)
+                    if predictions is None:
+                        predictions = member
+                    else:
+                        predictions.differences += member.differences
+                predictions.differences /= len(model_files)
                 save_windows(predictions, path, meta)
+                by = meta["model"] if len(models) == 1 else f"the mean of {len(models)} members"
                 self.log(f"predict {name} ({kind}): {len(predictions.rows)} windows × {len(origins)} "
-                         f"origin(s) by {meta['model']} → {path}")
+                         f"origin(s) by {by} → {path}")
         save_config(self.config, self.run_dir / "predictions" / "raw" / "config.resolved.yaml")
 
     def postprocess(self):

@@ -8,9 +8,12 @@ For every zone of a run (``predictions/raw/<zone>-{validation,test,forecast}.npz
    average test-time augmentations;
 2. add the climatology as of the origin, giving stored units (NDVI × scale); pixels without a
    climatology for that calendar month fall back to the EMA;
-3. blend with the original EMA baseline: ``ema_weight`` a number, or ``fit`` — least-squares weights
-   on the *validation* images, per zone or per group of pixels sharing the same per-pixel-EMA α, then
-   applied unchanged to the test images and the forecast;
+3. blend with the base the network corrects (``model.base``: ema, damped or climatology): blend = base +
+   w·(model - base), ``postprocess.model_weight`` a number, or ``fit`` — w per zone by least squares on the
+   *validation* images, clipped to [0, 1], and with ``postprocess.shrink`` set to 0 (the base alone)
+   unless the validation period tells model and base apart (the upper end of the paired-bootstrap
+   interval of RMSE(model) / RMSE(base) below 1); applied unchanged to the test images and the forecast,
+   so on any period the submitted forecast can only be worse than the base where validation misled;
 4. score the model, the blend and every baseline (persistence, climatology, EMA, per-pixel EMA, damped;
    the oracle on the built-in sample) on the same images of each period, every image as the int16 file
    it is written as (rounded, clipped); the fitted baselines learn from the training period only;
@@ -61,11 +64,12 @@ class ZoneResult:
 
     zone: str
     files: list[Path]
-    ema_weight: float | list[float]
+    model_weight: float
+    weight_reason: str = ""  # why the weight is what it is (fitted, shrunk, set)
     scores: Scoreboard = field(default_factory=Scoreboard)
     scored_files: dict[str, Path] = field(default_factory=dict)  # period → file of its scored images
     fitted: dict = field(default_factory=dict)  # the fitted baselines, as JSON
-    submission_model: str | None = None  # the model file that wrote the forecast
+    submission_model: str | list[str] | None = None  # the model file(s) that wrote the forecast
     trained_through: int | None = None  # the last month the submission model's targets reached
 
 
@@ -99,47 +103,53 @@ def model_images(path: Path, zone: Zone, stack: np.ndarray, config: Config, imag
     return result
 
 
-def fit_blend(images: dict, stack: np.ndarray, first: int, config: Config, groups: np.ndarray | None
-              ) -> np.ndarray:
-    """Least-squares EMA weights w (blend = w·EMA + (1-w)·model) on the validation images.
+def fit_weight(images: dict, stack: np.ndarray, first: int, config: Config, base: str) -> float:
+    """Least-squares model weight w (blend = base + w·(model - base)) on the validation images, in [0, 1].
 
     Args:
-      images: {(origin, lead): {"model": float32 (h, w), "ema": float32 (h, w)}} of the validation period.
-      groups: int (h, w) group of every pixel (one weight per group), or None for one weight.
+      images: {(origin, lead): {"model": float32 (h, w), base: float32 (h, w), …}} of the validation period.
+      base: the base method's name (``model.base``).
 
     Returns:
-      float32 weights, one per group (index = group id), clipped to [0, 1]; 0 where a group has no data.
+      w; 0 when model and base never differ.
     """
-    count = 1 if groups is None else int(groups.max()) + 1
-    numerator = np.zeros(count)
-    denominator = np.zeros(count)
+    numerator = denominator = 0.0
     for (origin, lead), image in images.items():
         position = origin - first + lead
-        if position >= len(stack):
+        if position >= len(stack) or "model" not in image:
             continue
         truth = stack[position]
-        valid = truth != config.data.fill_value
-        model, ema = image["model"], image["ema"]
-        valid &= np.isfinite(model) & np.isfinite(ema)
-        difference = (model - ema)[valid].astype(np.float64)
-        error = (model - truth)[valid].astype(np.float64)
-        group = np.zeros(valid.sum(), dtype=np.int64) if groups is None else groups[valid]
-        numerator += np.bincount(group, difference * error, minlength=count)
-        denominator += np.bincount(group, difference * difference, minlength=count)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        weights = np.where(denominator > 0, numerator / denominator, 0.0)
-    return np.clip(weights, 0.0, 1.0).astype(np.float32)
+        valid = (truth != config.data.fill_value) & np.isfinite(image["model"]) & np.isfinite(image[base])
+        difference = (image["model"] - image[base])[valid].astype(np.float64)
+        numerator += float(difference @ (truth[valid] - image[base][valid]).astype(np.float64))
+        denominator += float(difference @ difference)
+    return float(np.clip(numerator / denominator, 0.0, 1.0)) if denominator > 0 else 0.0
 
 
-def blend(model: np.ndarray, ema: np.ndarray, weight: np.ndarray | float) -> np.ndarray:
-    """w·EMA + (1-w)·model (w per pixel or one number)."""
-    return (weight * ema + (1 - weight) * model).astype(np.float32)
+def blend(model: np.ndarray, base: np.ndarray, weight: float) -> np.ndarray:
+    """base + w·(model - base)."""
+    return (base + weight * (model - base)).astype(np.float32)
 
 
-def _alpha_groups(alpha_map: np.ndarray, grid: list[float]) -> np.ndarray:
-    """Pixel → index of its α in the grid (the per-pixel EMA's α)."""
-    values = np.asarray(grid, dtype=np.float32)
-    return np.abs(alpha_map[..., None] - values).argmin(axis=-1)
+def choose_weight(board: Scoreboard, images: dict, stack: np.ndarray, first: int, config: Config, base: str
+                  ) -> tuple[float, str]:
+    """The zone's model weight from its validation images and scores, and the reason in words."""
+    setting = config.postprocess.model_weight
+    if setting != "fit":
+        return float(setting), f"set (postprocess.model_weight {setting})"
+    if not any("model" in values for values in images.values()):
+        return 0.0, "no validation predictions (or no validation period): the base alone"
+    weight = fit_weight(images, stack, first, config, base)
+    if not config.postprocess.shrink:
+        return weight, f"fitted on validation ({weight:.2f})"
+    evaluate = config.evaluate
+    interval = paired_bootstrap(board.restrict_period("validation"), "model", base,
+                                max(evaluate.bootstrap, 200), evaluate.confidence, seed=config.seed)
+    said = (f"validation RMSE model/{base} {interval['ratio']:.3f} "
+            f"[{interval['low']:.3f}–{interval['high']:.3f}] on {interval['images']} images")
+    if interval["high"] < 1:
+        return weight, f"fitted on validation ({weight:.2f}): {said}, below 1"
+    return 0.0, f"shrunk to 0 (the base): {said} does not lie below 1 (fitted {weight:.2f})"
 
 
 def scored_path(run_dir: Path, zone: str, period: str) -> Path:
@@ -193,8 +203,9 @@ def period_methods(zone: Zone, stack: np.ndarray, config: Config, run_dir: Path,
     methods = baseline_images(stack, config, zone.first, images, fitted)
     path = raw_path(run_dir, zone.name, period)
     if path.is_file():
+        base = config.model.base
         for key, image in model_images(path, zone, stack, config, images).items():
-            methods[key]["model"] = baselines.fill_gaps(image, methods[key]["ema"])
+            methods[key]["model"] = baselines.fill_gaps(image, methods[key][base])
     for key in methods:
         if oracle is not None and key in oracle:
             methods[key]["oracle"] = oracle[key].astype(np.float32)
@@ -216,35 +227,34 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[s
     stack = read_zone(zone, fill, config.data.valid_range)
     fitted = fit_baselines(stack, config, zone.first, fit_end(zone.first, zone.last, config))
     oracle = load_oracle(config.data.dir, zone.name)
-    setting = config.postprocess.ema_weight
-    groups = (_alpha_groups(fitted.alpha_map, config.evaluate.alpha_grid)
-              if config.postprocess.fit == "pixel" and setting == "fit" else None)
-    weights = np.array([0.0 if setting == "fit" else setting], np.float32)
+    base = config.model.base
     board = Scoreboard()
-    result = ZoneResult(zone.name, [], 0.0, board, fitted=fitted.to_dict())
+    result = ZoneResult(zone.name, [], 0.0, fitted=fitted.to_dict())
+    weight, result.weight_reason = choose_weight(board, {}, stack, zone.first, config, base)  # until validation
     for period in zone_periods(zone.first, zone.last, config).scored:
         methods = period_methods(zone, stack, config, run_dir, period.name, fitted, oracle)
         has_model = any("model" in values for values in methods.values())
-        if period.name == "validation" and setting == "fit":
-            if has_model:
-                weights = fit_blend(methods, stack, zone.first, config, groups)
-            else:
-                log(f"zone {zone.name}: no validation predictions to fit the EMA weight on; using 0")
-        weight_map = weights[groups] if groups is not None else float(weights[0])
+        scored = {}
+        for key, values in methods.items():
+            scored[key] = {method: _as_written(image, config) for method, image in values.items()}
+            truth = stack[key[0] + key[1] - zone.first]
+            for method, image in scored[key].items():
+                board.add(zone.name, key[0], key[1], method, image_mse(image, truth, fill, scale), period.name)
+        if period.name == "validation":  # the weight is chosen here and only applied afterwards
+            weight, result.weight_reason = choose_weight(board, methods, stack, zone.first, config, base)
         saved = {}
         for key, values in methods.items():
             if "model" in values:
-                values[SUBMITTED] = blend(values["model"], values["ema"], weight_map)
-            written = {method: _as_written(image, config) for method, image in values.items()}
-            truth = stack[key[0] + key[1] - zone.first]
-            for method, image in written.items():
-                board.add(zone.name, key[0], key[1], method, image_mse(image, truth, fill, scale), period.name)
-            saved[key] = {method: written[method] for method in SAVED_METHODS if method in written}
+                scored[key][SUBMITTED] = _as_written(blend(values["model"], values[base], weight), config)
+                truth = stack[key[0] + key[1] - zone.first]
+                board.add(zone.name, key[0], key[1], SUBMITTED, image_mse(scored[key][SUBMITTED], truth, fill,
+                                                                            scale), period.name)
+            saved[key] = {method: scored[key][method] for method in SAVED_METHODS if method in scored[key]}
         if has_model:
             result.scored_files[period.name] = write_scored(scored_path(run_dir, zone.name, period.name), saved,
                                                             zone.profile, config)
-    result.ema_weight = weights.tolist() if weights.size > 1 else float(weights[0])
-    weight_map = weights[groups] if groups is not None else float(weights[0])
+    result.model_weight = weight
+    result.scores = board
     result.submission_model = load_meta(forecast_path).get("model")
     result.trained_through = (zone.last if config.finetune.refit
                               else zone_periods(zone.first, zone.last, config).training_end)
@@ -253,11 +263,12 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[s
     leads = forecast_leads(zone.last, config)
     forecast = model_images(forecast_path, zone, stack, config, [(origin, lead) for lead in leads])
     position = origin - zone.first
+    # the base of the forecast, with the φ the network's base channels had (fitted on the training period)
+    bases = baseline_images(stack, config, zone.first, [(origin, lead) for lead in leads], fitted)
+    persistence = baselines.persistence(stack, position, fill)
     for lead in leads:
-        clim = baselines.climatology(stack, position + lead, fill)
-        ema = baselines.fill_gaps(baselines.ema(stack, position + lead, fill, config.evaluate.ema_alpha), clim,
-                                  baselines.persistence(stack, position, fill))
-        values = blend(baselines.fill_gaps(forecast[origin, lead], ema), ema, weight_map)
+        reference = baselines.fill_gaps(bases[origin, lead][base], persistence)
+        values = blend(baselines.fill_gaps(forecast[origin, lead], reference), reference, weight)
         values[never_valid] = np.nan  # permanently nodata → fill
         path = run_dir / "predictions" / month_file_name(zone.name, origin + lead)
         result.files.append(write_geotiff(path, values, zone.profile, fill, config.data.valid_range,
@@ -451,7 +462,8 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
             continue
         result = postprocess_zone(zone, config, run_dir, log)
         results.append(result)
-        log(f"postprocess {zone.name}: {len(result.files)} GeoTIFF(s), EMA weight {_weights(result)}")
+        log(f"postprocess {zone.name}: {len(result.files)} GeoTIFF(s), model weight {result.model_weight:.2f} "
+            f"over the base ({config.model.base}): {result.weight_reason}")
     if not results:
         raise PhenocastError(f"expected window predictions in {run_dir / 'predictions' / 'raw'}, found "
                              f"none; run python run.py --stage predict first")
@@ -462,7 +474,8 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
         periods[zone.name] = {"months": [zone.first, zone.last], "training_end": spans.training_end,
                               **{p.name: [p.start, p.end] for p in spans.scored}}
     summary = write_scores(board, run_dir / "scores.json", config, {
-        "ema_weight": {result.zone: result.ema_weight for result in results},
+        "model_weight": {result.zone: {"base": config.model.base, "weight": result.model_weight,
+                                       "reason": result.weight_reason} for result in results},
         "blend": config.postprocess.blend,
         "submission": {result.zone: {"method": SUBMITTED, "model": result.submission_model,
                                      "trained_through": result.trained_through} for result in results},
@@ -488,8 +501,3 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
     save_config(config, run_dir / "config.resolved.yaml")
     return {"zones": [result.zone for result in results], "missing": missing,
             "files": sum(len(result.files) for result in results), "zip": zip_path, "scores": summary}
-
-
-def _weights(result: ZoneResult) -> str:
-    weight = result.ema_weight
-    return f"{weight:.2f}" if isinstance(weight, float) else "per α: " + ", ".join(f"{w:.2f}" for w in weight)

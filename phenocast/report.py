@@ -199,14 +199,14 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
         lines.append(f"- zone {zone}: months {values['months'][0]}..{values['months'][1]}, training targets "
                      f"through {values['training_end']}; {spans}")
     for zone, submission in summary.get("submission", {}).items():
-        lines.append(f"- the submission of {zone} was written by `{submission['model']}` ({submission['method']}), "
+        written = submission["model"]
+        written = (f"the mean of {len(written)} ensemble members (`{written[0]}`, …)" if isinstance(written, list)
+                   else f"`{written}`")
+        lines.append(f"- the submission of {zone} was written by {written} ({submission['method']}), "
                      f"trained on targets through month {submission['trained_through']}")
-    weights = summary.get("ema_weight", {})
-    if weights:
-        lines.append("- blend = w·EMA + (1−w)·model, w per zone: "
-                     + ", ".join(f"{zone} {w:.2f}" if isinstance(w, float) else f"{zone} per α" for zone, w in
-                                 weights.items())
-                     + (" (fitted on the validation months)" if config.postprocess.ema_weight == "fit" else ""))
+    for zone, weight in summary.get("model_weight", {}).items():
+        lines.append(f"- blend of {zone} = {weight['base']} + w·(model − {weight['base']}), w = "
+                     f"{weight['weight']:.2f}: {weight['reason']}")
     for name in ("test", "validation"):
         if name in summary:
             methods = ordered_methods(list(summary[name]["pooled"]))

@@ -35,11 +35,11 @@ def test_sample_config_inherits_from_its_base_and_overrides_it():
 
 def test_overrides_are_parsed_as_yaml_and_typed():
     config = load_config(DEFAULT, ["train.lr=3e-4", "data.zones=[Z1, Z3]", "train.epochs=2",
-                                   "postprocess.ema_weight=fit", "train.lr=1e-3"])
+                                   "postprocess.model_weight=fit", "train.lr=1e-3"])
     assert config.train.lr == pytest.approx(1e-3)  # the last override wins
     assert config.data.zones == ["Z1", "Z3"] and config.train.epochs == 2
-    assert config.postprocess.ema_weight == "fit"
-    assert load_config(DEFAULT, ["postprocess.ema_weight=1"]).postprocess.ema_weight == 1.0
+    assert config.postprocess.model_weight == "fit"
+    assert load_config(DEFAULT, ["postprocess.model_weight=1"]).postprocess.model_weight == 1.0
     assert parse_override("output.name=v1.2") == {"output": {"name": "v1.2"}}
 
 
@@ -65,7 +65,7 @@ def test_bad_overrides_name_the_key_and_the_expected_type(override, message):
     ("tiling.margin=-1", "tiling.margin >= 0"),
     ("tiling.centre=50", "must be divisible by 4"),
     ("model.lstm_filters=[8, 8]", "one entry per scale"),
-    ("postprocess.ema_weight=1.5", "postprocess.ema_weight must be in [0, 1]"),
+    ("postprocess.model_weight=1.5", "postprocess.model_weight must be in [0, 1]"),
 ])
 def test_cross_field_checks_run_at_load(override, message):
     with pytest.raises(PhenocastError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from phenocast import baselines
+from phenocast import baselines, features
 from phenocast.config import load_config
 from phenocast.dataset import (
     SampleAssembler,
@@ -44,8 +44,9 @@ def prepared(tmp_path: Path):
 
 
 def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config, position, zone_size,
-                     first_month: int) -> tuple[np.ndarray, np.ndarray]:
-    """Plain numpy: per step, differences from the climatology as of that step's origin."""
+                     first_month: int, phi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Plain numpy: per step, differences from the climatology as of that step's origin; the base from
+    ``phenocast.features`` (the smoothed anomaly over pixels inside the zone)."""
     years, offsets, horizon = config.sequence.years, config.sequence.offsets, config.predict.horizon
     size, scale = config.window, config.data.scale
 
@@ -75,31 +76,44 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
             curve = [np.nan_to_num(baselines.climatology(stack, step_origin + j, FILL, end=step_origin + 1))
                      / scale for j in range(12)]
             parts.append(np.stack([curve[0]] + [c - curve[0] for c in curve[1:]], -1))
-        if config.sequence.ema:  # the baseline itself, minus the climatology as of the step's origin
+        from phenocast.tiling import Window
+        inside = inside_mask(Window(0, 0, position[2], position[3], size), *zone_size)
+        alpha = config.evaluate.ema_alpha
+        if config.model.base != "climatology":  # the base itself, minus the climatology as of the step's origin
+            anomaly = smoothed = None
+            if config.model.base == "damped":
+                anomaly, _ = features.anomaly_features(stack, step_origin, FILL, alpha, 1)
+                smoothed = features.smooth(np.where(inside, anomaly, np.nan), config.evaluate.damped_smoothing)
             averages = []
             for lead in range(1, horizon + 1):
-                average = baselines.ema(stack, step_origin + lead, FILL, config.evaluate.ema_alpha)
+                average = baselines.ema(stack, step_origin + lead, FILL, alpha)
+                if anomaly is not None:
+                    average = features.damped(average, anomaly, smoothed, phi[lead - 1, (step_origin + lead) % 12])
                 climatology = baselines.climatology(stack, step_origin + lead, FILL, end=step_origin + 1)
                 defined = ~np.isnan(average) & ~np.isnan(climatology)
                 averages.append(np.where(defined, (np.nan_to_num(average) - np.nan_to_num(climatology)) / scale, 0))
             parts.append(np.stack(averages, -1))
+        if config.model.masked_pooling:
+            parts.append(inside[..., None].astype(float))
         inputs.append(np.concatenate(parts, -1))
         values, valid = differences(stack, step_origin, [step_origin + lead for lead in range(1, horizon + 1)])
-        from phenocast.tiling import Window
-        inside = inside_mask(Window(0, 0, position[2], position[3], size), *zone_size)
         targets.append(np.concatenate([values, (valid & inside[..., None]).astype(float)], -1))
     return np.stack(inputs), np.stack(targets)
 
 
-@pytest.mark.parametrize("climatology, ema", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("climatology, base, masked", [
+    (False, "climatology", False), (True, "climatology", True), (False, "ema", True), (True, "damped", True)])
 def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path: Path, climatology: bool,
-                                                        ema: bool):
+                                                        base: str, masked: bool):
     config = make_config(prepared, tmp_path, f"sequence.climatology={str(climatology).lower()}",
-                         f"sequence.ema={str(ema).lower()}")
+                         f"model.base={base}", f"model.masked_pooling={str(masked).lower()}")
     preprocess(config, progress=False, log=lambda message: None)
     _, zone_records = load_zone_records(config)
-    assembler = SampleAssembler(config)
-    assert config.input_channels == 24 + (12 if climatology else 0) + (3 if ema else 0)
+    rng = np.random.default_rng(3)
+    phis = {records.name: rng.uniform(-0.5, 0.8, (3, 12, 2)).astype(np.float32) for records in zone_records}
+    assembler = SampleAssembler(config, phis)
+    assert config.input_channels == (24 + (12 if climatology else 0) + (3 if base != "climatology" else 0)
+                                     + (1 if masked else 0))
     for records in zone_records:
         context = read_context(records, config.records.compression)
         for window in list(iterate_windows(records, config.records.compression))[:2]:
@@ -108,8 +122,8 @@ def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path
                 inputs, y = assembler(tensors, {"stack": tf.constant(context["stack"])}, origin)
                 expected_inputs, expected_y = reference_sample(
                     window["stack"], context["stack"], origin, config, window["position"],
-                    window["zone_size"], records.first)
-                np.testing.assert_allclose(inputs.numpy(), expected_inputs, atol=1e-6)
+                    window["zone_size"], records.first, phis[records.name])
+                np.testing.assert_allclose(inputs.numpy(), expected_inputs, atol=2e-6)
                 np.testing.assert_allclose(y.numpy(), expected_y, atol=1e-6)
 
 
@@ -120,10 +134,11 @@ def test_calendar_channels(prepared: Path, tmp_path: Path):
     (zone,) = [z for z in zone_samples(zone_records, config) if z.name == "Z2"]
     dataset = origin_dataset([zone], config, lambda z: [z.forecast], with_targets=False)
     inputs, key = next(iter(dataset))
-    assert inputs.shape == (2, config.window, config.window, 26)
+    assert inputs.shape == (2, config.window, config.window, config.input_channels)
     # Z2 starts at month 7 and ends at 60: the first target month is 61; month 1 is July → 61 is July
     angle = 2 * np.pi * 6 / 12
-    np.testing.assert_allclose(inputs[0, 0, 0, -2:], [np.sin(angle), np.cos(angle)], atol=1e-6)
+    start, stop = config.channel_slice("calendar")
+    np.testing.assert_allclose(inputs[0, 0, 0, start:stop], [np.sin(angle), np.cos(angle)], atol=1e-6)
     assert key[0].numpy() == b"Z2" and key[3].numpy() == 60
 
 
@@ -169,8 +184,9 @@ def test_no_period_reaches_a_later_one(tmp_path: Path):
         assert zone.test and min(zone.test) == zone.records.last - test and max(zone.refit) == zone.records.last - 3
     sampled = set()
     dataset = training_dataset(zones, config, batch_size=4, seed=1, with_origins=True)
+    values = slice(0, config.channel_slice("inside")[0])  # every channel but the inside mask (1 in the zone)
     for inputs, y, origin_keys in dataset.take(60):
-        assert np.abs(inputs.numpy()).max() < 0.31 and np.abs(y.numpy()).max() <= 1
+        assert np.abs(inputs.numpy()[..., values]).max() < 0.31 and np.abs(y.numpy()).max() <= 1
         targets = y.numpy()[..., :config.predict.horizon]
         assert np.abs(targets).max() < 0.31 and y.numpy()[..., config.predict.horizon:].sum() > 0
         sampled.update((zone.decode(), int(origin)) for zone, origin in zip(*[k.numpy() for k in origin_keys]))

@@ -53,11 +53,16 @@ def float32_policy():
 
 
 def test_input_channels():
-    assert load_config("configs/default.yaml").input_channels == 24
-    assert load_config("configs/default.yaml", ["sequence.calendar=true"]).input_channels == 26
-    assert load_config("configs/default.yaml", ["sequence.context=false"]).input_channels == 12
+    bare = ["model.base=climatology", "model.masked_pooling=false"]
+    assert load_config("configs/default.yaml", bare).input_channels == 24
+    assert load_config("configs/default.yaml", [*bare, "sequence.calendar=true"]).input_channels == 26
+    assert load_config("configs/default.yaml", [*bare, "sequence.context=false"]).input_channels == 12
     assert load_config("configs/default.yaml", [
-        "sequence.offsets=[0, -1]", "sequence.context=false", "sequence.calendar=true"]).input_channels == 4
+        *bare, "sequence.offsets=[0, -1]", "sequence.context=false", "sequence.calendar=true"]).input_channels == 4
+    config = load_config("configs/default.yaml")  # + 3 base channels (one per lead) + the inside mask
+    assert config.input_channels == 28
+    assert config.channel_slice("base") == (24, 27) and config.channel_slice("inside") == (27, 28)
+    assert load_config("configs/default.yaml", ["model.base=climatology"]).channel_slice("base") is None
 
 
 @pytest.mark.parametrize("overrides", [

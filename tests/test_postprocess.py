@@ -17,7 +17,7 @@ from phenocast import baselines
 from phenocast.config import load_config
 from phenocast.forecast import WindowPredictions, raw_path, save_windows
 from phenocast.origins import forecast_origin, period_origins
-from phenocast.postprocess import check_submission, fit_blend, read_scored, run_postprocess
+from phenocast.postprocess import check_submission, fit_weight, read_scored, run_postprocess
 from phenocast.tiling import extract_window, window_grid
 from phenocast.zones import discover_zones, read_zone, same_crs
 
@@ -128,23 +128,61 @@ def test_postprocess_alone_reproduces_the_same_files(run, tmp_path: Path):
     assert first["zip"].read_bytes() == before
 
 
-def test_blend_weight_fitted_where_the_answer_is_known():
+def test_model_weight_fitted_where_the_answer_is_known():
     rng = np.random.default_rng(0)
     truth = rng.integers(1000, 8000, size=(5, 6, 6)).astype(np.int16)
     error = rng.normal(0, 300, size=truth.shape)
+    config = make_config(Path("."), Path("."))
     images = {(1, lead): {"model": (truth[lead] + error[lead]).astype(np.float32),
                           "ema": (truth[lead] - error[lead]).astype(np.float32)} for lead in range(1, 5)}
     # opposite errors of equal size: the half-half blend is exact
-    assert fit_blend(images, truth, 1, make_config(Path("."), Path(".")), None)[0] == pytest.approx(0.5, abs=1e-6)
+    assert fit_weight(images, truth, 1, config, "ema") == pytest.approx(0.5, abs=1e-6)
+    for image in images.values():
+        image["damped"] = image["model"] - 2 * error[1].astype(np.float32)  # worse than the model
+    images = {(1, lead): {"model": truth[lead].astype(np.float32), "ema": (truth[lead] + error[lead]).astype(
+        np.float32)} for lead in range(1, 5)}
+    assert fit_weight(images, truth, 1, config, "ema") == pytest.approx(1.0)  # the model is the truth
     images = {(1, lead): {"model": (truth[lead] + error[lead]).astype(np.float32),
                           "ema": truth[lead].astype(np.float32)} for lead in range(1, 5)}
-    assert fit_blend(images, truth, 1, make_config(Path("."), Path(".")), None)[0] == pytest.approx(1.0)
-    groups = np.zeros((6, 6), np.int64)
-    groups[:, 3:] = 1  # EMA perfect on the left half, useless (= model) on the right half
-    for image in images.values():
-        image["ema"][:, 3:] = image["model"][:, 3:]
-    weights = fit_blend(images, truth, 1, make_config(Path("."), Path(".")), groups)
-    assert weights[0] == pytest.approx(1.0) and weights[1] == 0.0
+    assert fit_weight(images, truth, 1, config, "ema") == 0.0  # the base is the truth: clipped at 0
+
+
+@pytest.mark.parametrize("model, expected", [("noise", "shrunk"), ("truth", "fitted")])
+def test_the_validated_weight_falls_to_the_base_unless_validation_says_otherwise(run, tmp_path: Path,
+                                                                                model: str, expected: str):
+    """A planted model that only adds noise to the base gets weight 0; one that is the truth gets ~1."""
+    data_dir, stacks = run
+    config, zones = write_run(data_dir, tmp_path, {name: stack[-12:-9] for name, stack in stacks.items()},
+                              "model.base=ema")
+    rng = np.random.default_rng(5)
+    for zone in zones:
+        stack = read_zone(zone, FILL, VALID_RANGE)
+        for period in ("validation", "test"):
+            origins = period_origins(zone.first, zone.last, config, period)
+            predictions = oracle_predictions(zone, stack, origins, config)
+            if model == "noise":  # the EMA (the base) plus noise of its own error's size: never better
+                for o, origin in enumerate(origins):
+                    position = origin - zone.first
+                    for lead in range(1, 4):
+                        ema = baselines.fill_gaps(baselines.ema(stack, position + lead, FILL, 0.4),
+                                                  baselines.climatology(stack, position + lead, FILL))
+                        climatology = baselines.climatology(stack, position + lead, FILL, end=position + 1)
+                        field = (ema - climatology) / config.data.scale + rng.normal(0, 0.04, zone.shape)
+                        grid = window_grid(*zone.shape, config.tiling.centre, config.tiling.margin)
+                        for w, window in enumerate(grid.windows):
+                            predictions.differences[w, o, 0, lead - 1] = extract_window(np.nan_to_num(field)[None],
+                                                                                        window)[0]
+            save_windows(predictions, raw_path(config.run_dir, zone.name, period))
+    scores = run_postprocess(config, zones, log=lambda message: None)["scores"]
+    for zone in zones:
+        weight = scores["model_weight"][zone.name]
+        assert weight["base"] == "ema" and weight["reason"].startswith(expected), weight
+        if model == "noise":
+            assert weight["weight"] == 0.0
+            rmse = scores["test"]["zones"][zone.name]["rmse"]
+            assert rmse["blend"] == rmse["ema"]
+        else:
+            assert weight["weight"] > 0.95
 
 
 def broken_zip(source: Path, target: Path, change: str, zones, config) -> Path:
@@ -218,17 +256,18 @@ def test_zip_is_only_written_when_every_zone_has_a_forecast(run, tmp_path: Path)
 def test_blend_weight_is_fitted_on_validation_and_test_months_cannot_move_it(run, tmp_path: Path):
     data_dir, stacks = run
     future = {name: stack[-12:-9] for name, stack in stacks.items()}
-    config, zones = write_run(data_dir, tmp_path, future, "postprocess.ema_weight=fit", noise=0.03)
+    config, zones = write_run(data_dir, tmp_path, future, "postprocess.model_weight=fit", "postprocess.shrink=false",
+                              noise=0.03)
     first = run_postprocess(config, zones, log=lambda message: None)["scores"]
-    weights = first["ema_weight"]
-    assert all(0 < weight < 1 for weight in weights.values()), weights  # a noisy model: some EMA helps
+    weights = first["model_weight"]
+    assert all(0 < weight["weight"] < 1 for weight in weights.values()), weights  # a noisy model: some base helps
     # rewrite every test month of the truth (the raw predictions stay): the weights must not move
     for name, stack in stacks.items():
         changed = stack.copy()
         changed[-12:] = np.where(changed[-12:] == FILL, FILL, np.clip(changed[-12:] + 700, *VALID_RANGE))
         write_zone(data_dir, name, changed)
     second = run_postprocess(config, zones, log=lambda message: None)["scores"]
-    assert second["ema_weight"] == weights
+    assert second["model_weight"] == weights
     assert second["validation"]["pooled"] == first["validation"]["pooled"]
     assert second["test"]["pooled"]["ema"] != first["test"]["pooled"]["ema"]
 
@@ -236,7 +275,7 @@ def test_blend_weight_is_fitted_on_validation_and_test_months_cannot_move_it(run
 def test_scores_recompute_from_the_scored_geotiffs_and_the_truth(run, tmp_path: Path):
     data_dir, stacks = run
     future = {name: stack[-12:-9] for name, stack in stacks.items()}
-    config, zones = write_run(data_dir, tmp_path, future, "postprocess.ema_weight=0.25", noise=0.02)
+    config, zones = write_run(data_dir, tmp_path, future, "postprocess.model_weight=0.75", noise=0.02)
     scores = run_postprocess(config, zones, log=lambda message: None)["scores"]
     for period in ("validation", "test"):
         squared: dict[str, list[float]] = {"model": [], "blend": [], "ema": []}

@@ -52,7 +52,7 @@ def uninterrupted(tiny_world: tuple[Path, Path], tmp_path_factory) -> Path:
     """One full run (pretrain, refit, predict with TTA, postprocess, report), for every test (fine-tuning
     and the refits of fine-tuned zones run in tests/test_pipeline.py)."""
     output = tmp_path_factory.mktemp("uninterrupted")
-    first = script("run.py", *arguments(tiny_world, output, "postprocess.ema_weight=fit"))
+    first = script("run.py", *arguments(tiny_world, output, "postprocess.model_weight=fit"))
     assert first.returncode == 0, first.stderr
     return output
 
@@ -90,7 +90,7 @@ def test_end_to_end_run_gives_a_valid_submission_and_reruns_skip(tiny_world: tup
     assert report.index("## Test RMSE") < report.index("## Validation RMSE")
     assert "![Z1 month" in report and (run_dir / "report" / "calendar.png").is_file()
     assert "checkpoints/refit-pretrain/best.keras" in report
-    again = script("run.py", *arguments(tiny_world, output, "postprocess.ema_weight=fit"))
+    again = script("run.py", *arguments(tiny_world, output, "postprocess.model_weight=fit"))
     assert again.returncode == 0, again.stderr
     for line in ("pretrain: finished earlier", "refit-pretrain: finished earlier",
                  "predict Z1 (forecast): up to date, skipped", "predict Z2 (test): up to date, skipped"):
@@ -124,7 +124,7 @@ KILL_MID_EPOCH = textwrap.dedent("""
 def test_a_run_killed_mid_epoch_resumes_to_the_same_bytes(tiny_world: tuple[Path, Path], uninterrupted: Path,
                                                           tmp_path: Path):
     output = tmp_path / "outputs"
-    args = arguments(tiny_world, output, "postprocess.ema_weight=fit")
+    args = arguments(tiny_world, output, "postprocess.model_weight=fit")
     killed = subprocess.run([sys.executable, "-c", KILL_MID_EPOCH, *args], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr

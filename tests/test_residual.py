@@ -1,0 +1,127 @@
+"""The network corrects a base: an untrained model forecasts exactly the base, padding never enters a pooled
+statistic, ``train.init_from`` checks shapes, an ensemble forecasts its members' mean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_run import TINY
+
+from phenocast.config import load_config
+from phenocast.errors import PhenocastError
+from phenocast.preprocess import preprocess
+
+from conftest import FILL, ROOT, VALID_RANGE, synthetic_stack, write_zone
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("residual")
+    write_zone(root / "data", "Z1", synthetic_stack(60, 20, 14, seed=1, fill_fraction=0.05))
+    write_zone(root / "data", "Z2", synthetic_stack(60, 10, 10, seed=2))
+    preprocess(make_config(root, root / "unused"), progress=False, log=lambda message: None)
+    return root
+
+
+def make_config(root: Path, output: Path, *overrides: str):
+    return load_config(ROOT / "configs" / "sample.yaml", [
+        *TINY, f"data.dir={root / 'data'}", f"records.dir={root / 'records'}", f"output.dir={output}",
+        "finetune.refit=false", "predict.tta=false", "report.maps=false", *overrides])
+
+
+def pipeline(root: Path, output: Path, *overrides: str):
+    from phenocast.pipeline import Pipeline
+
+    return Pipeline(make_config(root, output, *overrides), log=lambda message: None)
+
+
+@pytest.mark.parametrize("base", ["ema", "damped"])
+def test_an_untrained_model_forecasts_exactly_the_base(world: Path, tmp_path: Path, base: str):
+    from phenocast.evaluate import baseline_images, fit_baselines
+    from phenocast.forecast import raw_path
+    from phenocast.origins import fit_end, period_images
+    from phenocast.postprocess import model_images
+    from phenocast.zones import read_zone
+
+    run = pipeline(world, tmp_path, f"model.base={base}", "train.epochs=0")
+    run.run(("pretrain", "predict"))
+    for zone in run.zones:
+        stack = read_zone(zone, FILL, VALID_RANGE)
+        config = run.config
+        images = period_images(zone.first, zone.last, config, "test")
+        predicted = model_images(raw_path(config.run_dir, zone.name, "test"), zone, stack, config, images)
+        fitted = fit_baselines(stack, config, zone.first, fit_end(zone.first, zone.last, config))
+        expected = baseline_images(stack, config, zone.first, images, fitted)
+        for key, image in predicted.items():
+            finite = np.isfinite(image)
+            assert finite.mean() > 0.9
+            # stored units: 1e-2 is 1e-6 in NDVI
+            np.testing.assert_allclose(image[finite], expected[key][base][finite], rtol=0, atol=1e-2)
+        if base == "damped":
+            np.testing.assert_allclose(run.samples[zone.name].damped, fitted.damped.phi, rtol=1e-6)
+
+
+def test_padded_pixels_do_not_change_pooled_statistics():
+    from model.blocks import MaskedGlobalAveragePooling, squeeze_excite
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 8, 8, 6)).astype(np.float32)
+    mask = np.zeros((2, 8, 8, 1), np.float32)
+    mask[0, :5, :6] = 1  # a window at a zone's corner: the rest is reflection padding
+    mask[1] = 1
+    changed = x.copy()
+    changed[0, 5:] += 100.0  # only padding changes
+    changed[0, :, 6:] -= 50.0
+    pool = MaskedGlobalAveragePooling()
+    np.testing.assert_allclose(pool([x, mask]).numpy(), pool([changed, mask]).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(pool([x, mask]).numpy()[0, 0, 0], x[0, :5, :6].mean(axis=(0, 1)), rtol=1e-5)
+    inputs, gate_mask = tf.keras.Input((8, 8, 6)), tf.keras.Input((8, 8, 1))
+    block = tf.keras.Model([inputs, gate_mask], squeeze_excite(inputs, 2, "relu", None, "se", mask=gate_mask))
+    inside = mask[0, ..., 0] > 0
+    np.testing.assert_allclose(block([x, mask]).numpy()[0][inside], block([changed, mask]).numpy()[0][inside],
+                               rtol=1e-5)
+    unmasked = tf.keras.Model(inputs, squeeze_excite(inputs, 2, "relu", None, "plain"))
+    assert not np.allclose(unmasked(x).numpy()[0][inside], unmasked(changed).numpy()[0][inside])  # the test can fail
+
+
+def test_init_from_checks_shapes_and_starts_from_the_file(world: Path, tmp_path: Path):
+    import model as network
+
+    source = pipeline(world, tmp_path / "source", "train.epochs=1", "train.steps_per_epoch=1")
+    source.pretrain()
+    start = source.stage_folder("pretrain") / "best.keras"
+    transferred = pipeline(world, tmp_path / "transfer", f"train.init_from={start}", "train.epochs=0")
+    transferred.pretrain()
+    for ours, theirs in zip(network.load_model(transferred.stage_folder("pretrain") / "best.keras").get_weights(),
+                            network.load_model(start).get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    wider = pipeline(world, tmp_path / "wider", f"train.init_from={start}", "model.filters=6", "train.epochs=0")
+    with pytest.raises(PhenocastError) as error:
+        wider.pretrain()
+    message = str(error.value)
+    assert "does not fit this network" in message and "stem_conv" in message and "\n" not in message
+    missing = pipeline(world, tmp_path / "missing", f"train.init_from={tmp_path / 'nothing.keras'}")
+    with pytest.raises(PhenocastError, match="found no file"):
+        missing.pretrain()
+
+
+def test_an_ensemble_forecasts_the_mean_of_its_members(world: Path, tmp_path: Path):
+    import model as network
+    from phenocast.forecast import load_meta, load_windows, predict_windows, raw_path
+
+    run = pipeline(world, tmp_path, "train.ensemble=2", "train.epochs=1", "train.steps_per_epoch=1",
+                   "data.zones=[Z2]")
+    run.run(("pretrain", "predict"))
+    members = [run.run_dir / "checkpoints" / f"member{k}" / "pretrain" / "best.keras" for k in (0, 1)]
+    first, second = (network.load_model(path) for path in members)
+    assert not np.array_equal(first.get_weights()[0], second.get_weights()[0])  # different seeds
+    sample = run.samples["Z2"]
+    path = raw_path(run.run_dir, "Z2", "test")
+    expected = np.mean([predict_windows(model, sample, sample.test, run.config).differences
+                        for model in (first, second)], axis=0)
+    np.testing.assert_allclose(load_windows(path).differences, expected, rtol=1e-5, atol=1e-7)
+    assert len(load_meta(path)["model"]) == 2
+    assert (run.run_dir / "logs" / "m1-pretrain.csv").is_file()
