@@ -100,3 +100,24 @@ def test_config_hash_tracks_only_the_named_fields():
     reference = load_config(DEFAULT)
     assert config_hash(reference, keys) == config_hash(same, keys)
     assert config_hash(reference, keys) != config_hash(changed, keys)
+
+
+def test_no_project_config_points_outside_the_project():
+    """Paths in configs (data, records, init_from; ``base`` relative to its file) stay inside the project."""
+    def strings(value, key=""):
+        if isinstance(value, dict):
+            for name, item in value.items():
+                yield from strings(item, name)
+        elif isinstance(value, list):
+            for item in value:
+                yield from strings(item, key)
+        elif isinstance(value, str):
+            yield key, value
+
+    paths = sorted((ROOT / "configs").rglob("*.yaml"))
+    assert len(paths) >= 4
+    for path in paths:
+        for key, value in strings(yaml.safe_load(path.read_text())):
+            if "/" in value or value.startswith(".."):
+                target = ((path.parent if key == "base" else ROOT) / value).resolve()
+                assert target.is_relative_to(ROOT.resolve()), (path, key, value)

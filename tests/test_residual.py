@@ -125,3 +125,28 @@ def test_an_ensemble_forecasts_the_mean_of_its_members(world: Path, tmp_path: Pa
     np.testing.assert_allclose(load_windows(path).differences, expected, rtol=1e-5, atol=1e-7)
     assert len(load_meta(path)["model"]) == 2
     assert (run.run_dir / "logs" / "m1-pretrain.csv").is_file()
+
+
+def test_the_small_config_runs_on_a_zone_of_a_few_dozen_pixels(tmp_path: Path):
+    """configs/small.yaml on an 8×8 zone (one 32-px window, 94 % padding) runs to a checked submission."""
+    from phenocast.pipeline import Pipeline
+
+    data_dir = tmp_path / "data"
+    write_zone(data_dir, "Tiny", synthetic_stack(84, 8, 8, seed=7))
+    config = load_config(ROOT / "configs" / "small.yaml", [
+        f"data.dir={data_dir}", f"output.dir={tmp_path / 'outputs'}", "records.workers=1", "train.epochs=1",
+        "train.steps_per_epoch=2", "report.maps=false", "evaluate.bootstrap=200"])
+    assert config.window == 32 and config.model.base == "damped" and config.model.masked_pooling
+    preprocess(config, progress=False, log=lambda message: None)
+    run = Pipeline(config, log=lambda message: None)
+    run.run()
+    import json
+
+    scores = json.loads((config.run_dir / "scores.json").read_text())
+    from phenocast.origins import period_images
+
+    (zone,) = run.zones
+    assert scores["test"]["images"] == len(period_images(zone.first, zone.last, config, "test")) > 60
+    assert (config.run_dir / "submission.zip").is_file()
+    weight = scores["model_weight"]["Tiny"]
+    assert weight["base"] == "damped" and 0 <= weight["weight"] <= 1 and weight["reason"]
