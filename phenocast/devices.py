@@ -10,19 +10,87 @@
 - sets the mixed-precision policy (``train.mixed_precision``; float16 compute on GPUs, float32
   outputs and loss, handled by ``model``).
 
-The global batch is ``batch_size × replicas``; Keras splits each batch across the replicas.
+The global batch is ``batch_size × replicas``; Keras splits each batch across the replicas. Under
+``MultiWorkerMirroredStrategy`` ``replicas`` counts the replicas of every worker, and each worker builds
+the same global batches and keeps its slice (``auto_shard_policy`` DATA, see ``phenocast.dataset``).
+
+Workers: ``worker()`` reads ``TF_CONFIG`` (a malformed one is a one-line ``PhenocastError``). The chief
+(task ``chief``, else ``worker`` 0) writes the run; every other worker writes only what it needs to
+train in lock-step and to resume (its checkpoints, Keras backup, CSV log, ``stage.json``/``done.json``)
+under ``<run>/.workers/worker-<k>/``, as the Keras multi-worker guide recommends, and skips the
+stages that do not train (predict, postprocess, report).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 
 import tensorflow as tf
 
 from phenocast.config import Config
+from phenocast.errors import PhenocastError
 
 _configured: dict = {}
+
+
+@dataclass(frozen=True)
+class Worker:
+    """This process's place in a ``TF_CONFIG`` cluster (a single process is the chief of one)."""
+
+    index: int = 0  # among the training tasks (chief first, then workers)
+    count: int = 1
+    chief: bool = True
+
+    @property
+    def private_folder(self) -> str:
+        """Where a non-chief worker writes, relative to the run folder."""
+        return f".workers/worker-{self.index}"
+
+
+def worker(environ=os.environ) -> Worker:
+    """This process's ``Worker`` from ``TF_CONFIG`` (unset or empty: the only worker, the chief).
+
+    ``TF_CONFIG`` is JSON: ``{"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type":
+    "worker", "index": 0}}``; worker 0 is the chief unless the cluster names a ``chief`` task.
+
+    Raises:
+      PhenocastError: ``TF_CONFIG`` is not such a JSON object.
+    """
+    text = environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return Worker()
+    example = ('{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", '
+               '"index": 0}}')
+
+    def fail(problem: str) -> PhenocastError:
+        return PhenocastError(f"expected TF_CONFIG as JSON like {example}, got {problem}; fix or unset "
+                              f"TF_CONFIG")
+
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise fail(f"invalid JSON ({error.msg} at character {error.pos}): {text[:80]!r}") from None
+    if not isinstance(values, dict) or not isinstance(values.get("cluster"), dict) or not isinstance(
+            values.get("task"), dict):
+        raise fail(f"no \"cluster\" and \"task\" objects in {text[:80]!r}")
+    cluster, task = values["cluster"], values["task"]
+    for role, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses or not all(
+                isinstance(address, str) and address.rpartition(":")[2].isdigit() for address in addresses):
+            raise fail(f"cluster.{role} = {addresses!r}, not a list of \"host:port\" strings")
+    role, index = task.get("type"), task.get("index")
+    if role not in cluster or not isinstance(index, int) or isinstance(index, bool) or not (
+            0 <= index < len(cluster[role])):
+        raise fail(f"task {task!r}, not a type of the cluster ({', '.join(cluster)}) with an index in "
+                   f"0..{len(cluster.get(role, [None])) - 1}")
+    if role not in ("chief", "worker"):
+        raise fail(f"task type {role!r}; phenocast trains with chief and worker tasks only")
+    chiefs = len(cluster.get("chief", []))
+    position = index if role == "chief" else chiefs + index
+    return Worker(index=position, count=chiefs + len(cluster.get("worker", [])),
+                  chief=role == "chief" or (not chiefs and index == 0))
 
 
 def configure_devices(config: Config, log=print) -> tf.distribute.Strategy:
@@ -47,11 +115,14 @@ def _make_strategy(config: Config, log) -> tf.distribute.Strategy:
                 tf.config.experimental.set_memory_growth(gpu, True)
             except RuntimeError:  # already initialised: the setting can no longer change
                 pass
-    if os.environ.get("TF_CONFIG"):
-        cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-        log(f"devices: multi-worker mirrored strategy over {sum(len(v) for v in cluster.values())} "
-            f"worker(s) from TF_CONFIG")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    if os.environ.get("TF_CONFIG", "").strip():
+        this = worker()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        _patch_keras_for_multi_worker()
+        log(f"devices: multi-worker mirrored strategy over {this.count} worker(s) from TF_CONFIG, "
+            f"{strategy.num_replicas_in_sync} replica(s); this is worker {this.index}"
+            + (" (chief)" if this.chief else f", writing to {this.private_folder}"))
+        return strategy
     if len(gpus) > 1:
         log(f"devices: mirrored strategy over {len(gpus)} GPUs")
         return tf.distribute.MirroredStrategy()
@@ -75,3 +146,49 @@ def split_cpu(count: int) -> None:
 
 def replicas(strategy: tf.distribute.Strategy) -> int:
     return strategy.num_replicas_in_sync
+
+
+def _patch_keras_for_multi_worker() -> None:
+    """Work around two failures of Keras 3's TensorFlow trainer under ``MultiWorkerMirroredStrategy``.
+
+    - ``fit``'s first "symbolic build" takes one distributed batch and averages it over the replicas
+      with ``strategy.reduce`` to learn its shapes; under multi-worker that reduce fails ("Attempt to
+      convert a value (PerReplica…) to a Tensor"). The shapes of this worker's first local replica
+      serve as well (the batch axis only sizes symbolic tensors).
+    - The per-step logs (loss, metric results: scalars) are averaged with ``strategy.reduce("MEAN",
+      value, axis=0)``, which fails on a scalar; scalars are averaged with ``axis=None`` instead.
+
+    Idempotent; only installed when ``TF_CONFIG`` asks for multi-worker training.
+    """
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer, "_phenocast_patched", False):
+        return
+    reduce_per_replica = trainer.reduce_per_replica
+
+    def reduce_scalars_too(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            def reduce(value):  # a tensor (one local replica) or PerReplica
+                if all(local.shape.rank == 0 for local in strategy.experimental_local_results(value)):
+                    return strategy.reduce("MEAN", value, axis=None)
+                return reduce_per_replica(value, strategy, reduction)
+
+            return tree.map_structure(reduce, values)
+        return reduce_per_replica(values, strategy, reduction)
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tree.map_structure(
+                    lambda value: self.distribute_strategy.experimental_local_results(value)[0]
+                    if isinstance(value, tf.distribute.DistributedValues) else value, next(batches))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    trainer.reduce_per_replica = reduce_scalars_too
+    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    trainer._phenocast_patched = True

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from phenocast.config import Config, FinetuneConfig, TrainConfig
+from phenocast.devices import worker
 from phenocast.io import atomic_path, atomic_write_text, read_epoch_log
 
 DONE = "done.json"
@@ -164,14 +165,16 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
     tracker = _BestCheckpoint(monitor, folder / "best.keras", initial_score if tracked else None,
                               getattr(schedule, "early_stopping", 0) if tracked else 0,
                               _epochs_logged(log_path, monitor)[:start_epoch])
+    chief = worker().chief  # other workers of a cluster keep a CSV log (to resume in step), no TensorBoard
     callbacks = [
         tracker,
         keras.callbacks.CSVLogger(str(log_path), append=True),
-        keras.callbacks.TensorBoard(str(logs / "tensorboard" / name), write_graph=False,
-                                    update_freq="epoch"),
         keras.callbacks.TerminateOnNaN(),
     ]
-    if image_batch is not None:
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(str(logs / "tensorboard" / name), write_graph=False,
+                                                     update_freq="epoch"))
+    if image_batch is not None and chief:
         callbacks.append(PredictionImages(logs / "tensorboard" / name / "images", *image_batch,
                                           config.predict.horizon))
     # last: an epoch counts as done only once everything above has seen it (a kill before the backup
