@@ -23,6 +23,7 @@ from pathlib import Path
 
 from phenocast import import_tensorflow_quietly
 from phenocast.cli import add_config_arguments, config_from_arguments
+from phenocast.cluster import worker
 from phenocast.errors import PhenocastError, cli_main
 from phenocast.pipeline import STAGES
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.member is not None:
         raise PhenocastError("--member needs --sweep")
     config = config_from_arguments(arguments)
+    worker()  # a malformed TF_CONFIG fails here, in one line, before TensorFlow starts
     import_tensorflow_quietly()
     stages = parse_stages(arguments.stage)
     zones = [zone.strip() for zone in arguments.zones.split(",")] if arguments.zones else None
