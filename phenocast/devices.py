@@ -7,8 +7,9 @@
   per machine, each with the same command; see the README), ``MirroredStrategy`` over all GPUs when more
   than one is visible, ``MirroredStrategy`` over ``train.cpu_devices`` logical CPU devices when that is
   above 1 (to exercise the multi-device path on a CPU-only machine), else the default strategy;
-- sets the mixed-precision policy (``train.mixed_precision``; float16 compute on GPUs, float32
-  outputs and loss, handled by ``model``).
+- sets the precision policy (``train.mixed_precision``, see ``model.precision_policy``: auto =
+  bfloat16 compute on GPUs of compute capability >= 8, float16 with loss scaling on older GPUs, float32
+  on a CPU; outputs and loss stay float32) and logs it once.
 
 The global batch is ``batch_size × replicas``; Keras splits each batch across the replicas. Under
 ``MultiWorkerMirroredStrategy`` ``replicas`` counts the replicas of every worker, and each worker builds
@@ -43,7 +44,10 @@ def configure_devices(config: Config, log=print) -> tf.distribute.Strategy:
         _configured.update(key=key, strategy=strategy)
     from model import set_precision
 
-    set_precision(config)
+    policy = set_precision(config)
+    if _configured.get("policy") != policy:  # once per process (each stage configures again)
+        log(f"devices: precision {policy} (train.mixed_precision: {config.train.mixed_precision})")
+        _configured["policy"] = policy
     return strategy
 
 

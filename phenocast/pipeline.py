@@ -52,7 +52,7 @@ STAGE_KEYS = {
     "refit": (*COMMON_KEYS, "finetune"),
     "predict": (*COMMON_KEYS, "predict"),
 }
-IGNORED_KEYS = ("train.memory_growth", "finetune.refit", "finetune.enabled")
+IGNORED_KEYS = ("train.memory_growth", "train.profile_batches", "finetune.refit", "finetune.enabled")
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -17,7 +17,8 @@ and the backup holds weights, optimizer state and epoch, so a resumed stage is b
 uninterrupted one.
 
 Logs: ``logs/<stage>.csv`` (Keras ``CSVLogger``, appended across restarts) and TensorBoard scalars plus a
-few prediction-vs-truth images under ``logs/tensorboard/<stage>/``.
+few prediction-vs-truth images under ``logs/tensorboard/<stage>/`` (and a profile of the training batches
+``train.profile_batches``, if set). Under multi-worker training only the chief writes TensorBoard.
 """
 
 from __future__ import annotations
@@ -110,6 +111,13 @@ class PredictionImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
+def tensorboard(folder: Path, train: TrainConfig) -> keras.callbacks.TensorBoard:
+    """The stage's TensorBoard callback: scalars per epoch; with ``train.profile_batches`` [start, stop],
+    a profile of those training batches (counted from 1 in each ``fit``; see TensorBoard's Profile tab)."""
+    profile = tuple(train.profile_batches) if train.profile_batches else 0
+    return keras.callbacks.TensorBoard(str(folder), write_graph=False, update_freq="epoch", profile_batch=profile)
+
+
 def _epochs_logged(log_path: Path, monitor: str) -> list[tuple[int, float]]:
     """(epoch 1-based, monitored value) of every finished epoch in a CSV log (NaN where missing)."""
     rows = []
@@ -172,8 +180,7 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
         keras.callbacks.TerminateOnNaN(),
     ]
     if chief:
-        callbacks.append(keras.callbacks.TensorBoard(str(logs / "tensorboard" / name), write_graph=False,
-                                                     update_freq="epoch"))
+        callbacks.append(tensorboard(logs / "tensorboard" / name, config.train))
     if image_batch is not None and chief:
         callbacks.append(PredictionImages(logs / "tensorboard" / name / "images", *image_batch,
                                           config.predict.horizon))
