@@ -8,7 +8,9 @@ In: the records written by ``preprocess.py`` and the zones of ``data.dir``. Out,
 (``--stage``, comma-separated or ``all``): pretrain, finetune, refit, predict, postprocess, report.
 Rerunning the same command resumes an interrupted run and skips finished stages and zones; a finished
 stage whose settings changed is refused with the keys named: ``--restart STAGE`` rebuilds it and every
-later stage (for ``--zones`` only, where a stage is per zone).
+later stage (for ``--zones`` only, where a stage is per zone). With ``TF_CONFIG`` set, the same command on
+every machine trains one model over all of them (``phenocast.devices``): worker 0 writes the run, the
+others only ``.workers/worker-<k>/`` inside it; a malformed ``TF_CONFIG`` is refused in one line.
 
     python run.py --sweep configs/sweeps/lambda.yaml [--member K] [--set key=value …]
 
