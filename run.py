@@ -8,7 +8,9 @@ In: the records written by ``preprocess.py`` and the zones of ``data.dir``. Out,
 (``--stage``, comma-separated or ``all``): pretrain, finetune, refit, predict, postprocess, report.
 Rerunning the same command resumes an interrupted run and skips finished stages and zones; a finished
 stage whose settings changed is refused with the keys named: ``--restart STAGE`` rebuilds it and every
-later stage (for ``--zones`` only, where a stage is per zone).
+later stage (for ``--zones`` only, where a stage is per zone). With ``TF_CONFIG`` set, the same command on
+every machine trains one model over all of them (``phenocast.devices``): worker 0 writes the run, the
+others only ``.workers/worker-<k>/`` inside it; a malformed ``TF_CONFIG`` is refused in one line.
 
     python run.py --sweep configs/sweeps/lambda.yaml [--member K] [--set key=value …]
 
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from phenocast import import_tensorflow_quietly
 from phenocast.cli import add_config_arguments, config_from_arguments
+from phenocast.cluster import worker
 from phenocast.errors import PhenocastError, cli_main
 from phenocast.pipeline import STAGES
 
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.member is not None:
         raise PhenocastError("--member needs --sweep")
     config = config_from_arguments(arguments)
+    worker()  # a malformed TF_CONFIG fails here, in one line, before TensorFlow starts
     import_tensorflow_quietly()
     stages = parse_stages(arguments.stage)
     zones = [zone.strip() for zone in arguments.zones.split(",")] if arguments.zones else None

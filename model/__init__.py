@@ -18,7 +18,9 @@ Public API (TensorFlow backend):
 - ``compile_model(model, config, optimizer)``: compiles with ``make_loss``, the ``masked_rmse`` metric
   (logged as ``val_masked_rmse`` on validation; RMSE over valid pixels of the last year-step) and
   ``jit_compile=train.jit_compile``; attaches the auxiliary losses (``aux_weight``) if the model has heads.
-- ``set_precision(config)``: global ``mixed_float16`` or ``float32`` policy; call before ``build_model``.
+- ``set_precision(config)``: global ``float32``, ``mixed_float16`` or ``mixed_bfloat16`` policy from
+  ``train.mixed_precision`` (``precision_policy``: auto = bfloat16 on GPUs of compute capability ≥ 8,
+  float16 on older ones, float32 on a CPU); call before ``build_model``.
 - ``load_model(path)``: ``keras.models.load_model`` (works directly too once ``model`` is imported: every
   custom class is registered under the ``phenocast`` package). Saving: ``model.save("x.keras")``.
 - ``forecast_output(outputs)``: the forecast of a model's outputs (identity for single-output models).
@@ -40,10 +42,10 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 from model.convlstm import ConvLSTM  # noqa: E402
 from model.losses import MaskedForecastLoss, MaskedRMSE, make_loss  # noqa: E402
 from model.network import AuxiliaryOutputsModel, FoldYears, UnfoldYears, build_model, forecast_output  # noqa: E402
-from model.training import compile_model, initialise_from, load_model, set_precision  # noqa: E402
+from model.training import compile_model, initialise_from, load_model, precision_policy, set_precision  # noqa: E402
 
 __all__ = [
     "AuxiliaryOutputsModel", "ConvLSTM", "FoldYears", "MaskedForecastLoss", "MaskedRMSE", "UnfoldYears",
     "build_model", "compile_model", "forecast_output", "initialise_from", "load_model", "make_loss",
-    "set_precision",
+    "precision_policy", "set_precision",
 ]

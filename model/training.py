@@ -10,16 +10,55 @@ from model.losses import MaskedRMSE, make_auxiliary_losses, make_loss
 from model.network import AuxiliaryOutputsModel
 
 
-def set_precision(config) -> str:
+def precision_policy(setting: bool | str, capabilities: list[tuple[int, int]]) -> str:
+    """The Keras dtype policy for ``train.mixed_precision`` on GPUs of these compute capabilities.
+
+    ``auto`` or ``true``: ``mixed_bfloat16`` when every GPU has compute capability ≥ 8 (Ampere and
+    later), ``mixed_float16`` (with loss scaling) on older GPUs, ``float32`` without a GPU.
+    ``float16`` / ``bfloat16`` force ``mixed_float16`` / ``mixed_bfloat16`` (valid on a CPU, for tests);
+    ``false`` is ``float32``.
+
+    Args:
+      setting: ``train.mixed_precision``.
+      capabilities: (major, minor) per visible GPU; empty on a CPU-only machine.
+    """
+    if setting is False:
+        return "float32"
+    if setting in ("float16", "bfloat16"):
+        return f"mixed_{setting}"
+    if setting is True or setting == "auto":
+        if not capabilities:
+            return "float32"
+        return "mixed_bfloat16" if min(capabilities) >= (8, 0) else "mixed_float16"
+    raise ValueError(f"train.mixed_precision must be auto, true, false, float16 or bfloat16, received "
+                     f"{setting!r}")
+
+
+def gpu_capabilities() -> list[tuple[int, int]]:
+    """(major, minor) compute capability of every visible GPU ((0, 0) where TensorFlow does not say)."""
+    import tensorflow as tf
+
+    return [tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0))
+            for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def set_precision(config, capabilities: list[tuple[int, int]] | None = None) -> str:
     """Set Keras' global dtype policy from ``config.train.mixed_precision``; call before ``build_model``.
 
-    ``mixed_float16`` (for GPUs: float16 compute, float32 variables; the output layers, the loss and the
-    metric stay float32, and ``compile`` wraps the optimizer in a loss-scale optimizer) or ``float32``.
+    Under a mixed policy layers compute in float16/bfloat16 and keep float32 variables; the output
+    layers, the loss and the metric stay float32, and for ``mixed_float16`` ``compile`` wraps the
+    optimizer in a loss-scale optimizer (bfloat16 has float32's range and needs none). See
+    ``precision_policy`` for the choice.
+
+    Args:
+      capabilities: the GPUs' compute capabilities; None asks TensorFlow.
 
     Returns:
-      The policy name.
+      The policy name: ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
     """
-    policy = "mixed_float16" if config.train.mixed_precision else "float32"
+    if capabilities is None:
+        capabilities = gpu_capabilities()
+    policy = precision_policy(config.train.mixed_precision, capabilities)
     keras.mixed_precision.set_global_policy(policy)
     return policy
 

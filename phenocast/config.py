@@ -150,12 +150,15 @@ class TrainConfig:
     augment: bool = True  # random flips and 90° rotations
     validation_samples: int | None = 128  # (window, origin) pairs, a fixed random subset, scored after every
     # epoch to pick the best checkpoint; null = all. The final scores always use every validation origin.
-    mixed_precision: bool = False  # GPU only: float16 compute, float32 outputs and loss
+    # auto/true: bfloat16 compute on GPUs of compute capability >= 8, float16 (loss-scaled) on older ones,
+    # float32 on a CPU; float16/bfloat16 force that (also on a CPU); false: float32. Outputs, loss: float32.
+    mixed_precision: bool | Literal["auto", "float16", "bfloat16"] = False
     jit_compile: bool = False  # XLA; about 10× slower for a ConvLSTM step on CPU
     memory_growth: bool = True  # GPU memory grows as needed
     cpu_devices: int = 1  # > 1: split the CPU into logical devices and mirror (tests the multi-GPU path)
     init_from: str | None = None  # a .keras file of another run (same network shapes): pre-training starts there
     ensemble: int = 1  # members trained from different seeds, each through every stage; forecasts averaged
+    profile_batches: list[int] | None = None  # [start, stop]: TensorBoard-profile these training batches
 
 
 @dataclass
@@ -555,6 +558,10 @@ def check_config(config: Config) -> None:
                  f"got {section.step_boundaries}")
     if config.model.value_scale <= 0:
         fail(f"model.value_scale must be positive, got {config.model.value_scale}")
+    profile = config.train.profile_batches
+    if profile is not None and (len(profile) != 2 or not 1 <= profile[0] <= profile[1]):
+        fail(f"train.profile_batches must be null or [start, stop] with 1 <= start <= stop (training batches "
+             f"of each fit, counted from 1), got {profile}")
     if config.train.cpu_devices < 1:
         fail(f"train.cpu_devices must be >= 1, got {config.train.cpu_devices}")
     if not config.output.name or "/" in config.output.name:

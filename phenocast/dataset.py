@@ -395,6 +395,15 @@ def sample_plan(index, seed: int, windows: int, window_zone, zone_origins, augme
     return window, origins[choice], transform
 
 
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Have a multi-worker strategy split every global batch between the workers (each worker builds the
+    same batches and keeps its slice) instead of guessing a split by input file, which would give the
+    workers different batches and counts; no effect on a single process."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
 def training_dataset(zones: list[ZoneSamples], config: Config, batch_size: int, seed: int,
                      kind: str = "train", start_batch: int = 0, with_origins: bool = False) -> tf.data.Dataset:
     """Endless training batches (inputs, y) over all windows of ``zones`` and their ``kind`` origins.
@@ -456,7 +465,8 @@ def training_dataset(zones: list[ZoneSamples], config: Config, batch_size: int, 
     dataset = dataset.interleave(read, cycle_length=8, block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
                                  deterministic=True)  # one record per element: the order is kept
     dataset = dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return shard_by_data(dataset)
 
 
 def _select_outputs(y, config: Config):

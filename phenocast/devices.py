@@ -7,19 +7,28 @@
   per machine, each with the same command; see the README), ``MirroredStrategy`` over all GPUs when more
   than one is visible, ``MirroredStrategy`` over ``train.cpu_devices`` logical CPU devices when that is
   above 1 (to exercise the multi-device path on a CPU-only machine), else the default strategy;
-- sets the mixed-precision policy (``train.mixed_precision``; float16 compute on GPUs, float32
-  outputs and loss, handled by ``model``).
+- sets the precision policy (``train.mixed_precision``, see ``model.precision_policy``: auto =
+  bfloat16 compute on GPUs of compute capability >= 8, float16 with loss scaling on older GPUs, float32
+  on a CPU; outputs and loss stay float32) and logs it once.
 
-The global batch is ``batch_size × replicas``; Keras splits each batch across the replicas.
+The global batch is ``batch_size × replicas``; Keras splits each batch across the replicas. Under
+``MultiWorkerMirroredStrategy`` ``replicas`` counts the replicas of every worker, and each worker builds
+the same global batches and keeps its slice (``auto_shard_policy`` DATA, see ``phenocast.dataset``).
+
+Workers (``phenocast.cluster.worker()`` reads ``TF_CONFIG``; a malformed one is a one-line error): the chief
+(task ``chief``, else ``worker`` 0) writes the run; every other worker writes only what it needs to
+train in lock-step and to resume (its checkpoints, Keras backup, CSV log, ``stage.json``/``done.json``)
+under ``<run>/.workers/worker-<k>/``, as the Keras multi-worker guide recommends, and skips the
+stages that do not train (predict, postprocess, report).
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 import tensorflow as tf
 
+from phenocast.cluster import Worker, worker  # noqa: F401  (re-exported)
 from phenocast.config import Config
 
 _configured: dict = {}
@@ -35,7 +44,10 @@ def configure_devices(config: Config, log=print) -> tf.distribute.Strategy:
         _configured.update(key=key, strategy=strategy)
     from model import set_precision
 
-    set_precision(config)
+    policy = set_precision(config)
+    if _configured.get("policy") != policy:  # once per process (each stage configures again)
+        log(f"devices: precision {policy} (train.mixed_precision: {config.train.mixed_precision})")
+        _configured["policy"] = policy
     return strategy
 
 
@@ -47,11 +59,14 @@ def _make_strategy(config: Config, log) -> tf.distribute.Strategy:
                 tf.config.experimental.set_memory_growth(gpu, True)
             except RuntimeError:  # already initialised: the setting can no longer change
                 pass
-    if os.environ.get("TF_CONFIG"):
-        cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-        log(f"devices: multi-worker mirrored strategy over {sum(len(v) for v in cluster.values())} "
-            f"worker(s) from TF_CONFIG")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    if os.environ.get("TF_CONFIG", "").strip():
+        this = worker()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        _patch_keras_for_multi_worker()
+        log(f"devices: multi-worker mirrored strategy over {this.count} worker(s) from TF_CONFIG, "
+            f"{strategy.num_replicas_in_sync} replica(s); this is worker {this.index}"
+            + (" (chief)" if this.chief else f", writing to {this.private_folder}"))
+        return strategy
     if len(gpus) > 1:
         log(f"devices: mirrored strategy over {len(gpus)} GPUs")
         return tf.distribute.MirroredStrategy()
@@ -75,3 +90,49 @@ def split_cpu(count: int) -> None:
 
 def replicas(strategy: tf.distribute.Strategy) -> int:
     return strategy.num_replicas_in_sync
+
+
+def _patch_keras_for_multi_worker() -> None:
+    """Work around two failures of Keras 3's TensorFlow trainer under ``MultiWorkerMirroredStrategy``.
+
+    - ``fit``'s first "symbolic build" takes one distributed batch and averages it over the replicas
+      with ``strategy.reduce`` to learn its shapes; under multi-worker that reduce fails ("Attempt to
+      convert a value (PerReplica…) to a Tensor"). The shapes of this worker's first local replica
+      serve as well (the batch axis only sizes symbolic tensors).
+    - The per-step logs (loss, metric results: scalars) are averaged with ``strategy.reduce("MEAN",
+      value, axis=0)``, which fails on a scalar; scalars are averaged with ``axis=None`` instead.
+
+    Idempotent; only installed when ``TF_CONFIG`` asks for multi-worker training.
+    """
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer, "_phenocast_patched", False):
+        return
+    reduce_per_replica = trainer.reduce_per_replica
+
+    def reduce_scalars_too(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            def reduce(value):  # a tensor (one local replica) or PerReplica
+                if all(local.shape.rank == 0 for local in strategy.experimental_local_results(value)):
+                    return strategy.reduce("MEAN", value, axis=None)
+                return reduce_per_replica(value, strategy, reduction)
+
+            return tree.map_structure(reduce, values)
+        return reduce_per_replica(values, strategy, reduction)
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tree.map_structure(
+                    lambda value: self.distribute_strategy.experimental_local_results(value)[0]
+                    if isinstance(value, tf.distribute.DistributedValues) else value, next(batches))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    trainer.reduce_per_replica = reduce_scalars_too
+    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    trainer._phenocast_patched = True

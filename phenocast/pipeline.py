@@ -53,7 +53,8 @@ STAGE_KEYS = {
     "refit": (*COMMON_KEYS, "finetune"),
     "predict": (*COMMON_KEYS, "predict"),
 }
-IGNORED_KEYS = ("train.memory_growth", "finetune.refit", "finetune.enabled", "train.ensemble")
+IGNORED_KEYS = ("train.memory_growth", "train.profile_batches", "finetune.refit", "finetune.enabled",
+                "train.ensemble")
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -98,11 +99,13 @@ class Pipeline:
 
     def __init__(self, config: Config, zones: list[str] | None = None, log: Callable[[str], None] = print):
         from phenocast.dataset import zone_samples
+        from phenocast.devices import worker
         from phenocast.preprocess import load_zone_records
 
         self.config = config
         self.log = log
-        self.run_dir = config.run_dir
+        self.worker = worker()  # TF_CONFIG: a non-chief worker writes only to its private folder
+        self.run_dir = config.run_dir if self.worker.chief else config.run_dir / self.worker.private_folder
         self.zones: list[Zone] = discover_zones(config.data.dir, config.data.zones, report=None)
         names = [zone.name for zone in self.zones]
         if zones:
@@ -207,11 +210,14 @@ class Pipeline:
             for stage in training:
                 started = time.time()
                 getattr(self, stage)()
-                member = f" (member {self.member + 1} of {self.members})" if self.members > 1 else ""
-                self.log(f"stage {stage}{member}: {time.time() - started:.1f} s")
+                which = f" (member {self.member + 1} of {self.members})" if self.members > 1 else ""
+                self.log(f"stage {stage}{which}: {time.time() - started:.1f} s")
         self.member = 0
         for stage in stages:
             if stage in training:
+                continue
+            if not self.worker.chief and stage in ("predict", "postprocess", "report"):
+                self.log(f"stage {stage}: the chief's job (worker {self.worker.index} only trains), skipped")
                 continue
             started = time.time()
             getattr(self, stage)()
@@ -374,7 +380,7 @@ class Pipeline:
         """The validation batches (a fixed subset of ``train.validation_samples``), cached when small."""
         import tensorflow as tf
 
-        from phenocast.dataset import origin_dataset, steps_in
+        from phenocast.dataset import origin_dataset, shard_by_data, steps_in
 
         limit = self.config.train.validation_samples
         count = steps_in(samples, lambda s: s.validation, limit, self.config.seed)
@@ -388,7 +394,7 @@ class Pipeline:
             count += batch - count % batch
         data = data.batch(batch).apply(tf.data.experimental.assert_cardinality(-(-count // batch)))
         sample_bytes = 4 * self.config.sequence.years * self.config.window ** 2 * self.config.input_channels
-        return data.cache() if count * sample_bytes < 1e9 else data
+        return shard_by_data(data.cache() if count * sample_bytes < 1e9 else data)
 
     # ---- stages -------------------------------------------------------------------------------------
     def pretrain(self):

@@ -17,7 +17,8 @@ and the backup holds weights, optimizer state and epoch, so a resumed stage is b
 uninterrupted one.
 
 Logs: ``logs/<stage>.csv`` (Keras ``CSVLogger``, appended across restarts) and TensorBoard scalars plus a
-few prediction-vs-truth images under ``logs/tensorboard/<stage>/``.
+few prediction-vs-truth images under ``logs/tensorboard/<stage>/`` (and a profile of the training batches
+``train.profile_batches``, if set). Under multi-worker training only the chief writes TensorBoard.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from phenocast.config import Config, FinetuneConfig, TrainConfig
+from phenocast.devices import worker
 from phenocast.io import atomic_path, atomic_write_text, read_epoch_log
 
 DONE = "done.json"
@@ -109,6 +111,13 @@ class PredictionImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
+def tensorboard(folder: Path, train: TrainConfig) -> keras.callbacks.TensorBoard:
+    """The stage's TensorBoard callback: scalars per epoch; with ``train.profile_batches`` [start, stop],
+    a profile of those training batches (counted from 1 in each ``fit``; see TensorBoard's Profile tab)."""
+    profile = tuple(train.profile_batches) if train.profile_batches else 0
+    return keras.callbacks.TensorBoard(str(folder), write_graph=False, update_freq="epoch", profile_batch=profile)
+
+
 def _epochs_logged(log_path: Path, monitor: str) -> list[tuple[int, float]]:
     """(epoch 1-based, monitored value) of every finished epoch in a CSV log (NaN where missing)."""
     rows = []
@@ -164,14 +173,15 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
     tracker = _BestCheckpoint(monitor, folder / "best.keras", initial_score if tracked else None,
                               getattr(schedule, "early_stopping", 0) if tracked else 0,
                               _epochs_logged(log_path, monitor)[:start_epoch])
+    chief = worker().chief  # other workers of a cluster keep a CSV log (to resume in step), no TensorBoard
     callbacks = [
         tracker,
         keras.callbacks.CSVLogger(str(log_path), append=True),
-        keras.callbacks.TensorBoard(str(logs / "tensorboard" / name), write_graph=False,
-                                    update_freq="epoch"),
         keras.callbacks.TerminateOnNaN(),
     ]
-    if image_batch is not None:
+    if chief:
+        callbacks.append(tensorboard(logs / "tensorboard" / name, config.train))
+    if image_batch is not None and chief:
         callbacks.append(PredictionImages(logs / "tensorboard" / name / "images", *image_batch,
                                           config.predict.horizon))
     # last: an epoch counts as done only once everything above has seen it (a kill before the backup

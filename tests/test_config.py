@@ -52,6 +52,9 @@ def test_overrides_are_parsed_as_yaml_and_typed():
     ("data.zones=Z1", "config key data.zones: expected list of str or null, got 'Z1'"),
     ("train.schedule=linear", "config key train.schedule: expected 'cosine' or 'step' or 'constant'"),
     ("train.lr", "expected an override like train.lr=3e-4"),
+    ("train.mixed_precision=fp16", "config key train.mixed_precision: expected bool or 'auto' or 'float16' or "
+                                   "'bfloat16', got 'fp16'"),
+    ("train.profile_batches=3", "config key train.profile_batches: expected list of int or null, got 3"),
 ])
 def test_bad_overrides_name_the_key_and_the_expected_type(override, message):
     with pytest.raises(PhenocastError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):
@@ -66,10 +69,22 @@ def test_bad_overrides_name_the_key_and_the_expected_type(override, message):
     ("tiling.centre=50", "must be divisible by 4"),
     ("model.lstm_filters=[8, 8]", "one entry per scale"),
     ("postprocess.model_weight=1.5", "postprocess.model_weight must be in [0, 1]"),
+    ("train.profile_batches=[5, 2]", "train.profile_batches must be null or [start, stop]"),
+    ("train.profile_batches=[0, 2]", "train.profile_batches must be null or [start, stop]"),
 ])
 def test_cross_field_checks_run_at_load(override, message):
     with pytest.raises(PhenocastError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_config(DEFAULT, [override])
+
+
+@pytest.mark.parametrize("text, value", [
+    ("auto", "auto"), ("float16", "float16"), ("bfloat16", "bfloat16"), ("true", True), ("false", False),
+    ("on", True), ("off", False), ("yes", True), ("no", False),  # YAML 1.1 booleans: the same meaning
+])
+def test_mixed_precision_takes_a_bool_or_a_precision(text: str, value):
+    assert load_config(DEFAULT, [f"train.mixed_precision={text}"]).train.mixed_precision == value
+    assert load_config(DEFAULT).train.mixed_precision is False and load_config(DEFAULT).train.profile_batches is None
+    assert load_config(DEFAULT, ["train.profile_batches=[2, 3]"]).train.profile_batches == [2, 3]
 
 
 def test_missing_and_broken_config_files(tmp_path: Path):

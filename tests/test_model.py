@@ -219,13 +219,43 @@ def test_xla_matches_default_compilation():
         assert np.isfinite(compiled[key]) and compiled[key] == pytest.approx(reference[key], rel=1e-4)
 
 
-def test_mixed_precision_outputs_float32_and_trains():
-    config = tiny_config(*SMALLEST, "train.mixed_precision=true")
-    assert network.set_precision(config) == "mixed_float16"
+@pytest.mark.parametrize("setting, capabilities, policy", [
+    ("auto", [], "float32"), (True, [], "float32"), (False, [(9, 0)], "float32"),
+    ("auto", [(8, 0)], "mixed_bfloat16"), (True, [(9, 0), (8, 6)], "mixed_bfloat16"),
+    ("auto", [(7, 5)], "mixed_float16"), ("auto", [(8, 0), (7, 0)], "mixed_float16"),
+    ("float16", [], "mixed_float16"), ("bfloat16", [], "mixed_bfloat16"), ("float16", [(9, 0)], "mixed_float16"),
+])
+def test_precision_policy_follows_the_setting_and_the_gpus(setting, capabilities, policy):
+    assert network.precision_policy(setting, capabilities) == policy
+
+
+def test_auto_precision_is_float32_on_this_cpu():
+    assert not tf.config.list_physical_devices("GPU")
+    assert network.set_precision(tiny_config("train.mixed_precision=auto")) == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.parametrize("precision, compute", [("float16", "float16"), ("bfloat16", "bfloat16")])
+def test_forced_mixed_precision_outputs_float32_and_trains(precision: str, compute: str):
+    config = tiny_config(*SMALLEST, f"train.mixed_precision={precision}")
+    assert network.set_precision(config) == f"mixed_{precision}"
     built = network.build_model(config)
     lstm = built.get_layer("scale0_convlstm")
-    assert lstm.compute_dtype == "float16" and lstm.kernel.dtype == "float32"
+    assert lstm.compute_dtype == compute and lstm.kernel.dtype == "float32"
     network.compile_model(built, config, keras.optimizers.Adam(1e-3))
+    # loss scaling for float16 only: bfloat16 has float32's exponent range
+    assert isinstance(built.optimizer, keras.optimizers.LossScaleOptimizer) == (precision == "float16")
     x, y = tiny_batch(config)
     assert built(x).dtype == tf.float32
-    assert np.isfinite(built.train_on_batch(x, y, return_dict=True)["loss"])
+    losses = [built.train_on_batch(x, y, return_dict=True)["loss"] for _ in range(3)]
+    assert all(np.isfinite(loss) for loss in losses), losses
+    assert built(x).dtype == tf.float32
+
+
+def test_profile_batches_reach_the_tensorboard_callback(tmp_path):
+    from phenocast.training import tensorboard
+
+    profiled = tensorboard(tmp_path / "profiled", tiny_config("train.profile_batches=[2, 4]").train)
+    assert (profiled._start_batch, profiled._stop_batch) == (2, 4)
+    plain = tensorboard(tmp_path / "plain", tiny_config().train)
+    assert (plain._start_batch, plain._stop_batch) == (0, 0)
