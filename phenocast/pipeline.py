@@ -23,6 +23,7 @@ done; ``postprocess`` and ``report`` then gather every zone that has predictions
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -52,7 +53,8 @@ STAGE_KEYS = {
     "refit": (*COMMON_KEYS, "finetune"),
     "predict": (*COMMON_KEYS, "predict"),
 }
-IGNORED_KEYS = ("train.memory_growth", "finetune.refit", "finetune.enabled")
+IGNORED_KEYS = ("train.memory_growth", "train.device_data", "train.device_memory_share",  # same batches
+                "finetune.refit", "finetune.enabled")
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -239,7 +241,7 @@ class Pipeline:
         Training stages (``kind`` train) validate on the samples' validation period."""
         import keras
 
-        from phenocast.dataset import training_dataset
+        from phenocast.device_data import training_source
         from phenocast.devices import replicas
         from phenocast.training import fit_stage
 
@@ -259,11 +261,12 @@ class Pipeline:
             if score_start:
                 initial = float(model.evaluate(validation_data, verbose=0, return_dict=True)["masked_rmse"])
                 self.log(f"{name}: the starting weights score {initial:.5f} on validation")
-        result = fit_stage(name, folder, self.logs, model,
-                           lambda start_batch: training_dataset(samples, self.config, batch, seed, kind=kind,
-                                                                start_batch=start_batch),
-                           validation_data, schedule, epochs, self.config, image_batch, self.log,
-                           initial_score=initial)
+        train_data, device_data = training_source(samples, self.config, batch, seed, kind, strategy)
+        self.log(f"{name}: training data: " + (f"device-resident ({device_data.bytes / 1e9:.2f} GB on "
+                                               f"{device_data.device})" if device_data else "tf.data"))
+        with device_data.training(model) if device_data else contextlib.nullcontext():
+            result = fit_stage(name, folder, self.logs, model, train_data, validation_data, schedule, epochs,
+                               self.config, image_batch, self.log, initial_score=initial)
         save_config(self.config, folder / "config.resolved.yaml")
         return result
 
