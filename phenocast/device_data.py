@@ -174,10 +174,18 @@ class DeviceData:
 
     @property
     def device(self) -> str:
-        """Where the first zone's stacks live (the first replica's copy)."""
+        """Where the first zone's stacks live (the first replica's copy), e.g. ``GPU:0``."""
         variable = self.windows[0]
         values = getattr(variable, "values", None)  # a mirrored variable: one copy per replica
-        return (values[0] if values else variable).device
+        spec = tf.DeviceSpec.from_string((values[0] if values else variable).device)
+        return f"{spec.device_type}:{spec.device_index}"
+
+    @property
+    def description(self) -> str:
+        """``device-resident (1.23 GB on GPU:0)``."""
+        copies = len(getattr(self.windows[0], "values", None) or [None])
+        return f"device-resident ({_size(self.bytes)} on {self.device}" + (
+            f", one copy on each of {copies} replicas)" if copies > 1 else ")")
 
     def index_dataset(self, batch_size: int, start_batch: int = 0) -> tf.data.Dataset:
         """Endless batches of sample indices: batch b = samples b·batch_size … (b+1)·batch_size - 1, from

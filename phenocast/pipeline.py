@@ -262,8 +262,7 @@ class Pipeline:
                 initial = float(model.evaluate(validation_data, verbose=0, return_dict=True)["masked_rmse"])
                 self.log(f"{name}: the starting weights score {initial:.5f} on validation")
         train_data, device_data = training_source(samples, self.config, batch, seed, kind, strategy)
-        self.log(f"{name}: training data: " + (f"device-resident ({device_data.bytes / 1e9:.2f} GB on "
-                                               f"{device_data.device})" if device_data else "tf.data"))
+        self.log(f"{name}: training data: {device_data.description if device_data else 'tf.data'}")
         with device_data.training(model) if device_data else contextlib.nullcontext():
             result = fit_stage(name, folder, self.logs, model, train_data, validation_data, schedule, epochs,
                                self.config, image_batch, self.log, initial_score=initial)

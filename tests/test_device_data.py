@@ -124,6 +124,7 @@ def test_a_pretraining_stage_on_device_data_trains_as_the_tf_data_one(tmp_path: 
         assert not (stage / "backup").exists()
     assert logs["off"] == ["pretrain: training data: tf.data"]
     assert len(logs["on"]) == 1 and logs["on"][0].startswith("pretrain: training data: device-resident (")
+    assert logs["on"][0].endswith(" on CPU:0)")
     # the plain model is saved (no data variables), with weights equal to the tf.data run's up to the float32
     # rounding of the batches (Grappler folds the step's divisions by constants, see the first test)
     for device_model, host_model in zip(weights["on"], weights["off"]):
