@@ -150,7 +150,8 @@ class TrainConfig:
     # Training samples assembled inside the compiled step from int16 stacks held in device memory
     # (phenocast.device_data) instead of on the host by tf.data: auto = on when a GPU is present and the
     # stage's stacks fit in device_memory_share of its memory; on = always (also on a CPU), an error if they
-    # do not fit; off = tf.data. The batches are the same either way. (YAML reads a bare on/off as true/false.)
+    # do not fit; off = tf.data. The batches are the same either way up to float32 rounding (Grappler folds
+    # the step's divisions by constants into multiplications). YAML reads a bare on/off as true/false.
     device_data: Literal["auto", "on", "off"] | bool = "auto"
     device_memory_share: float = 0.5  # of each device's memory (a CPU's: the machine's RAM) the stacks may use
 

@@ -143,8 +143,8 @@ class DeviceData:
         self.assembler = SampleAssembler(config)
         self.window_count = len(zone_indices)
         self.window_zone = tf.constant(zone_indices, tf.int32)  # (windows,)
-        rows = [sum(1 for earlier in zone_indices[:index] if earlier == zone)
-                for index, zone in enumerate(zone_indices)]
+        starts = {zone: zone_indices.index(zone) for zone in set(zone_indices)}  # windows come zone by zone
+        rows = [index - starts[zone] for index, zone in enumerate(zone_indices)]
         self.window_row = tf.constant(rows, tf.int64)  # (windows,) row in windows[zone]
         self.firsts = tf.constant([zone.first for zone in self.zones], tf.int32)  # (zones,)
         compression = config.records.compression
