@@ -159,6 +159,13 @@ class TrainConfig:
     init_from: str | None = None  # a .keras file of another run (same network shapes): pre-training starts there
     ensemble: int = 1  # members trained from different seeds, each through every stage; forecasts averaged
     profile_batches: list[int] | None = None  # [start, stop]: TensorBoard-profile these training batches
+    # Training samples assembled inside the compiled step from int16 stacks held in device memory
+    # (phenocast.device_data) instead of on the host by tf.data: auto = on when a GPU is present and the
+    # stage's stacks fit in device_memory_share of its memory; on = always (also on a CPU), an error if they
+    # do not fit; off = tf.data. The batches are the same either way up to float32 rounding (Grappler folds
+    # the step's divisions by constants into multiplications). YAML reads a bare on/off as true/false.
+    device_data: Literal["auto", "on", "off"] | bool = "auto"
+    device_memory_share: float = 0.5  # of each device's memory (a CPU's: the machine's RAM) the stacks may use
 
 
 @dataclass
@@ -564,6 +571,13 @@ def check_config(config: Config) -> None:
              f"of each fit, counted from 1), got {profile}")
     if config.train.cpu_devices < 1:
         fail(f"train.cpu_devices must be >= 1, got {config.train.cpu_devices}")
+    if isinstance(config.train.device_data, bool):  # YAML 1.1 reads on/off as booleans
+        config.train.device_data = "on" if config.train.device_data else "off"
+    if not 0 < config.train.device_memory_share <= 1:
+        fail(f"train.device_memory_share must be in (0, 1], got {config.train.device_memory_share}")
+    if config.train.device_data == "on" and config.train.jit_compile:
+        fail("train.device_data: on assembles samples of varying month counts inside the step, which XLA "
+             "cannot compile: set train.jit_compile: false or train.device_data: off")
     if not config.output.name or "/" in config.output.name:
         fail(f"output.name must be a plain folder name, got {config.output.name!r}")
 

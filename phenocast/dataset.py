@@ -404,6 +404,25 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
+def training_zones(zones: list[ZoneSamples], kind: str) -> tuple[list[ZoneSamples], tf.RaggedTensor]:
+    """The zones with a ``kind`` origin, and their origins as the ragged (zones, None) int32 table of
+    ``sample_plan``; raises if there is none."""
+    zones = [zone for zone in zones if zone.origins(kind)]
+    if not zones:
+        raise ValueError(f"no zone has a {kind} origin")
+    return zones, _ragged([zone.origins(kind) for zone in zones])
+
+
+def training_sample(assembler: SampleAssembler, window: dict, context: dict, position, transform,
+                    config: Config):
+    """One training sample from a window and its zone's context (``parse_window``/``parse_context`` dicts,
+    parsed from records or gathered from device memory): the assembler at 0-based origin ``position``, then
+    the flip/rotation ``transform``; y of every year-step or the last (``model.per_year_outputs``)."""
+    inputs, y = assembler(window, context, position)
+    inputs, y = dihedral(inputs, transform), dihedral(y, transform)
+    return inputs, _select_outputs(y, config)
+
+
 def training_dataset(zones: list[ZoneSamples], config: Config, batch_size: int, seed: int,
                      kind: str = "train", start_batch: int = 0, with_origins: bool = False) -> tf.data.Dataset:
     """Endless training batches (inputs, y) over all windows of ``zones`` and their ``kind`` origins.
@@ -423,14 +442,11 @@ def training_dataset(zones: list[ZoneSamples], config: Config, batch_size: int, 
     """
     compression = config.records.compression
     assembler = SampleAssembler(config, damped_table(zones))
-    zones = [zone for zone in zones if zone.origins(kind)]
-    if not zones:
-        raise ValueError(f"no zone has a {kind} origin")
+    zones, zone_origins = training_zones(zones, kind)
     shard_files, record_indices, context_files, zone_indices = _window_table(zones)
     shard_files_tensor, context_files_tensor = tf.constant(shard_files), tf.constant(context_files)
     record_tensor = tf.constant(record_indices, tf.int64)
     window_zone = tf.constant(zone_indices, tf.int32)
-    zone_origins = _ragged([zone.origins(kind) for zone in zones])
     firsts = tf.constant([zone.first for zone in zones], tf.int32)
     windows, augment = len(shard_files), config.train.augment
     kind_compression = file_compression(compression)
@@ -454,11 +470,10 @@ def training_dataset(zones: list[ZoneSamples], config: Config, batch_size: int, 
     def assemble(serialized_window, serialized_context, window, origin, transform):
         parsed_window, parsed_context = parse(serialized_window, serialized_context)
         first = tf.gather(firsts, tf.gather(window_zone, window))
-        inputs, y = assembler(parsed_window, parsed_context, origin - first)
-        inputs, y = dihedral(inputs, transform), dihedral(y, transform)
+        inputs, y = training_sample(assembler, parsed_window, parsed_context, origin - first, transform, config)
         if with_origins:
-            return inputs, _select_outputs(y, config), (parsed_window["zone"], origin)
-        return inputs, _select_outputs(y, config)
+            return inputs, y, (parsed_window["zone"], origin)
+        return inputs, y
 
     start = start_batch * batch_size
     dataset = tf.data.Dataset.range(start, 2 ** 62).map(plan)

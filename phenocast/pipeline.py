@@ -23,6 +23,7 @@ done; ``postprocess`` and ``report`` then gather every zone that has predictions
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -54,7 +55,8 @@ STAGE_KEYS = {
     "predict": (*COMMON_KEYS, "predict"),
 }
 IGNORED_KEYS = ("train.memory_growth", "train.profile_batches", "finetune.refit", "finetune.enabled",
-                "train.ensemble")
+                "train.ensemble", "train.device_data", "train.device_memory_share")  # device data: the same
+# batches up to float32 rounding
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -315,7 +317,7 @@ class Pipeline:
         Training stages (``kind`` train) validate on the samples' validation period."""
         import keras
 
-        from phenocast.dataset import training_dataset
+        from phenocast.device_data import training_source
         from phenocast.devices import replicas
         from phenocast.training import fit_stage
 
@@ -336,11 +338,11 @@ class Pipeline:
             if score_start:
                 initial = float(model.evaluate(validation_data, verbose=0, return_dict=True)["masked_rmse"])
                 self.log(f"{name}: the starting weights score {initial:.5f} on validation")
-        result = fit_stage(name, folder, self.logs, model,
-                           lambda start_batch: training_dataset(samples, self.config, batch, seed, kind=kind,
-                                                                start_batch=start_batch),
-                           validation_data, schedule, epochs, self.config, image_batch, self.log,
-                           initial_score=initial)
+        train_data, device_data = training_source(samples, self.config, batch, seed, kind, strategy)
+        self.log(f"{name}: training data: {device_data.description if device_data else 'tf.data'}")
+        with device_data.training(model) if device_data else contextlib.nullcontext():
+            result = fit_stage(name, folder, self.logs, model, train_data, validation_data, schedule, epochs,
+                               self.config, image_batch, self.log, initial_score=initial)
         save_config(self.config, folder / "config.resolved.yaml")
         return result
 
