@@ -4,6 +4,8 @@ and a pre-training stage through ``Pipeline`` with the same weights as the tf.da
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +45,15 @@ def grappler_options(**options):
         tf.config.optimizer.set_experimental_options({key: saved.get(key, True) for key in options})
 
 
-@pytest.mark.parametrize("kind", ["train", "refit"])
-def test_device_batches_equal_the_tf_data_batches_bit_for_bit(zones, kind: str):
+@pytest.mark.parametrize("kind, base", [("train", "ema"), ("refit", "ema"), ("train", "damped")])
+def test_device_batches_equal_the_tf_data_batches_bit_for_bit(zones, kind: str, base: str):
     config, samples = zones
+    if base == "damped":  # the damped base channels need each zone's φ
+        config = copy.deepcopy(config)
+        config.model.base = "damped"
+        rng = np.random.default_rng(2)
+        samples = [dataclasses.replace(zone, damped=rng.uniform(-0.5, 0.8, (3, 12, 2)).astype(np.float32))
+                   for zone in samples]
     data = DeviceData(samples, config, seed=5, kind=kind)
     assemble, unfolded = tf.function(data.batch), tf.function(data.batch)
     for start_batch in (0, 7):
