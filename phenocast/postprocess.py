@@ -8,12 +8,13 @@ For every zone of a run (``predictions/raw/<zone>-{validation,test,forecast}.npz
    average test-time augmentations;
 2. add the climatology as of the origin, giving stored units (NDVI × scale); pixels without a
    climatology for that calendar month fall back to the EMA;
-3. blend with the base the network corrects (``model.base``: ema, damped or climatology): blend = base +
-   w·(model - base), ``postprocess.model_weight`` a number, or ``fit`` — w per zone by least squares on the
-   *validation* images, clipped to [0, 1], and with ``postprocess.shrink`` set to 0 (the base alone)
-   unless the validation period tells model and base apart (the upper end of the paired-bootstrap
-   interval of RMSE(model) / RMSE(base) below 1); applied unchanged to the test images and the forecast,
-   so on any period the submitted forecast can only be worse than the base where validation misled;
+3. blend with a fallback: blend = fallback + w·(model - fallback); the fallback is the base the network
+   corrects (``model.base``: ema, damped or climatology), but with ``postprocess.shrink`` a base other
+   than the EMA must beat the EMA on the validation period (the upper end of the paired-bootstrap
+   interval of their RMSE ratio below 1), else the fallback is the EMA; ``postprocess.model_weight`` a
+   number, or ``fit`` — w per zone by least squares on the *validation* images, clipped to [0, 1], and
+   with shrink set to 0 (the fallback alone) unless the model beats the fallback on validation in the same
+   sense; applied unchanged to the test images and the forecast (``choose_blend``);
 4. score the model, the blend and every baseline (persistence, climatology, EMA, per-pixel EMA, damped;
    the oracle on the built-in sample) on the same images of each period, every image as the int16 file
    it is written as (rounded, clipped); the fitted baselines learn from the training period only;
@@ -66,6 +67,7 @@ class ZoneResult:
     files: list[Path]
     model_weight: float
     weight_reason: str = ""  # why the weight is what it is (fitted, shrunk, set)
+    fallback: str = "ema"  # what the model is blended with: the base, or the EMA where the base did not validate
     scores: Scoreboard = field(default_factory=Scoreboard)
     scored_files: dict[str, Path] = field(default_factory=dict)  # period → file of its scored images
     fitted: dict = field(default_factory=dict)  # the fitted baselines, as JSON
@@ -131,25 +133,47 @@ def blend(model: np.ndarray, base: np.ndarray, weight: float) -> np.ndarray:
     return (base + weight * (model - base)).astype(np.float32)
 
 
-def choose_weight(board: Scoreboard, images: dict, stack: np.ndarray, first: int, config: Config, base: str
-                  ) -> tuple[float, str]:
-    """The zone's model weight from its validation images and scores, and the reason in words."""
-    setting = config.postprocess.model_weight
-    if setting != "fit":
-        return float(setting), f"set (postprocess.model_weight {setting})"
-    if not any("model" in values for values in images.values()):
-        return 0.0, "no validation predictions (or no validation period): the base alone"
-    weight = fit_weight(images, stack, first, config, base)
-    if not config.postprocess.shrink:
-        return weight, f"fitted on validation ({weight:.2f})"
+def _validated(board: Scoreboard, method: str, reference: str, config: Config) -> tuple[bool, str]:
+    """Whether ``method`` beats ``reference`` on the validation period (the upper end of the paired-bootstrap
+    interval of their RMSE ratio below 1), and the interval in words."""
     evaluate = config.evaluate
-    interval = paired_bootstrap(board.restrict_period("validation"), "model", base,
+    interval = paired_bootstrap(board.restrict_period("validation"), method, reference,
                                 max(evaluate.bootstrap, 200), evaluate.confidence, seed=config.seed)
-    said = (f"validation RMSE model/{base} {interval['ratio']:.3f} "
+    said = (f"validation RMSE {method}/{reference} {interval['ratio']:.3f} "
             f"[{interval['low']:.3f}–{interval['high']:.3f}] on {interval['images']} images")
-    if interval["high"] < 1:
-        return weight, f"fitted on validation ({weight:.2f}): {said}, below 1"
-    return 0.0, f"shrunk to 0 (the base): {said} does not lie below 1 (fitted {weight:.2f})"
+    return interval["high"] < 1, said
+
+
+def choose_blend(board: Scoreboard, images: dict, stack: np.ndarray, first: int, config: Config
+                 ) -> tuple[str, float, str]:
+    """The zone's blend from its validation images and scores: (fallback, model weight, the reason).
+
+    The fallback is the base (``model.base``); with ``postprocess.shrink`` a base other than the EMA must
+    itself beat the EMA on validation, else the fallback is the EMA (the competition's reference). The
+    weight of ``fallback + w·(model − fallback)`` is fitted on validation and, with shrink, falls to 0
+    unless the model beats the fallback there.
+    """
+    base, setting, shrink = config.model.base, config.postprocess.model_weight, config.postprocess.shrink
+    if setting != "fit":
+        return base, float(setting), f"set (postprocess.model_weight {setting})"
+    if not any("model" in values for values in images.values()):
+        fallback = "ema" if shrink else base
+        return fallback, 0.0, f"no validation predictions (or no validation period): {fallback} alone"
+    fallback, reasons = base, []
+    if shrink and base != "ema":
+        better, said = _validated(board, base, "ema", config)
+        if not better:
+            fallback = "ema"
+        reasons.append(f"fallback {fallback} ({said}{', below 1' if better else ', not below 1'})")
+    weight = fit_weight(images, stack, first, config, fallback)
+    if not shrink:
+        return fallback, weight, f"fitted on validation ({weight:.2f})"
+    better, said = _validated(board, "model", fallback, config)
+    if better:
+        reasons.insert(0, f"fitted on validation ({weight:.2f}): {said}, below 1")
+        return fallback, weight, "; ".join(reasons)
+    reasons.insert(0, f"shrunk to 0 ({fallback} alone): {said} does not lie below 1 (fitted {weight:.2f})")
+    return fallback, 0.0, "; ".join(reasons)
 
 
 def scored_path(run_dir: Path, zone: str, period: str) -> Path:
@@ -227,10 +251,10 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[s
     stack = read_zone(zone, fill, config.data.valid_range)
     fitted = fit_baselines(stack, config, zone.first, fit_end(zone.first, zone.last, config))
     oracle = load_oracle(config.data.dir, zone.name)
-    base = config.model.base
     board = Scoreboard()
     result = ZoneResult(zone.name, [], 0.0, fitted=fitted.to_dict())
-    weight, result.weight_reason = choose_weight(board, {}, stack, zone.first, config, base)  # until validation
+    # until the validation period is scored
+    fallback, weight, result.weight_reason = choose_blend(board, {}, stack, zone.first, config)
     for period in zone_periods(zone.first, zone.last, config).scored:
         methods = period_methods(zone, stack, config, run_dir, period.name, fitted, oracle)
         has_model = any("model" in values for values in methods.values())
@@ -241,11 +265,11 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[s
             for method, image in scored[key].items():
                 board.add(zone.name, key[0], key[1], method, image_mse(image, truth, fill, scale), period.name)
         if period.name == "validation":  # the weight is chosen here and only applied afterwards
-            weight, result.weight_reason = choose_weight(board, methods, stack, zone.first, config, base)
+            fallback, weight, result.weight_reason = choose_blend(board, methods, stack, zone.first, config)
         saved = {}
         for key, values in methods.items():
             if "model" in values:
-                scored[key][SUBMITTED] = _as_written(blend(values["model"], values[base], weight), config)
+                scored[key][SUBMITTED] = _as_written(blend(values["model"], values[fallback], weight), config)
                 truth = stack[key[0] + key[1] - zone.first]
                 board.add(zone.name, key[0], key[1], SUBMITTED, image_mse(scored[key][SUBMITTED], truth, fill,
                                                                             scale), period.name)
@@ -253,7 +277,7 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[s
         if has_model:
             result.scored_files[period.name] = write_scored(scored_path(run_dir, zone.name, period.name), saved,
                                                             zone.profile, config)
-    result.model_weight = weight
+    result.model_weight, result.fallback = weight, fallback
     result.scores = board
     result.submission_model = load_meta(forecast_path).get("model")
     result.trained_through = (zone.last if config.finetune.refit
@@ -267,7 +291,7 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[s
     bases = baseline_images(stack, config, zone.first, [(origin, lead) for lead in leads], fitted)
     persistence = baselines.persistence(stack, position, fill)
     for lead in leads:
-        reference = baselines.fill_gaps(bases[origin, lead][base], persistence)
+        reference = baselines.fill_gaps(bases[origin, lead][fallback], persistence)
         values = blend(baselines.fill_gaps(forecast[origin, lead], reference), reference, weight)
         values[never_valid] = np.nan  # permanently nodata → fill
         path = run_dir / "predictions" / month_file_name(zone.name, origin + lead)
@@ -462,8 +486,8 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
             continue
         result = postprocess_zone(zone, config, run_dir, log)
         results.append(result)
-        log(f"postprocess {zone.name}: {len(result.files)} GeoTIFF(s), model weight {result.model_weight:.2f} "
-            f"over the base ({config.model.base}): {result.weight_reason}")
+        log(f"postprocess {zone.name}: {len(result.files)} GeoTIFF(s), {result.fallback} + "
+            f"{result.model_weight:.2f}·(model − {result.fallback}): {result.weight_reason}")
     if not results:
         raise PhenocastError(f"expected window predictions in {run_dir / 'predictions' / 'raw'}, found "
                              f"none; run python run.py --stage predict first")
@@ -474,8 +498,9 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
         periods[zone.name] = {"months": [zone.first, zone.last], "training_end": spans.training_end,
                               **{p.name: [p.start, p.end] for p in spans.scored}}
     summary = write_scores(board, run_dir / "scores.json", config, {
-        "model_weight": {result.zone: {"base": config.model.base, "weight": result.model_weight,
-                                       "reason": result.weight_reason} for result in results},
+        "model_weight": {result.zone: {"base": config.model.base, "fallback": result.fallback,
+                                       "weight": result.model_weight, "reason": result.weight_reason}
+                         for result in results},
         "blend": config.postprocess.blend,
         "submission": {result.zone: {"method": SUBMITTED, "model": result.submission_model,
                                      "trained_through": result.trained_through} for result in results},

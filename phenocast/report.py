@@ -205,8 +205,9 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
         lines.append(f"- the submission of {zone} was written by {written} ({submission['method']}), "
                      f"trained on targets through month {submission['trained_through']}")
     for zone, weight in summary.get("model_weight", {}).items():
-        lines.append(f"- blend of {zone} = {weight['base']} + w·(model − {weight['base']}), w = "
-                     f"{weight['weight']:.2f}: {weight['reason']}")
+        fallback = weight.get("fallback", weight["base"])
+        lines.append(f"- blend of {zone} = {fallback} + w·(model − {fallback}) (model.base {weight['base']}), "
+                     f"w = {weight['weight']:.2f}: {weight['reason']}")
     for name in ("test", "validation"):
         if name in summary:
             methods = ordered_methods(list(summary[name]["pooled"]))

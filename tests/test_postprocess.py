@@ -17,7 +17,7 @@ from phenocast import baselines
 from phenocast.config import load_config
 from phenocast.forecast import WindowPredictions, raw_path, save_windows
 from phenocast.origins import forecast_origin, period_origins
-from phenocast.postprocess import check_submission, fit_weight, read_scored, run_postprocess
+from phenocast.postprocess import check_submission, choose_blend, fit_weight, read_scored, run_postprocess
 from phenocast.tiling import extract_window, window_grid
 from phenocast.zones import discover_zones, read_zone, same_crs
 
@@ -145,6 +145,28 @@ def test_model_weight_fitted_where_the_answer_is_known():
     images = {(1, lead): {"model": (truth[lead] + error[lead]).astype(np.float32),
                           "ema": truth[lead].astype(np.float32)} for lead in range(1, 5)}
     assert fit_weight(images, truth, 1, config, "ema") == 0.0  # the base is the truth: clipped at 0
+
+
+@pytest.mark.parametrize("damped_error, fallback", [(0.5, "damped"), (1.1, "ema")])
+def test_a_base_that_does_not_beat_the_ema_on_validation_falls_back_to_the_ema(damped_error: float,
+                                                                                fallback: str):
+    from phenocast.metrics import Scoreboard
+
+    config = make_config(Path("."), Path("."), "model.base=damped", "evaluate.bootstrap=200")
+    rng = np.random.default_rng(1)
+    truth = rng.integers(1000, 8000, size=(40, 6, 6)).astype(np.int16)
+    board, images = Scoreboard(), {}
+    for origin in range(1, 30):
+        for lead in (1, 2, 3):
+            target = truth[origin + lead - 1].astype(np.float32)
+            error = rng.normal(0, 300, size=target.shape).astype(np.float32)
+            images[origin, lead] = {"ema": target + error, "damped": target + damped_error * error,
+                                    "model": target + 0.2 * error}
+            for method, image in images[origin, lead].items():
+                board.add("Z1", origin, lead, method, (float(np.mean(((image - target) / 1e4) ** 2)), 36), "validation")
+    chosen, weight, reason = choose_blend(board, images, truth, 1, config)
+    assert chosen == fallback and f"fallback {fallback}" in reason
+    assert 0.5 < weight <= 1 and reason.startswith("fitted")  # the model beats either fallback
 
 
 @pytest.mark.parametrize("model, expected", [("noise", "shrunk"), ("truth", "fitted")])
