@@ -87,6 +87,13 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def host_memory() -> int:
+    """The machine's physical memory in bytes."""
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The keys whose values differ, with their values (``model.l2 1e-4 → 1e-5``)."""
     changes = []
@@ -379,7 +386,9 @@ class Pipeline:
         return model
 
     def _validation_data(self, samples: list, batch: int, replica_count: int):
-        """The validation batches (a fixed subset of ``train.validation_samples``), cached when small."""
+        """The validation batches (a fixed subset of ``train.validation_samples``), assembled once: cached in
+        host memory when they take at most a quarter of it, else in a file under the stage's run folder
+        (the default's 128 samples of 288² × 10 years × 28 channels are ≈ 12 GB)."""
         import tensorflow as tf
 
         from phenocast.dataset import origin_dataset, shard_by_data, steps_in
@@ -395,8 +404,15 @@ class Pipeline:
             data = data.concatenate(padding.repeat(batch - count % batch))
             count += batch - count % batch
         data = data.batch(batch).apply(tf.data.experimental.assert_cardinality(-(-count // batch)))
-        sample_bytes = 4 * self.config.sequence.years * self.config.window ** 2 * self.config.input_channels
-        return shard_by_data(data.cache() if count * sample_bytes < 1e9 else data)
+        channels = self.config.input_channels + 2 * self.config.predict.horizon  # inputs and y
+        sample_bytes = 4 * self.config.sequence.years * self.config.window ** 2 * channels
+        if count * sample_bytes <= host_memory() / 4:
+            return shard_by_data(data.cache())
+        folder = self.run_dir / "cache"
+        folder.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha256(json.dumps([stage_settings(self.config, "pretrain"), sorted(
+            s.name for s in samples)], sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return shard_by_data(data.cache(str(folder / f"validation-{key}")))
 
     # ---- stages -------------------------------------------------------------------------------------
     def pretrain(self):
