@@ -410,6 +410,8 @@ class Pipeline:
             return shard_by_data(data.cache())
         folder = self.run_dir / "cache"
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.lockfile"):  # left by a killed run: tf.data would refuse the cache
+            stale.unlink()
         key = hashlib.sha256(json.dumps([stage_settings(self.config, "pretrain"), sorted(
             s.name for s in samples)], sort_keys=True, default=str).encode()).hexdigest()[:12]
         return shard_by_data(data.cache(str(folder / f"validation-{key}")))
