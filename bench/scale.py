@@ -361,6 +361,9 @@ def table_rows(result: dict) -> list[tuple[str, str, str]]:
         for name, source in result["input"].items():
             ratio = source["samples_per_second"] * step["seconds_per_sample"]
             rows.append((f"  input {name} ÷ step throughput", f"{ratio:.1f}×", "measured"))
+    for name, cores in result["projection"]["input_cores_needed"].items():
+        rows.append((f"input {name}: host cores to feed steps at {result['device_flops'] / 1e12:.0f} TFLOP/s",
+                     f"{cores:.0f}", "projected (measured core-s/sample ÷ FLOP-based s/sample)"))
     if result["mixed_precision_note"]:
         rows.append(("mixed precision", result["mixed_precision_note"], "measured"))
     rows.append(("training FLOPs per sample", f"{result['flops_per_sample'] / 1e9:.1f} GFLOP",
@@ -371,14 +374,16 @@ def table_rows(result: dict) -> list[tuple[str, str, str]]:
     rate = result["device_flops"]
     where = f"{projection['zones']} zones × {projection['size']}² × {projection['months']} months"
     rows.append((f"run on {where}: preprocess", duration(projection["preprocess"]),
-                 "projected (measured per zone × scale, one at a time)"))
-    for stage, values in projection["stages"].items():
+                 "projected (measured wall per zone × size scale × 24)"))
+    for stage in ("pretrain", "finetune", "refit", "predict"):
+        values = projection["stages"][stage]
         work = (f"{values['samples']:,} samples + {values['validation_forwards']:,} validation forwards"
                 if "samples" in values else f"{values['forwards']:,} forwards")
+        bound = "; upper bound" if stage != "predict" else ""
         rows.append((f"  {stage} ({work}): this device", duration(values["this_device"]),
-                     "projected (measured s/sample)"))
+                     f"projected (measured s/sample{bound})"))
         rows.append((f"  {stage}: at {rate / 1e12:.0f} TFLOP/s", duration(values["flops_based"]),
-                     "projected (FLOPs)"))
+                     f"projected (FLOPs{bound})"))
     rows.append(("  postprocess (rough)", duration(projection["postprocess"]),
                  f"projected ({POSTPROCESS_SHARE:.0%} of preprocess)"))
     rows.append(("  total: this device", duration(projection["total_this_device"]), "projected"))
@@ -455,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
                                       preprocess_per_zone=preprocess_result["per_zone"]), run_counts(config),
                          chosen["seconds_per_sample"] if chosen else None, cost["flops"], device_flops)
     projection["step_batch"] = chosen["batch"] if chosen else None
+    flop_seconds = cost["flops"] / device_flops  # per training sample
+    projection["input_cores_needed"] = {name: source["core_seconds_per_sample"] / flop_seconds
+                                        for name, source in inputs.items()}
     note = None if device["mixed_precision"] else "skipped: CPU (no fast half-precision kernels)"
     result = dict(
         world=dict(zones=arguments.zones, size=arguments.size, months=arguments.months, seed=WORLD_SEED,
@@ -466,7 +474,10 @@ def main(argv: list[str] | None = None) -> int:
         device_tflops=arguments.device_tflops, utilisation=arguments.utilisation, device_flops=device_flops,
         projection=projection, seconds=time.perf_counter() - started,
         process_peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    print()
+    print(f"\n{device['name']} ({device['kind']}), TensorFlow {tf.__version__}, Keras {keras.__version__}; load "
+          f"average (1, 5, 15 min) at the end {' '.join(f'{value:.2f}' for value in os.getloadavg())}; "
+          f"{arguments.config} {' '.join(arguments.set)}; projection step time from batch "
+          f"{projection['step_batch']}, device rate {arguments.device_tflops:g} TFLOP/s × {arguments.utilisation:g}")
     print_table(result)
     path = arguments.json or workdir / "scale.json"
     write_json(path, result)

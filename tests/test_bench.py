@@ -91,4 +91,5 @@ def test_scale_bench_runs_end_to_end_on_a_tiny_world(tmp_path):
     assert projection["kind"] == "projected" and projection["zones"] == 24
     assert set(projection["stages"]) == {"pretrain", "finetune", "refit", "predict"}
     assert projection["total_this_device"] > projection["preprocess"] > 0
+    assert projection["input_cores_needed"]["tf.data"] > 0
     assert not list(path.parent.glob(".*.tmp"))  # the atomic write left no temporary behind
