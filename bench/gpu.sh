@@ -97,6 +97,9 @@ print(f"projected run ({projection['zones']} zones × {projection['size']}² × 
       f"{projection['total_flops_based'] / 3600:.1f} h at {values['device_flops'] / 1e12:.0f} TFLOP/s")
 EOF
 grep -E "^shape |^  (fused|stock)|speed-up over stock|^    (fused|stock)" "$out/train_step.txt" || true
+if [[ "$gpus" -eq 0 ]]; then
+  echo "note: no GPU, so small shapes: this checked the script; its projection extrapolates a 64-pixel, 2-year model"
+fi
 if [[ -s "$out/nvidia-smi.csv" ]]; then
   awk -F', *' '{ n++; u += $1; if ($1 > 0) busy++; if ($2 > m) m = $2 }
     END { printf "GPU over %d one-second samples: mean utilisation %.0f %%, busy (>0 %%) %.0f %% of the time, peak memory used %d MiB\n", n, u / n, 100 * busy / n, m }' \

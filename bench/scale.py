@@ -31,7 +31,10 @@ Out: one table (every number labelled *measured* or *projected*) and the same nu
   training step.
 
 Steps at the default 288² × 10-year window cost ≈ 8 s per sample on 2 CPU cores, so by default each batch
-size gets one warm-up step (tracing) and ``--steps`` = 1 timed step; the defaults take about 10 minutes.
+size gets one warm-up step (tracing) and ``--steps`` = 1 timed step, and batches 8 and 16 (≈ 25 and 51 GB
+of activations) are skipped on a 23 GB machine. The defaults took 15 minutes on 2 shared cores (load
+average ~6): 4.4 min generating the world (once; reused after), 1 min preprocessing, 1.5 min on the input
+path, 8 min on steps (most of it batch 4: a warm-up and a timed step of ~140 s each).
 """
 
 from __future__ import annotations
