@@ -10,18 +10,22 @@ are printed as a check, with every round's value. Printed per shape:
 
 - seconds per step (best and median) and per sample; the speed-up over the stock variant;
 - achieved FLOP/s = the step's FLOPs / its time, and its ratio to the matmul's FLOP/s. FLOPs are counted
-  analytically over the convolution and dense layers: 2·MACs forward, 3× that for a training step
-  (forward, input gradient, weight gradient; 2× for the stem, which needs no input gradient); a ConvLSTM
-  counts its input convolution for every year and its state convolution for every year but the first
-  (the same useful work for both variants). Element-wise work is not counted;
+  analytically by ``model/flops.py`` over the convolution and dense layers: 2·MACs forward, 3× that for a
+  training step (forward, input gradient, weight gradient; 2× for the stem, which needs no input
+  gradient); a ConvLSTM counts its input convolution for every year and its state convolution for every
+  year but the first (the same useful work for both variants). Element-wise work is not counted;
 - peak memory of the step as seen by TensorFlow's CPU allocator, and the process's peak RSS at the end;
 - the ConvLSTM layers alone (same shapes, forward and backward) for both variants, and what the rest of
-  the fused step (encoder, decoder, loss, optimizer) costs.
+  the fused step (encoder, decoder, loss, optimizer) costs;
+- with ``--xla``: both variants again, compiled with ``jit_compile=True`` (XLA), timed in the same rounds
+  (the order of all four alternating), and every variant's time ÷ the stock variant's without XLA (best
+  rounds, and the median of the in-round ratios). XLA made a ConvLSTM step ~10× slower on CPU; it is
+  measured here for GPUs. Rounds default to 2 with ``--xla``.
 
 Usage::
 
     python bench/train_step.py [--config configs/default.yaml] [--shapes small,default,sample] [--repeats 5]
-                                [--set model.key=value] [--inter-op-threads N]
+                                [--set model.key=value] [--inter-op-threads N] [--xla]
 
 Shapes: ``default`` = the ``--config`` network at its window, years and input channels, batch 1 (288², 10
 years, 24 channels); ``small`` = the same network at window 64, 4 years, batch 4; ``sample`` = the tiny
@@ -48,6 +52,7 @@ import tensorflow as tf  # noqa: E402
 
 import model as network  # noqa: E402
 from model.convlstm import ConvLSTM  # noqa: E402
+from model.flops import training_flops  # noqa: E402
 from phenocast.config import load_config  # noqa: E402
 
 SAMPLE_CONFIG = "configs/sample.yaml"
@@ -57,39 +62,9 @@ SHAPES = {  # name -> (config file or None for --config, config overrides, batch
     "sample": (SAMPLE_CONFIG, [], 4),  # the sample config's tiny network at its own shape (64², 4 years)
 }
 MATMUL_SIZE = 3072
-
-
-def conv_flops(kernel_size: int, in_channels: int, out_channels: int, pixels: int) -> int:
-    """Forward FLOPs (2 per multiply-add) of a 2-D convolution producing ``pixels`` output pixels."""
-    return 2 * kernel_size * kernel_size * in_channels * out_channels * pixels
-
-
-def training_flops(model: keras.Model, config, batch: int) -> int:
-    """FLOPs of one training step: convolution, ConvLSTM and dense layers (see the module docstring)."""
-    years = config.sequence.years
-    total = 0
-    for layer in model.layers:
-        # Encoder layers (stem, scale…) see every year; decoder layers too when predicting every year.
-        encoder = layer.name.startswith(("stem", "scale"))
-        images = batch * years if (encoder or config.model.per_year_outputs) else batch
-        backward = 1 if layer.name == "stem_conv" else 2
-        if isinstance(layer, (ConvLSTM, keras.layers.ConvLSTM2D)):
-            shape = layer.input.shape  # (years·batch, H, W, C) or (batch, years, H, W, C)
-            height, width, channels = shape[-3:]
-            size = layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
-            pixels = batch * height * width
-            forward = (conv_flops(size, channels, 4 * layer.filters, pixels * years)
-                       + conv_flops(size, layer.filters, 4 * layer.filters, pixels * (years - 1)))
-        elif isinstance(layer, keras.layers.Conv2D):
-            height, width, channels = layer.input.shape[-3:]
-            out_height, out_width, filters = layer.output.shape[-3:]
-            forward = conv_flops(layer.kernel_size[0], channels, filters, images * out_height * out_width)
-        elif isinstance(layer, keras.layers.Dense):
-            forward = 2 * layer.input.shape[-1] * layer.units * images
-        else:
-            continue
-        total += forward * (1 + backward)
-    return total
+BASE_VARIANTS = ("fused", "keras")  # model.convlstm values
+XLA_VARIANTS = ("fused+xla", "keras+xla")  # the same, compiled with jit_compile=True
+XLA_REPEATS = 2  # default rounds with --xla: an XLA ConvLSTM step is ~10× slower on CPU
 
 
 def random_batch(config, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,9 +108,10 @@ def peak_memory() -> int | None:
         return None
 
 
-def build(config_path: str, overrides: list[str], implementation: str):
-    """Build and compile the network of the config with the given ConvLSTM implementation."""
-    config = load_config(config_path, [*overrides, f"model.convlstm={implementation}"])
+def build(config_path: str, overrides: list[str], implementation: str, xla: bool = False):
+    """Build and compile the network of the config with the given ConvLSTM implementation (XLA if ``xla``)."""
+    config = load_config(config_path, [*overrides, f"model.convlstm={implementation}",
+                                       f"train.jit_compile={str(xla).lower()}"])
     network.set_precision(config)
     keras.utils.set_random_seed(config.seed)
     model = network.build_model(config)
@@ -181,41 +157,45 @@ def timed(function) -> float:
     return time.perf_counter() - start
 
 
-def bench_shape(name: str, config_path: str, repeats: int, extra: list[str]) -> dict:
-    """Build both variants at one shape and time ``repeats`` rounds.
+def bench_shape(name: str, config_path: str, repeats: int, extra: list[str], xla: bool = False) -> dict:
+    """Build both variants (and their XLA versions if ``xla``) at one shape and time ``repeats`` rounds.
 
-    A round measures the matmul, a training step of each variant (alternating which goes first), the
-    ConvLSTM layers alone of each variant, and the matmul again. Other jobs share the CPU, so ratios are
-    taken within a round (seconds apart, under about the same load) and their median is reported.
+    A round measures the matmul, a training step of each variant (alternating the order), the ConvLSTM
+    layers alone of each variant without XLA, and the matmul again. Other jobs share the CPU, so ratios
+    are taken within a round (seconds apart, under about the same load) and their median is reported.
     """
     config_file, overrides, batch = SHAPES[name]
     config_path = config_file or config_path
     overrides = [*overrides, *extra]
     variants = {}
-    for implementation in ("fused", "keras"):
-        config, model = build(config_path, overrides, implementation)
+    for label in (*BASE_VARIANTS, *(XLA_VARIANTS if xla else ())):
+        implementation = label.split("+")[0]
+        config, model = build(config_path, overrides, implementation, xla=label.endswith("+xla"))
         x, y = random_batch(config, batch)
         reset_peak_memory()
-        for _ in range(2):  # trace, then one warm step
+        for _ in range(2):  # trace (or compile with XLA), then one warm step
             model.train_on_batch(x, y)
-        variants[implementation] = dict(model=model, x=x, y=y, times=[], layer_times=[], peak=peak_memory(),
-                                        flops=training_flops(model, config, batch))
-    for implementation, variant in variants.items():
+        variants[label] = dict(model=model, x=x, y=y, times=[], layer_times=[], peak=peak_memory(),
+                               flops=training_flops(model, config, batch))
+    for implementation in BASE_VARIANTS:
+        variant = variants[implementation]
         variant["layers"] = convlstm_step(variants["fused"]["model"], config, batch, implementation)
         variant["layers"]()  # trace
     for variant in variants.values():  # one untimed round: the allocator settles after the new functions
         variant["model"].train_on_batch(variant["x"], variant["y"])
-        variant["layers"]()
+        if "layers" in variant:
+            variant["layers"]()
     matmul_rates = []
     for round_index in range(repeats):
         before = matmul_rate()
-        order = ("fused", "keras") if round_index % 2 == 0 else ("keras", "fused")
-        for implementation in order:
-            variant = variants[implementation]
+        order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
+        for label in order:
+            variant = variants[label]
             step = variant["model"].train_on_batch
             variant["times"].append(timed(lambda: step(variant["x"], variant["y"])))  # noqa: B023 (timed at once)
-        for implementation in order:
-            variants[implementation]["layer_times"].append(timed(variants[implementation]["layers"]))
+        for label in order:
+            if "layers" in variants[label]:
+                variants[label]["layer_times"].append(timed(variants[label]["layers"]))
         matmul_rates.append((before + matmul_rate()) / 2)
     fused, stock = variants["fused"], variants["keras"]
     shape = (batch, config.sequence.years, config.window, config.window, config.input_channels)
@@ -225,12 +205,14 @@ def bench_shape(name: str, config_path: str, repeats: int, extra: list[str]) -> 
         speedups=[s / f for s, f in zip(stock["times"], fused["times"])],
         efficiencies=[fused["flops"] / f / m for f, m in zip(fused["times"], matmul_rates)],
         variants={})
-    for implementation, variant in variants.items():
-        result["variants"][implementation] = dict(
+    for label, variant in variants.items():
+        result["variants"][label] = dict(
             best=min(variant["times"]), median=float(np.median(variant["times"])), flops=variant["flops"],
-            peak=variant["peak"], layer_best=min(variant["layer_times"]))
+            peak=variant["peak"], layer_best=min(variant["layer_times"], default=None),
+            to_stock=[t / s for t, s in zip(variant["times"], stock["times"])])
     for variant in variants.values():
-        del variant["model"], variant["layers"]
+        del variant["model"]
+        variant.pop("layers", None)
     keras.backend.clear_session()
     gc.collect()  # so that the next shape's peak memory starts from nothing
     return result
@@ -247,12 +229,13 @@ def report(result: dict) -> None:
     print(f"shape {result['name']} ({result['config']}): input {result['shape']} "
           f"(batch, years, H, W, channels), "
           f"{result['parameters']:,} parameters; matmul {MATMUL_SIZE}² {matmul / 1e9:.1f} GFLOP/s (best)")
-    print(f"  {'variant':<8} {'s/step':>8} {'median':>8} {'s/sample':>9} {'GFLOP/step':>11} {'GFLOP/s':>8} "
+    print(f"  {'variant':<9} {'s/step':>8} {'median':>8} {'s/sample':>9} {'GFLOP/step':>11} {'GFLOP/s':>8} "
           f"{'÷ matmul':>9} {'peak MB':>8}")
-    for label, variant in (("fused", fused), ("stock", stock)):
+    labels = {"fused": "fused", "keras": "stock", "fused+xla": "fused+XLA", "keras+xla": "stock+XLA"}
+    for label, variant in ((labels[key], value) for key, value in result["variants"].items()):
         peak = "n/a" if variant["peak"] is None else f"{variant['peak'] / 2 ** 20:.0f}"
         rate = variant["flops"] / variant["best"]
-        print(f"  {label:<8} {variant['best']:>8.3f} {variant['median']:>8.3f} "
+        print(f"  {label:<9} {variant['best']:>8.3f} {variant['median']:>8.3f} "
               f"{variant['best'] / result['batch']:>9.3f} {variant['flops'] / 1e9:>11.1f} "
               f"{rate / 1e9:>8.1f} {rate / matmul:>9.2f} {peak:>8}")
     print(f"  speed-up over stock ConvLSTM2D: {stock['best'] / fused['best']:.2f}×  "
@@ -264,6 +247,12 @@ def report(result: dict) -> None:
     print(f"  ConvLSTM layers alone (forward + backward): fused {fused['layer_best']:.3f} s, "
           f"stock {stock['layer_best']:.3f} s, speed-up {stock['layer_best'] / fused['layer_best']:.2f}×; "
           f"the rest of the fused step ≈ {fused['best'] - fused['layer_best']:.3f} s")
+    if "fused+xla" in result["variants"]:
+        print("  time ÷ stock ConvLSTM2D without XLA (best rounds; median of in-round ratios; rounds):")
+        for key, variant in result["variants"].items():
+            print(f"    {labels[key]:<9} {variant['best'] / stock['best']:6.2f}×  "
+                  f"{np.median(variant['to_stock']):6.2f}×  "
+                  f"{' '.join(f'{value:.2f}' for value in variant['to_stock'])}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,12 +260,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--shapes", default="small,default,sample",
                         help=f"comma-separated, of {', '.join(SHAPES)}")
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per shape (best one counts)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"timed rounds per shape (best one counts); default 5, {XLA_REPEATS} with --xla")
+    parser.add_argument("--xla", action="store_true",
+                        help="also time both variants compiled with jit_compile=True (XLA)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override applied to both variants, e.g. model.lstm_filters=[16,24,32]")
     parser.add_argument("--inter-op-threads", type=int, default=0,
                         help="TensorFlow inter-op threads; 0 = its default")
     arguments = parser.parse_args(argv)
+    repeats = arguments.repeats or (XLA_REPEATS if arguments.xla else 5)
     if arguments.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(arguments.inter_op_threads)
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
@@ -284,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
           f"inter-op threads {tf.config.threading.get_inter_op_parallelism_threads() or 'default'}")
     for name in arguments.shapes.split(","):
         load = " ".join(f"{value:.2f}" for value in os.getloadavg())
-        result = bench_shape(name, arguments.config, arguments.repeats, arguments.set)
+        result = bench_shape(name, arguments.config, repeats, arguments.set, arguments.xla)
         print(f"\nload average (1, 5, 15 min) before: {load}; after: "
               f"{' '.join(f'{value:.2f}' for value in os.getloadavg())}")
         report(result)

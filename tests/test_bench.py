@@ -1,0 +1,95 @@
+"""Tests of the benchmarks' shared cost model (model/flops.py) and of bench/scale.py end to end.
+
+No timing is asserted: the machine is shared. The end-to-end test runs bench/scale.py on a tiny world
+(one 64² zone, 72 months, 64-pixel windows, 2 years) and checks its JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+import model as network  # noqa: E402
+from model.flops import activation_bytes, conv_flops, training_flops  # noqa: E402
+from phenocast.config import load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [  # 32-pixel windows, 3 years, a small network (as tests/test_model.py)
+    "tiling.centre=16", "tiling.margin=8", "sequence.years=3", "model.filters=4", "model.growth_rate=4",
+    "model.layers_per_block=[1, 1, 1]", "model.lstm_filters=[4, 6, 8]", "model.aspp_filters=8",
+    "model.dilation_rates=[2, 3]", "model.decoder_filters=4",
+]
+
+
+def one_conv_model(name: str) -> keras.Model:
+    """(8, 8, 2) → one 3×3 convolution to 4 channels ("same" padding): 8·8 output pixels."""
+    inputs = keras.Input((8, 8, 2))
+    return keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same", name=name)(inputs))
+
+
+def plain_config(years: int = 1) -> SimpleNamespace:
+    return SimpleNamespace(sequence=SimpleNamespace(years=years), model=SimpleNamespace(per_year_outputs=False))
+
+
+@pytest.mark.parametrize("name, passes", [("conv", 3), ("stem_conv", 2)])
+def test_training_flops_of_one_convolution_match_a_hand_count(name, passes):
+    batch = 2
+    forward = 2 * 3 * 3 * 2 * 4 * 8 * 8 * batch  # 2 FLOPs per multiply-add, per output pixel and channel
+    assert conv_flops(3, 2, 4, 8 * 8 * batch) == forward
+    # forward + input gradient + weight gradient; the stem needs no input gradient
+    assert training_flops(one_conv_model(name), plain_config(), batch) == passes * forward
+
+
+def test_activation_bytes_of_one_convolution_match_a_hand_count():
+    batch = 3
+    kept = (8 * 8 * 2 + 8 * 8 * 4) * batch * 4  # the input and the convolution's output, float32
+    assert activation_bytes(one_conv_model("conv"), plain_config(), batch) == kept
+
+
+@pytest.mark.parametrize("convlstm", ["fused", "keras"])
+def test_activation_bytes_scale_linearly_with_batch(convlstm):
+    config = load_config("configs/sample.yaml", [*TINY, f"model.convlstm={convlstm}"])
+    network.set_precision(config)
+    built = network.build_model(config)
+    one = activation_bytes(built, config, 1)
+    window, years = config.window, config.sequence.years
+    assert one > 4 * years * window * window * config.input_channels  # more than the input alone
+    assert activation_bytes(built, config, 4) == 4 * one
+    assert training_flops(built, config, 4) == 4 * training_flops(built, config, 1)
+
+
+def test_scale_bench_runs_end_to_end_on_a_tiny_world(tmp_path):
+    path = tmp_path / "scale.json"
+    command = [sys.executable, str(ROOT / "bench" / "scale.py"), "--zones", "1", "--size", "64", "--months", "72",
+               "--batch-sizes", "1,1000000", "--input-samples", "2", "--workdir", str(tmp_path / "work"),
+               "--json", str(path), "--set", "tiling.centre=48", "--set", "tiling.margin=8",
+               "--set", "sequence.years=2", "--set", "data.val_months=12", "--set", "data.test_months=12",
+               *(f"--set={override}" for override in TINY[3:])]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipped (needs ~" in result.stdout and "projected" in result.stdout
+    values = json.loads(path.read_text())
+    for key in ("world", "device", "preprocess", "input", "train_steps", "flops_per_sample",
+                "activation_bytes_per_sample", "projection"):
+        assert key in values, key
+    assert values["preprocess"]["seconds"] > 0 and values["preprocess"]["kind"] == "measured"
+    assert values["input"]["tf.data"]["core_seconds_per_sample"] > 0
+    measured, skipped = values["train_steps"]
+    assert measured["status"] == "measured" and measured["seconds_per_step"] > 0 and measured["peak_bytes"] > 0
+    assert skipped["status"] == "skipped" and skipped["batch"] == 1000000
+    assert values["flops_per_sample"] > 0 and values["activation_bytes_per_sample"] > 0
+    projection = values["projection"]
+    assert projection["kind"] == "projected" and projection["zones"] == 24
+    assert set(projection["stages"]) == {"pretrain", "finetune", "refit", "predict"}
+    assert projection["total_this_device"] > projection["preprocess"] > 0
+    assert projection["input_cores_needed"]["tf.data"] > 0
+    assert not list(path.parent.glob(".*.tmp"))  # the atomic write left no temporary behind
