@@ -189,15 +189,29 @@ def measure_input(source: Callable[[], Iterable], batch_size: int, samples: int)
 def sample_sources(config) -> dict[str, Callable[[], Iterable]]:
     """The sample sources to measure, by name: each a callable returning an iterable of training batches.
 
-    Another source plugs in here: the device-resident data (another branch) adds an entry
-    ``"device": lambda: <its batches>`` and gets its own rows in the table and the JSON.
+    ``tf.data``: samples assembled on the host from the records (``phenocast.dataset``). ``device data``:
+    the int16 stacks resident on the device (``phenocast.device_data``); what the host does per batch is
+    only the index stream, so that is what its row measures; the assembly itself runs inside the compiled
+    step and is timed on its own (``device assembly``), on this device.
     """
-    from phenocast.dataset import training_dataset, zone_samples
-    from phenocast.preprocess import load_zone_records
+    import tensorflow as tf
 
-    zones = zone_samples(load_zone_records(config)[1], config)
+    from phenocast.dataset import training_dataset
+    from phenocast.device_data import DeviceData
+    from phenocast.pipeline import Pipeline
+
+    zones = list(Pipeline(config, log=lambda message: None).samples.values())  # with the damped φ if needed
     batch = config.train.batch_size
-    return {"tf.data": lambda: training_dataset(zones, config, batch, config.seed)}
+    resident = DeviceData(zones, config, config.seed)
+    assemble = tf.function(resident.batch)
+
+    def assembled():
+        for indices in resident.index_dataset(batch):
+            yield assemble(indices)
+
+    return {"tf.data": lambda: training_dataset(zones, config, batch, config.seed),
+            "device data": lambda: resident.index_dataset(batch),
+            "device assembly (inside the step, on this device)": assembled}
 
 
 def random_batch(config, batch: int):
