@@ -83,7 +83,7 @@ def test_cross_field_checks_run_at_load(override, message):
 ])
 def test_mixed_precision_takes_a_bool_or_a_precision(text: str, value):
     assert load_config(DEFAULT, [f"train.mixed_precision={text}"]).train.mixed_precision == value
-    assert load_config(DEFAULT).train.mixed_precision is False and load_config(DEFAULT).train.profile_batches is None
+    assert load_config(DEFAULT).train.mixed_precision == "auto" and load_config(DEFAULT).train.profile_batches is None
     assert load_config(DEFAULT, ["train.profile_batches=[2, 3]"]).train.profile_batches == [2, 3]
 
 
