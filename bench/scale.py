@@ -214,19 +214,6 @@ def sample_sources(config) -> dict[str, Callable[[], Iterable]]:
             "device assembly (inside the step, on this device)": assembled}
 
 
-def random_batch(config, batch: int):
-    """Random inputs ``(batch, years, window, window, channels)`` and packed targets (90 % valid)."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    years, window, horizon = config.sequence.years, config.window, config.predict.horizon
-    x = rng.normal(0, 0.1, (batch, years, window, window, config.input_channels)).astype("float32")
-    lead = (batch, years) if config.model.per_year_outputs else (batch,)
-    target = rng.normal(0, 0.1, (*lead, window, window, horizon)).astype("float32")
-    mask = (rng.random(target.shape) < 0.9).astype("float32")
-    return x, np.concatenate([target, mask], axis=-1)
-
-
 def measure_steps(config, device: dict, batch_sizes: list[int], steps: int, tf) -> tuple[list[dict], dict]:
     """Time ``steps`` training steps (after one warm-up) at every batch size and precision.
 
@@ -240,7 +227,7 @@ def measure_steps(config, device: dict, batch_sizes: list[int], steps: int, tf) 
     import keras
 
     import model as network
-    from model.flops import activation_bytes, training_flops
+    from model.flops import activation_bytes, random_batch, training_flops
 
     precisions = ["float32"] + ([device["mixed_precision"]] if device["mixed_precision"] else [])
     rows, cost = [], {}

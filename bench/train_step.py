@@ -52,7 +52,7 @@ import tensorflow as tf  # noqa: E402
 
 import model as network  # noqa: E402
 from model.convlstm import ConvLSTM  # noqa: E402
-from model.flops import training_flops  # noqa: E402
+from model.flops import random_batch, training_flops  # noqa: E402
 from phenocast.config import load_config  # noqa: E402
 
 SAMPLE_CONFIG = "configs/sample.yaml"
@@ -65,17 +65,6 @@ MATMUL_SIZE = 3072
 BASE_VARIANTS = ("fused", "keras")  # model.convlstm values
 XLA_VARIANTS = ("fused+xla", "keras+xla")  # the same, compiled with jit_compile=True
 XLA_REPEATS = 2  # default rounds with --xla: an XLA ConvLSTM step is ~10× slower on CPU
-
-
-def random_batch(config, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs ``(batch, years, window, window, channels)`` and packed targets with a 90 % valid mask."""
-    rng = np.random.default_rng(0)
-    years, window, horizon = config.sequence.years, config.window, config.predict.horizon
-    x = rng.normal(0, 0.1, (batch, years, window, window, config.input_channels)).astype("float32")
-    lead = (batch, years) if config.model.per_year_outputs else (batch,)
-    target = rng.normal(0, 0.1, (*lead, window, window, horizon)).astype("float32")
-    mask = (rng.random(target.shape) < 0.9).astype("float32")
-    return x, np.concatenate([target, mask], axis=-1)
 
 
 def matmul_rate(size: int = MATMUL_SIZE, repeats: int = 2) -> float:

@@ -121,3 +121,16 @@ def activation_bytes(model: keras.Model, config, batch: int) -> int:
             itemsize = tf.as_dtype(layer.compute_dtype).size
             total += CONVLSTM_STATE_TENSORS * layer.filters * height * width * years * batch * itemsize
     return total
+
+
+def random_batch(config, batch: int) -> tuple:
+    """Inputs ``(batch, years, window, window, channels)`` and packed targets with a 90 % valid mask."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    years, window, horizon = config.sequence.years, config.window, config.predict.horizon
+    x = rng.normal(0, 0.1, (batch, years, window, window, config.input_channels)).astype("float32")
+    lead = (batch, years) if config.model.per_year_outputs else (batch,)
+    target = rng.normal(0, 0.1, (*lead, window, window, horizon)).astype("float32")
+    mask = (rng.random(target.shape) < 0.9).astype("float32")
+    return x, np.concatenate([target, mask], axis=-1)

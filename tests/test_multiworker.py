@@ -18,29 +18,20 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from test_run import arguments, script
+import test_run
+from test_run import arguments
 
 from phenocast.cluster import Worker, worker
 from phenocast.errors import PhenocastError
 
-from conftest import ROOT, synthetic_stack, write_zone
+from conftest import ROOT
 
 TIMEOUT = 300  # seconds for both workers together: about 95 s on an idle 2-core CPU, 130 s when shared
 FAST = ["train.epochs=1", "train.steps_per_epoch=2", "train.validation_samples=8", "finetune.refit=false",
         "predict.tta=false"]
 
 
-@pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory) -> tuple[Path, Path]:
-    """Two tiny zones and their records (as in tests/test_run.py)."""
-    root = tmp_path_factory.mktemp("world")
-    data_dir = root / "data"
-    write_zone(data_dir, "Z1", synthetic_stack(60, 20, 14, seed=1))
-    write_zone(data_dir, "Z2", synthetic_stack(60, 10, 10, seed=2), gaps=(33,))
-    world = (data_dir, root / "records")
-    prepared = script("preprocess.py", *arguments(world, root / "unused"))
-    assert prepared.returncode == 0, prepared.stderr
-    return world
+tiny_world = test_run.tiny_world  # the two tiny zones and their records, as in tests/test_run.py
 
 
 def free_ports(count: int) -> list[int]:
