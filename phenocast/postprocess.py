@@ -454,7 +454,9 @@ def headline_text(numbers: dict, confidence: float) -> str:
     if "wins_over_ema" in entry:
         text += f"; it beats the EMA on {entry['wins_over_ema']} of {entry['images']} images"
     if "gap_closed" in entry:
-        text += f"; it closes {entry['gap_closed']:.0%} of the EMA → oracle gap"
+        share = round(100 * entry["gap_closed"]) + 0  # + 0: no "-0"
+        text += (f"; it closes {share} % of the EMA → oracle gap" if share >= 0 else
+                 f"; it widens the EMA → oracle gap by {-share} %")
     return text + "."
 
 
