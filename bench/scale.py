@@ -298,11 +298,13 @@ def run_counts(config, zones: int = TARGET_ZONES, size: int = TARGET_SIZE, month
                         if finetune.enabled else 0)
     refit_samples = (pretrain_samples + finetune_samples) if finetune.refit else 0
     forecast_origins = 1
+    training_pairs = zones * windows * len(origin_rules.training_origins(first, last, config))
     predictions = zones * windows * (len(validation) + len(test) + forecast_origins)
     if config.predict.tta:
         predictions *= TRANSFORMS
     return dict(
         windows_per_zone=windows, validation_origins=len(validation), test_origins=len(test),
+        training_pairs=training_pairs, pretrain_passes=pretrain_samples / max(training_pairs, 1),
         train_samples=dict(pretrain=pretrain_samples, finetune=finetune_samples, refit=refit_samples),
         validation_forwards=dict(pretrain=train.epochs * per_epoch_pretrain,
                                  finetune=(zones * (finetune.epochs + 1) * per_epoch_zone
@@ -385,6 +387,9 @@ def table_rows(result: dict) -> list[tuple[str, str, str]]:
     projection = result["projection"]
     rate = result["device_flops"]
     where = f"{projection['zones']} zones × {projection['size']}² × {projection['months']} months"
+    counts = projection["counts"]
+    rows.append((f"run on {where}: pre-training passes over the {counts['training_pairs']:,} (window, "
+                 f"origin) pairs", f"{counts['pretrain_passes']:.1f}", "from the config"))
     rows.append((f"run on {where}: preprocess", duration(projection["preprocess"]),
                  "projected (measured wall per zone × size scale × 24)"))
     for stage in ("pretrain", "finetune", "refit", "predict"):
