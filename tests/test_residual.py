@@ -29,7 +29,8 @@ def world(tmp_path_factory) -> Path:
 def make_config(root: Path, output: Path, *overrides: str):
     return load_config(ROOT / "configs" / "sample.yaml", [
         *TINY, f"data.dir={root / 'data'}", f"records.dir={root / 'records'}", f"output.dir={output}",
-        "finetune.refit=false", "predict.tta=false", "report.maps=false", *overrides])
+        "finetune.refit=false", "predict.tta=false", "report.maps=false", "train.validation_samples=8",
+        "evaluate.bootstrap=200", *overrides])
 
 
 def pipeline(root: Path, output: Path, *overrides: str):
@@ -135,11 +136,12 @@ def test_the_small_config_runs_on_a_zone_of_a_few_dozen_pixels(tmp_path: Path):
     write_zone(data_dir, "Tiny", synthetic_stack(84, 8, 8, seed=7))
     config = load_config(ROOT / "configs" / "small.yaml", [
         f"data.dir={data_dir}", f"output.dir={tmp_path / 'outputs'}", "records.workers=1", "train.epochs=1",
-        "train.steps_per_epoch=2", "report.maps=false", "evaluate.bootstrap=200"])
+        "train.steps_per_epoch=2", "report.maps=false", "evaluate.bootstrap=200", "train.validation_samples=8",
+        "finetune.refit=false"])
     assert config.window == 32 and config.model.base == "damped" and config.model.masked_pooling
     preprocess(config, progress=False, log=lambda message: None)
     run = Pipeline(config, log=lambda message: None)
-    run.run()
+    run.run(("pretrain", "predict", "postprocess"))
     import json
 
     scores = json.loads((config.run_dir / "scores.json").read_text())

@@ -21,7 +21,7 @@ TINY = ["tiling.centre=8", "tiling.margin=4", "sequence.years=2", "data.val_mont
         "model.decoder_filters=4", "train.epochs=2", "train.steps_per_epoch=2", "train.batch_size=2",
         "train.warmup_steps=1", "finetune.enabled=false", "finetune.epochs=1", "finetune.steps_per_epoch=1",
         "finetune.batch_size=2", "predict.tta=true",
-        "records.workers=1"]
+        "records.workers=1", "train.validation_samples=16", "evaluate.bootstrap=300"]
 
 
 @pytest.fixture(scope="module")
