@@ -2,8 +2,11 @@
 
 Modules: ``config`` (the config tree), ``zones`` (zone discovery and GeoTIFF I/O), ``tiling`` (window grid
 and stitcher), ``records`` (TFRecord schema), ``preprocess`` (zones → records), ``origins`` (which
-forecast origins train, validate and forecast), ``baselines``, ``metrics``, ``evaluate`` (backtests),
-``sample`` (the built-in synthetic sample).
+forecast origins train, validate and forecast), ``features`` (climatology, EMA, damped: numpy and TF),
+``baselines``, ``metrics``, ``evaluate`` (backtests), ``dataset`` (tf.data samples), ``device_data``
+(samples assembled on the device), ``devices`` and ``cluster`` (strategies, TF_CONFIG), ``pipeline`` and
+``training`` (the stages of run.py), ``forecast`` and ``postprocess`` (predictions to the submission),
+``report``, ``synthetic`` and ``sample`` (the built-in synthetic world).
 """
 
 import os
