@@ -133,14 +133,20 @@ def blend(model: np.ndarray, base: np.ndarray, weight: float) -> np.ndarray:
     return (base + weight * (model - base)).astype(np.float32)
 
 
+MIN_VALIDATION_ORIGINS = 12  # a bootstrap over fewer forecast origins proves nothing (fixed origins: 2)
+
+
 def _validated(board: Scoreboard, method: str, reference: str, config: Config) -> tuple[bool, str]:
     """Whether ``method`` beats ``reference`` on the validation period (the upper end of the paired-bootstrap
-    interval of their RMSE ratio below 1), and the interval in words."""
+    interval of their RMSE ratio below 1, over at least ``MIN_VALIDATION_ORIGINS`` origins), and the
+    interval in words."""
     evaluate = config.evaluate
     interval = paired_bootstrap(board.restrict_period("validation"), method, reference,
                                 max(evaluate.bootstrap, 200), evaluate.confidence, seed=config.seed)
     said = (f"validation RMSE {method}/{reference} {interval['ratio']:.3f} "
             f"[{interval['low']:.3f}–{interval['high']:.3f}] on {interval['images']} images")
+    if interval["origins"] < MIN_VALIDATION_ORIGINS:
+        return False, f"{said} from only {interval['origins']} origin(s), fewer than {MIN_VALIDATION_ORIGINS}"
     return interval["high"] < 1, said
 
 

@@ -167,6 +167,9 @@ def test_a_base_that_does_not_beat_the_ema_on_validation_falls_back_to_the_ema(d
     chosen, weight, reason = choose_blend(board, images, truth, 1, config)
     assert chosen == fallback and f"fallback {fallback}" in reason
     assert 0.5 < weight <= 1 and reason.startswith("fitted")  # the model beats either fallback
+    few = Scoreboard(score for score in board.scores if score.origin <= 5)  # 5 origins prove nothing
+    chosen, weight, reason = choose_blend(few, images, truth, 1, config)
+    assert chosen == "ema" and weight == 0.0 and "from only 5 origin(s)" in reason
 
 
 @pytest.mark.parametrize("model, expected", [("noise", "shrunk"), ("truth", "fitted")])
