@@ -258,6 +258,11 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[s
     fitted = fit_baselines(stack, config, zone.first, fit_end(zone.first, zone.last, config))
     oracle = load_oracle(config.data.dir, zone.name)
     board = Scoreboard()
+
+    def score(key: tuple[int, int], method: str, image: np.ndarray, period: str) -> None:
+        truth = stack[key[0] + key[1] - zone.first]
+        board.add(zone.name, key[0], key[1], method, image_mse(image, truth, fill, scale), period)
+
     result = ZoneResult(zone.name, [], 0.0, fitted=fitted.to_dict())
     # until the validation period is scored
     fallback, weight, result.weight_reason = choose_blend(board, {}, stack, zone.first, config)
@@ -267,18 +272,15 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[s
         scored = {}
         for key, values in methods.items():
             scored[key] = {method: _as_written(image, config) for method, image in values.items()}
-            truth = stack[key[0] + key[1] - zone.first]
             for method, image in scored[key].items():
-                board.add(zone.name, key[0], key[1], method, image_mse(image, truth, fill, scale), period.name)
+                score(key, method, image, period.name)
         if period.name == "validation":  # the weight is chosen here and only applied afterwards
             fallback, weight, result.weight_reason = choose_blend(board, methods, stack, zone.first, config)
         saved = {}
         for key, values in methods.items():
             if "model" in values:
                 scored[key][SUBMITTED] = _as_written(blend(values["model"], values[fallback], weight), config)
-                truth = stack[key[0] + key[1] - zone.first]
-                board.add(zone.name, key[0], key[1], SUBMITTED, image_mse(scored[key][SUBMITTED], truth, fill,
-                                                                            scale), period.name)
+                score(key, SUBMITTED, scored[key][SUBMITTED], period.name)
             saved[key] = {method: scored[key][method] for method in SAVED_METHODS if method in scored[key]}
         if has_model:
             result.scored_files[period.name] = write_scored(scored_path(run_dir, zone.name, period.name), saved,
@@ -292,12 +294,11 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[s
     origin = forecast_origin(zone.last, config)
     leads = forecast_leads(zone.last, config)
     forecast = model_images(forecast_path, zone, stack, config, [(origin, lead) for lead in leads])
-    position = origin - zone.first
-    # the base of the forecast, with the φ the network's base channels had (fitted on the training period)
+    # the fallback of the forecast, with the φ the network's base channels had (fitted on the training
+    # period); baseline_images already fills its gaps (climatology, persistence)
     bases = baseline_images(stack, config, zone.first, [(origin, lead) for lead in leads], fitted)
-    persistence = baselines.persistence(stack, position, fill)
     for lead in leads:
-        reference = baselines.fill_gaps(bases[origin, lead][fallback], persistence)
+        reference = bases[origin, lead][fallback]
         values = blend(baselines.fill_gaps(forecast[origin, lead], reference), reference, weight)
         values[never_valid] = np.nan  # permanently nodata → fill
         path = run_dir / "predictions" / month_file_name(zone.name, origin + lead)
