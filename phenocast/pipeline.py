@@ -29,7 +29,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,9 @@ STAGE_KEYS = {
     "refit": (*COMMON_KEYS, "finetune"),
     "predict": (*COMMON_KEYS, "predict"),
 }
+# (device data gives the same batches as tf.data up to float32 rounding)
 IGNORED_KEYS = ("train.memory_growth", "train.profile_batches", "finetune.refit", "finetune.enabled",
-                "train.ensemble", "train.device_data", "train.device_memory_share")  # device data: the same
-# batches up to float32 rounding
+                "train.ensemble", "train.device_data", "train.device_memory_share")
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -168,6 +168,15 @@ class Pipeline:
         folder = self.run_dir / "checkpoints"
         return folder / f"member{self.member}" if self.members > 1 else folder
 
+    def each_member(self) -> Iterator[int]:
+        """Make each ensemble member the current one in turn (``member``), then member 0 again."""
+        try:
+            for member in range(self.members):
+                self.member = member
+                yield member
+        finally:
+            self.member = 0
+
     def _name(self, stage_name: str) -> str:
         """A stage's log name: ``pretrain``, or ``m<k>-pretrain`` for member k of an ensemble."""
         return f"m{self.member}-{stage_name}" if self.members > 1 else stage_name
@@ -210,18 +219,15 @@ class Pipeline:
         (for the selected zones where a stage is per zone). With ``train.ensemble`` N, the training
         stages run member by member (each resumable on its own), and predict averages the members."""
         if restart is not None:
-            for member in range(self.members):
-                self.member = member
+            for _ in self.each_member():
                 self.restart(restart)
         training = [stage for stage in stages if stage in ("pretrain", "finetune", "refit")]
-        for member in range(self.members):
-            self.member = member
+        for member in self.each_member():
             for stage in training:
                 started = time.time()
                 getattr(self, stage)()
-                which = f" (member {self.member + 1} of {self.members})" if self.members > 1 else ""
+                which = f" (member {member + 1} of {self.members})" if self.members > 1 else ""
                 self.log(f"stage {stage}{which}: {time.time() - started:.1f} s")
-        self.member = 0
         for stage in stages:
             if stage in training:
                 continue
@@ -477,12 +483,7 @@ class Pipeline:
 
     def member_models(self, zone: str, kind: str) -> list[Path]:
         """The model files of every ensemble member for a zone's ``kind`` predictions."""
-        paths = []
-        for member in range(self.members):
-            self.member = member
-            paths.append(self.model_path(zone, kind))
-        self.member = 0
-        return paths
+        return [self.model_path(zone, kind) for _ in self.each_member()]
 
     def predict(self):
         """Predict the validation and test origins (chosen model) and the forecast (submission model); an
