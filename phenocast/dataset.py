@@ -202,11 +202,14 @@ class SampleAssembler:
         alpha = self.config.evaluate.ema_alpha
         leads = tf.range(1, self.horizon + 1, dtype=tf.int32)
         targets = step_origins[:, None] + leads[None, :]  # (years, horizon)
-        value, seen = features.tf_ema(stack, targets, self.fill, alpha)  # (years, horizon, h, w)
-        if base == "damped":
-            origin_ema, origin_seen = features.tf_ema(stack, step_origins[:, None], self.fill, alpha)
-            value = features.tf_damped(value, stack, step_origins, origin_ema[:, 0], origin_seen[:, 0],
-                                       inside, phi, targets, self.fill, self.config.evaluate.damped_smoothing)
+        if base == "damped":  # one EMA pass over the origin month (lead 0) and the targets
+            value, seen = features.tf_ema(stack, tf.concat([step_origins[:, None], targets], axis=1), self.fill,
+                                          alpha)  # (years, 1 + horizon, h, w)
+            value = features.tf_damped(value[:, 1:], stack, step_origins, value[:, 0], seen[:, 0], inside, phi,
+                                       targets, self.fill, self.config.evaluate.damped_smoothing)
+            seen = seen[:, 1:]
+        else:
+            value, seen = features.tf_ema(stack, targets, self.fill, alpha)  # (years, horizon, h, w)
         phases = tf.math.floormod(targets, MONTHS_PER_YEAR)
         defined = seen & tf.gather(exists, phases, batch_dims=1)
         return tf.where(defined, (value - tf.gather(mean, phases, batch_dims=1)) / self.scale, 0.0)
