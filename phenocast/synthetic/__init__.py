@@ -4,9 +4,15 @@ its exact oracle, the writer of the competition's file format, and realism stati
 Modules: ``world`` (the knobs ``World`` and ``ZoneWorld``, one zone stepped month by month), ``fields``
 (Gaussian random fields on a periodic grid, their shifts), ``landcover`` (``LandCover``, ``LAND_COVERS``,
 the double-logistic month means and their Gauss–Hermite expectation), ``oracle`` (the conditional-mean
-forecast), ``writer`` (``generate_sample``, ``ensure_sample``, ``save_npz``, zone geometry) and
-``realism`` (``realism_statistics``, ``forecastability_statistics``). ``phenocast.sample`` is the command
-line and re-exports the public names.
+forecast), ``writer`` (``generate_sample``, ``ensure_sample``, ``write_zones`` and ``save_oracle`` for
+any generator of zones and oracles, ``save_npz``, zone geometry) and ``realism`` (``realism_statistics``,
+``forecastability_statistics``). ``phenocast.sample`` is the command line and re-exports the public names.
+
+``phenocast.synthetic.planted`` (``PLANTED_WORLDS``, ``generate_planted``, ``planted_stacks``; a command
+line, so it is imported on its own, not re-exported here) writes much simpler worlds in the same format:
+each isolates one thing a forecasting network must be able to learn (per-pixel persistence, a moving
+anomaly, a zone-wide anomaly only the context shows, a persistence that depends on the land cover, and a
+control with nothing to learn), with its exact oracle; its docstring states each world's formula.
 
 The generative model. Pixel x, month index m = 1..M, calendar month c = (m + first_month − 2) mod 12
 (0 = January) spanning days [d₀, d₁) = [365c/12, 365(c+1)/12), year y = (m + first_month − 2) div 12.
@@ -82,6 +88,8 @@ from phenocast.synthetic.writer import (
     ensure_sample,
     generate_sample,
     save_npz,
+    save_oracle,
+    write_zones,
     zone_folders,
     zone_names,
     zone_profile,
@@ -92,5 +100,5 @@ __all__ = [
     "DEFAULT_WORLD", "FILL_VALUE", "LAND_COVERS", "ORACLE_FOLDER", "ORACLE_README", "SCALE", "VALID_RANGE",
     "LandCover", "SpectralGrid", "World", "ZoneWorld", "calendar", "clusters", "ensure_sample",
     "forecastability_statistics", "generate_sample", "month_days", "realism_statistics", "save_npz",
-    "zone_folders", "zone_names", "zone_profile", "zone_tiles",
+    "save_oracle", "write_zones", "zone_folders", "zone_names", "zone_profile", "zone_tiles",
 ]

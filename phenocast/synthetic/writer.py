@@ -103,17 +103,18 @@ def zone_folders(data_dir: str | Path) -> list[Path]:
     return sorted(path for path in data_dir.iterdir() if path.is_dir() and path.name[0] not in "._")
 
 
-def _check_arguments(zones: int, months: int, size: int, seed: int, first_month: int, missing_months: int,
-                     horizon: int) -> None:
+def check_arguments(zones: int, months: int, size: int, seed: int, first_month: int, missing_months: int,
+                    horizon: int, label: str = "sample") -> None:
+    """Raise a one-line ``PhenocastError`` for arguments no generator accepts (``label``: what is generated)."""
     if zones < 1:
-        raise PhenocastError(f"expected at least 1 sample zone, got zones = {zones}")
+        raise PhenocastError(f"expected at least 1 {label} zone, got zones = {zones}")
     if months < MIN_MONTHS:
         raise PhenocastError(
-            f"expected at least {MIN_MONTHS} sample months (two years for a climatology), got {months}")
+            f"expected at least {MIN_MONTHS} {label} months (two years for a climatology), got {months}")
     if months > MAX_MONTHS:
-        raise PhenocastError(f"expected at most {MAX_MONTHS} sample months (3-digit file names), got {months}")
+        raise PhenocastError(f"expected at most {MAX_MONTHS} {label} months (3-digit file names), got {months}")
     if size < MIN_SIZE:
-        raise PhenocastError(f"expected a sample size of at least {MIN_SIZE} pixels, got {size}")
+        raise PhenocastError(f"expected a {label} size of at least {MIN_SIZE} pixels, got {size}")
     if seed < 0:
         raise PhenocastError(f"expected a seed >= 0, got {seed}")
     if not 1 <= first_month <= 12:
@@ -147,26 +148,63 @@ def generate_sample(out_dir: str | Path, zones: int = 2, months: int = 120, size
     Returns:
       The zone names, Z1 … Zn.
     """
-    _check_arguments(zones, months, size, seed, first_month, missing_months, horizon)
+    check_arguments(zones, months, size, seed, first_month, missing_months, horizon)
+
+    def write_zone(folder: Path, name: str, index: int, tile: tuple[int, int],
+                   advance: Callable[[int], object]) -> None:
+        _write_zone(folder, name, index, tile, months, size, seed, first_month, missing_months, horizon,
+                    advance)
+
+    return write_zones(out_dir, zone_names(zones), zone_tiles(zones), write_zone, ORACLE_README, months,
+                       "sample", progress, overwrite)
+
+
+ZoneWriter = Callable[[Path, str, int, tuple[int, int], Callable[[int], object]], None]
+"""Writes one zone: (folder, zone name, zone index, MODIS tile, advance) → None. Into ``folder`` it writes
+``<name>/<name>-NNN.tif`` and ``_oracle/<name>/…`` + ``_oracle/<name>-backtest.npz`` (``save_oracle``),
+calling ``advance(1)`` after each month."""
+
+
+def write_zones(out_dir: str | Path, names: list[str], tiles: list[tuple[int, int]],
+                write_zone: ZoneWriter, readme: str, months: int, label: str = "sample",
+                progress: bool = True, overwrite: bool = False) -> list[str]:
+    """Write generated zones and their oracle into ``out_dir`` so that they appear all at once.
+
+    Everything is written under ``out_dir/.sample-partial/`` first (ignored by zone discovery), then
+    moved into place: the oracle first, the zone folders last (a zone folder means a finished set), so an
+    interrupted run leaves no zone folder behind (rerunning starts over).
+
+    Args:
+      out_dir: the data folder; gets ``<name>/`` per zone and ``_oracle/``.
+      names: the zone names, in order (zone index = position).
+      tiles: each zone's MODIS tile (``zone_tiles``).
+      write_zone: writes one zone into the staging folder (``ZoneWriter``).
+      readme: the text of ``_oracle/README.txt`` (written on one line).
+      months: months per zone (the progress bar's steps per zone).
+      label: what is generated, for the progress bar and the error message.
+      progress: show a progress bar over months.
+      overwrite: replace the zone folders this call writes (and their oracle) if they exist; without it,
+        a folder that already holds zone folders is an error.
+
+    Returns:
+      ``names``.
+    """
     out_dir = Path(out_dir)
-    names = zone_names(zones)
     existing = zone_folders(out_dir)
     if existing and not overwrite:
         listed = ", ".join(path.name for path in existing[:5]) + (", …" if len(existing) > 5 else "")
         raise PhenocastError(
-            f"expected a data folder without zone folders to write the sample into, found {len(existing)} "
+            f"expected a data folder without zone folders to write the {label} into, found {len(existing)} "
             f"({listed}) in {out_dir}; choose another folder or pass --overwrite (overwrite=True)")
     staging = out_dir / STAGING_FOLDER  # ignored by zone discovery: an interrupted run leaves no zone
     if staging.exists():
         shutil.rmtree(staging)
-    tiles = zone_tiles(zones)
-    with tqdm(total=zones * months, desc="sample", unit="month", disable=not progress) as bar:
+    with tqdm(total=len(names) * months, desc=label, unit="month", disable=not progress) as bar:
         for index, (name, tile) in enumerate(zip(names, tiles)):
             bar.set_postfix_str(name)
-            _write_zone(staging, name, index, tile, months, size, seed, first_month, missing_months, horizon,
-                        bar.update)
-    atomic_write_text(staging / ORACLE_FOLDER / "README.txt", " ".join(ORACLE_README.split()) + "\n")
-    # move into place: the oracle first, the zone folders last (a zone folder means a finished sample)
+            write_zone(staging, name, index, tile, bar.update)
+    atomic_write_text(staging / ORACLE_FOLDER / "README.txt", " ".join(readme.split()) + "\n")
+    # move into place: the oracle first, the zone folders last (a zone folder means a finished set)
     moves = [Path(ORACLE_FOLDER) / item for name in names for item in (name, f"{name}-backtest.npz")]
     moves += [Path(ORACLE_FOLDER) / "README.txt", *(Path(name) for name in names)]
     (out_dir / ORACLE_FOLDER).mkdir(parents=True, exist_ok=True)
@@ -189,9 +227,9 @@ def _write_zone(out_dir: Path, name: str, index: int, tile: tuple[int, int], mon
     gaps = set(gap_rng.choice(np.arange(2, months), size=missing_months, replace=False).tolist())
     folder = out_dir / name
     folder.mkdir(parents=True, exist_ok=True)
-    first_origin = max(1, months - ORACLE_ORIGINS)
-    origins = np.arange(first_origin, months + 1, dtype=np.int64)
-    forecast = np.empty((len(origins), horizon, size, size), dtype=np.int16)  # (origins, leads, h, w)
+    first_origin = oracle_first_origin(months)
+    forecast = np.empty((months - first_origin + 1, horizon, size, size), dtype=np.int16)  # (origins,
+    #   leads, h, w)
     for month in range(1, months + 1):
         stored = zone.observe(zone.step())
         if month not in gaps:
@@ -201,11 +239,33 @@ def _write_zone(out_dir: Path, name: str, index: int, tile: tuple[int, int], mon
             for lead in range(1, horizon + 1):
                 forecast[month - first_origin, lead - 1] = zone.stored_forecast(lead)
         advance(1)
+    save_oracle(out_dir, name, profile, months, forecast, SOFTWARE)
+
+
+def oracle_first_origin(months: int) -> int:
+    """The first origin of the backtest archive: max(1, months - 48) (origins run to ``months``)."""
+    return max(1, months - ORACLE_ORIGINS)
+
+
+def save_oracle(out_dir: Path, name: str, profile: GeoProfile, months: int, forecast: np.ndarray,
+                software: str) -> None:
+    """Write a zone's oracle: ``_oracle/<name>-backtest.npz`` and the GeoTIFFs of the months after its last.
+
+    Args:
+      out_dir: the (staging) data folder.
+      profile: the zone's georeference.
+      months: the zone's last month.
+      forecast: int16 (origins, horizon, height, width), stored units, of origins
+        ``oracle_first_origin(months)`` .. ``months`` and leads 1..horizon.
+      software: the GeoTIFFs' software tag.
+    """
+    horizon = forecast.shape[1]
     oracle_dir = out_dir / ORACLE_FOLDER
     for lead in range(1, horizon + 1):
         write_geotiff(oracle_dir / name / month_file_name(name, months + lead), forecast[-1, lead - 1],
-                      profile, FILL_VALUE, VALID_RANGE, software=SOFTWARE)
-    save_npz(oracle_dir / f"{name}-backtest.npz", origins=origins,
+                      profile, FILL_VALUE, VALID_RANGE, software=software)
+    save_npz(oracle_dir / f"{name}-backtest.npz",
+             origins=np.arange(oracle_first_origin(months), months + 1, dtype=np.int64),
              leads=np.arange(1, horizon + 1, dtype=np.int64), forecast=forecast)
 
 
