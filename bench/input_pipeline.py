@@ -97,7 +97,7 @@ def main() -> int:
 
         # 3. the training step, plain and with the assembly inside
         model = network.build_model(config)
-        network.compile_model(model, config, keras.optimizers.Adam(1e-4))
+        network.compile_model(model, config, network.make_optimizer(model, 1e-4, config.train.weight_decay))
         class StepClock(keras.callbacks.Callback):
             """Wall seconds of every step of a ``fit`` (batch begin to end: a step's call returns once run)."""
 

@@ -235,7 +235,7 @@ def measure_steps(config, device: dict, batch_sizes: list[int], steps: int, tf) 
         keras.mixed_precision.set_global_policy(precision)
         keras.utils.set_random_seed(config.seed)
         model = network.build_model(config)
-        network.compile_model(model, config, keras.optimizers.Adam(config.train.lr))
+        network.compile_model(model, config, network.make_optimizer(model, config.train.lr, config.train.weight_decay))
         if precision == "float32":
             cost = dict(flops=training_flops(model, config, 1), activation_bytes=activation_bytes(model, config, 1))
         overshoot = 1.0  # measured peak ÷ estimated activations so far (the peak holds more than activations)

@@ -104,7 +104,7 @@ def build(config_path: str, overrides: list[str], implementation: str, xla: bool
     network.set_precision(config)
     keras.utils.set_random_seed(config.seed)
     model = network.build_model(config)
-    network.compile_model(model, config, keras.optimizers.Adam(config.train.lr))
+    network.compile_model(model, config, network.make_optimizer(model, config.train.lr, config.train.weight_decay))
     return config, model
 
 

@@ -7,14 +7,18 @@ Public API (TensorFlow backend):
   ``phenocast.config.Config.input_channels``); output
   ``forecast`` (float32, also under mixed precision): ``(batch, years, window, window, horizon)`` when
   ``model.per_year_outputs`` (step k predicts the horizon after year k's origin; the last step is the
-  forecast), else ``(batch, window, window, horizon)``. Every size comes from ``config.model``. The L2
-  penalty ``model.l2`` is built in as kernel regularizers.
+  forecast), else ``(batch, window, window, horizon)``. Every size comes from ``config.model``. Its first
+  layer ``input_scale`` (``InputScaling``) brings every channel to unit scale (``input_scaling``: NDVI
+  differences ÷ ``model.value_scale``, absolute channels standardised with statistics of training samples
+  that ``set_input_statistics`` writes into the model, so they are saved and loaded with it).
   With ``model.aux_weight > 0`` the model is an ``AuxiliaryOutputsModel``: its auxiliary heads (one per
   decoder stage above full resolution) are only returned by training calls and only used by its loss;
   ``model(x)``, ``predict`` and ``evaluate`` see just the forecast tensor, as for the plain model.
 - ``make_loss(config)``: ``loss(y_true, y_pred)`` with ``y_true = concat([targets, mask], -1)``
   (``(…, 2·horizon)``): masked ``sqrt_sqrt_mse`` / ``rmse`` / ``mse`` per sample, year-steps weighted, then
   the batch mean; masked targets (even NaN) never reach the value or the gradients.
+- ``make_optimizer(model, learning_rate, weight_decay)``: AdamW whose decoupled weight decay shrinks only
+  ``decayed_variables(model)`` (kernels outside the zero-initialised output heads).
 - ``compile_model(model, config, optimizer)``: compiles with ``make_loss``, the ``masked_rmse`` metric
   (logged as ``val_masked_rmse`` on validation; RMSE over valid pixels of the last year-step) and
   ``jit_compile=train.jit_compile``; attaches the auxiliary losses (``aux_weight``) if the model has heads.
@@ -41,11 +45,29 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 from model.convlstm import ConvLSTM  # noqa: E402
 from model.losses import MaskedForecastLoss, MaskedRMSE, make_loss  # noqa: E402
-from model.network import AuxiliaryOutputsModel, FoldYears, UnfoldYears, build_model, forecast_output  # noqa: E402
-from model.training import compile_model, initialise_from, load_model, precision_policy, set_precision  # noqa: E402
+from model.network import (  # noqa: E402
+    AuxiliaryOutputsModel,
+    FoldYears,
+    InputScaling,
+    UnfoldYears,
+    build_model,
+    forecast_output,
+    input_scaling,
+    set_input_statistics,
+)
+from model.training import (  # noqa: E402
+    compile_model,
+    decayed_variables,
+    initialise_from,
+    load_model,
+    make_optimizer,
+    precision_policy,
+    set_precision,
+)
 
 __all__ = [
-    "AuxiliaryOutputsModel", "ConvLSTM", "FoldYears", "MaskedForecastLoss", "MaskedRMSE", "UnfoldYears",
-    "build_model", "compile_model", "forecast_output", "initialise_from", "load_model", "make_loss",
-    "precision_policy", "set_precision",
+    "AuxiliaryOutputsModel", "ConvLSTM", "FoldYears", "InputScaling", "MaskedForecastLoss", "MaskedRMSE",
+    "UnfoldYears", "build_model", "compile_model", "decayed_variables", "forecast_output", "initialise_from",
+    "input_scaling", "load_model", "make_loss", "make_optimizer", "precision_policy", "set_input_statistics",
+    "set_precision",
 ]

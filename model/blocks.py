@@ -17,26 +17,23 @@ import tensorflow as tf
 from keras import layers
 
 
-def conv_block(x, filters: int, kernel_size: int, activation: str | None, regularizer, name: str,
-               dilation_rate: int = 1):
+def conv_block(x, filters: int, kernel_size: int, activation: str | None, name: str, dilation_rate: int = 1):
     """Convolution ("same" padding) with bias and activation.
 
     Args:
       x: ``(batch, H, W, C)``.
       filters, kernel_size, dilation_rate: of the convolution.
       activation: Keras activation name, or None for a linear output.
-      regularizer: kernel regularizer (L2) or None.
       name: layer name.
 
     Returns:
       ``(batch, H, W, filters)``.
     """
     return layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation_rate,
-                         activation=activation, kernel_regularizer=regularizer, name=name)(x)
+                         activation=activation, name=name)(x)
 
 
-def dense_block(x, num_layers: int, growth_rate: int, kernel_size: int, activation: str, regularizer,
-                name: str):
+def dense_block(x, num_layers: int, growth_rate: int, kernel_size: int, activation: str, name: str):
     """DenseNet block: each layer's ``growth_rate`` new channels are concatenated to its input.
 
     Args:
@@ -48,7 +45,7 @@ def dense_block(x, num_layers: int, growth_rate: int, kernel_size: int, activati
       ``(batch, H, W, C + num_layers·growth_rate)``.
     """
     for index in range(1, num_layers + 1):
-        new = conv_block(x, growth_rate, kernel_size, activation, regularizer, f"{name}_layer{index}_conv")
+        new = conv_block(x, growth_rate, kernel_size, activation, f"{name}_layer{index}_conv")
         x = layers.Concatenate(name=f"{name}_layer{index}_concat")([x, new])
     return x
 
@@ -57,14 +54,18 @@ def dense_block(x, num_layers: int, growth_rate: int, kernel_size: int, activati
 class MaskedGlobalAveragePooling(layers.Layer):
     """Global average over the pixels a mask marks: ``[x (batch, H, W, C), mask (batch, H, W, 1)]`` ->
     ``(batch, 1, 1, C)`` = Σ mask·x / Σ mask, so reflection padding (mask 0) never enters the average.
-    A mask pooled down with the features (fractions in [0, 1]) weighs each pixel by its inside share."""
+    A mask pooled down with the features (fractions in [0, 1]) weighs each pixel by its inside share.
+
+    The sums are taken in float32 whatever the compute dtype: in float16 a sum over a large window can
+    overflow, and the floor of the count (1e-6) is below float16's normal range (flushed to zero on CPUs).
+    """
 
     def call(self, inputs):
         x, mask = inputs
-        weights = tf.cast(mask, x.dtype)
-        total = tf.reduce_sum(x * weights, axis=[1, 2], keepdims=True)
+        values, weights = tf.cast(x, tf.float32), tf.cast(mask, tf.float32)
+        total = tf.reduce_sum(values * weights, axis=[1, 2], keepdims=True)
         count = tf.reduce_sum(weights, axis=[1, 2], keepdims=True)
-        return total / tf.maximum(count, tf.cast(1e-6, x.dtype))
+        return tf.cast(total / tf.maximum(count, 1e-6), x.dtype)
 
     def compute_output_shape(self, input_shape):
         shape = input_shape[0]
@@ -78,7 +79,7 @@ def global_pool(x, mask, name: str):
     return MaskedGlobalAveragePooling(name=name)([x, mask])
 
 
-def squeeze_excite(x, ratio: int, activation: str, regularizer, name: str, mask=None):
+def squeeze_excite(x, ratio: int, activation: str, name: str, mask=None):
     """Squeeze-and-excitation: rescale channels by a gate computed from their global averages.
 
     Args:
@@ -91,10 +92,8 @@ def squeeze_excite(x, ratio: int, activation: str, regularizer, name: str, mask=
     """
     channels = x.shape[-1]
     squeezed = global_pool(x, mask, f"{name}_pool")  # (batch, 1, 1, C)
-    squeezed = layers.Dense(max(1, channels // ratio), activation=activation, kernel_regularizer=regularizer,
-                            name=f"{name}_reduce")(squeezed)
-    gate = layers.Dense(channels, activation="sigmoid", kernel_regularizer=regularizer,
-                        name=f"{name}_expand")(squeezed)  # (batch, 1, 1, C)
+    squeezed = layers.Dense(max(1, channels // ratio), activation=activation, name=f"{name}_reduce")(squeezed)
+    gate = layers.Dense(channels, activation="sigmoid", name=f"{name}_expand")(squeezed)  # (batch, 1, 1, C)
     return layers.Multiply(name=f"{name}_scale")([x, gate])
 
 
@@ -107,7 +106,7 @@ def downsample(x, name: str):
 
 
 def aspp(x, filters: int, kernel_size: int, dilation_rates: list[int], image_pooling: bool, activation: str,
-         regularizer, name: str, mask=None):
+         name: str, mask=None):
     """Atrous spatial pyramid pooling (DeepLabV3): parallel 1×1, dilated and image-pooling branches, merged.
 
     Args:
@@ -121,19 +120,19 @@ def aspp(x, filters: int, kernel_size: int, dilation_rates: list[int], image_poo
       ``(batch, H, W, filters)``.
     """
     height, width = x.shape[1], x.shape[2]
-    branches = [conv_block(x, filters, 1, activation, regularizer, f"{name}_1x1")]
+    branches = [conv_block(x, filters, 1, activation, f"{name}_1x1")]
     for rate in dilation_rates:
-        branches.append(conv_block(x, filters, kernel_size, activation, regularizer, f"{name}_rate{rate}",
+        branches.append(conv_block(x, filters, kernel_size, activation, f"{name}_rate{rate}",
                                    dilation_rate=rate))
     if image_pooling:
         pooled = global_pool(x, mask, f"{name}_image_pool")  # (batch, 1, 1, C)
-        pooled = conv_block(pooled, filters, 1, activation, regularizer, f"{name}_image_conv")
+        pooled = conv_block(pooled, filters, 1, activation, f"{name}_image_conv")
         branches.append(layers.UpSampling2D((height, width), name=f"{name}_image_broadcast")(pooled))
     merged = layers.Concatenate(name=f"{name}_concat")(branches) if len(branches) > 1 else branches[0]
-    return conv_block(merged, filters, 1, activation, regularizer, f"{name}_project")
+    return conv_block(merged, filters, 1, activation, f"{name}_project")
 
 
-def upsample(x, mode: Literal["bilinear", "depth_to_space"], activation: str, regularizer, name: str):
+def upsample(x, mode: Literal["bilinear", "depth_to_space"], activation: str, name: str):
     """Double the resolution: bilinear resize, or a 1×1 convolution to 4·C channels then depth-to-space.
 
     Depth-to-space moves each pixel's channel groups (dy, dx, c) to the 2×2 block of output pixels
@@ -150,14 +149,13 @@ def upsample(x, mode: Literal["bilinear", "depth_to_space"], activation: str, re
     if mode != "depth_to_space":
         raise ValueError(f"upsampling must be 'bilinear' or 'depth_to_space', received {mode!r}")
     height, width, channels = x.shape[1:]
-    x = conv_block(x, 4 * channels, 1, activation, regularizer, f"{name}_expand")  # (b, H, W, 4C)
+    x = conv_block(x, 4 * channels, 1, activation, f"{name}_expand")  # (b, H, W, 4C)
     x = layers.Reshape((height, width, 2, 2, channels), name=f"{name}_split")(x)  # (b, H, W, dy, dx, C)
     x = layers.Permute((1, 3, 2, 4, 5), name=f"{name}_interleave")(x)  # (b, H, dy, W, dx, C)
     return layers.Reshape((2 * height, 2 * width, channels), name=f"{name}_merge")(x)
 
 
-def decoder_stage(x, skip, filters: int, kernel_size: int, upsampling: str, activation: str, regularizer,
-                  name: str):
+def decoder_stage(x, skip, filters: int, kernel_size: int, upsampling: str, activation: str, name: str):
     """DeepLabV3+ decoder step: upsample the coarse features, concatenate the finer skip, convolve.
 
     Args:
@@ -168,11 +166,6 @@ def decoder_stage(x, skip, filters: int, kernel_size: int, upsampling: str, acti
     Returns:
       ``(batch, 2H, 2W, filters)``.
     """
-    x = upsample(x, upsampling, activation, regularizer, f"{name}_up")
+    x = upsample(x, upsampling, activation, f"{name}_up")
     x = layers.Concatenate(name=f"{name}_concat")([x, skip])
-    return conv_block(x, filters, kernel_size, activation, regularizer, f"{name}_conv")
-
-
-def regularizer_for(l2: float):
-    """``keras.regularizers.L2(l2)`` (penalty ``l2·Σ w²`` on kernels), or None when ``l2`` is 0."""
-    return keras.regularizers.L2(l2) if l2 > 0 else None
+    return conv_block(x, filters, kernel_size, activation, f"{name}_conv")

@@ -13,6 +13,12 @@ the valid pixels of all horizon months, then:
 * ``sqrt_sqrt_mse``: ``sqrt(sqrt(mse + epsilon))`` ≈ RMSE^½, the original's loss, which weighs easy and hard
   windows more evenly than the MSE (the epsilon keeps the gradient finite at zero error).
 
+With ``normalization: sample`` each sample (and year-step) has its own mean over its valid pixels, so
+a window that is mostly padding or fill weighs as much as a full one, and the square roots weigh easy
+windows up against hard ones. With ``normalization: pooled`` the mean squared error is pooled over the
+valid pixels of the whole batch (per year-step), as the ``masked_rmse`` metric and the competition's RMSE
+pool pixels; every sample then carries that one value, so Keras' batch mean is the pooled loss.
+
 A sample (or year-step) without any valid pixel counts 0. Year-steps are averaged with weights
 (``uniform``, or ``linear``: step k of Y weighs k+1, so later years weigh more); then Keras averages the
 samples of the batch. Auxiliary heads use the same loss against targets average-pooled over the valid
@@ -27,6 +33,7 @@ import keras
 import tensorflow as tf
 
 LossKind = Literal["sqrt_sqrt_mse", "rmse", "mse"]
+Normalization = Literal["sample", "pooled"]
 
 
 def split_targets(y_true: tf.Tensor, horizon: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -98,6 +105,7 @@ class MaskedForecastLoss(keras.losses.Loss):
       epsilon: added to the MSE under the square roots.
       year_weighting: ``uniform`` or ``linear``; used when predictions have a years axis.
       pool: compare against targets average-pooled by this factor (auxiliary heads); 1 = full resolution.
+      normalization: ``sample`` (each sample's own mean) or ``pooled`` (the batch's mean over valid pixels).
 
     Call: ``y_true`` ``(batch, [years,] H·pool, W·pool, 2·horizon)``, ``y_pred`` ``(batch, [years,] H, W,
     horizon)`` -> per-sample losses ``(batch,)``.
@@ -105,11 +113,14 @@ class MaskedForecastLoss(keras.losses.Loss):
 
     def __init__(self, kind: LossKind = "sqrt_sqrt_mse", epsilon: float = 1e-8,
                  year_weighting: Literal["uniform", "linear"] = "linear", pool: int = 1,
-                 name: str = "masked_forecast_loss", **kwargs):
+                 normalization: Normalization = "sample", name: str = "masked_forecast_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         if kind not in ("sqrt_sqrt_mse", "rmse", "mse"):
             raise ValueError(f"loss kind must be 'sqrt_sqrt_mse', 'rmse' or 'mse', received {kind!r}")
+        if normalization not in ("sample", "pooled"):
+            raise ValueError(f"loss normalization must be 'sample' or 'pooled', received {normalization!r}")
         self.kind = kind
+        self.normalization = normalization
         self.epsilon = epsilon
         self.year_weighting = year_weighting
         self.pool = pool
@@ -118,6 +129,10 @@ class MaskedForecastLoss(keras.losses.Loss):
         y_pred = tf.cast(y_pred, tf.float32)
         y_true = pool_targets(tf.cast(y_true, tf.float32), y_pred.shape[-1], self.pool)
         mse, count = masked_mse(y_true, y_pred)  # (batch,) or (batch, years)
+        if self.normalization == "pooled":  # every sample carries the batch's pooled MSE (per year-step)
+            pooled = tf.reduce_sum(mse * count, axis=0) / tf.maximum(tf.reduce_sum(count, axis=0), 1.0)
+            count = tf.broadcast_to(tf.reduce_sum(count, axis=0), tf.shape(count))
+            mse = tf.broadcast_to(pooled, tf.shape(mse))
         if self.kind == "mse":
             value = mse
         elif self.kind == "rmse":
@@ -132,7 +147,7 @@ class MaskedForecastLoss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config.update(kind=self.kind, epsilon=self.epsilon, year_weighting=self.year_weighting,
-                      pool=self.pool)
+                      pool=self.pool, normalization=self.normalization)
         return config
 
 
@@ -170,7 +185,7 @@ def make_loss(config) -> MaskedForecastLoss:
     """The training loss of ``config.model`` (kind, epsilon, year weighting) at full resolution."""
     model = config.model
     return MaskedForecastLoss(kind=model.loss, epsilon=model.loss_epsilon,
-                              year_weighting=model.year_weighting)
+                              year_weighting=model.year_weighting, normalization=model.loss_normalization)
 
 
 def make_auxiliary_losses(config, pools: list[int]) -> list[MaskedForecastLoss]:
@@ -178,4 +193,5 @@ def make_auxiliary_losses(config, pools: list[int]) -> list[MaskedForecastLoss]:
     model = config.model
     return [MaskedForecastLoss(kind=model.loss, epsilon=model.loss_epsilon,
                                year_weighting=model.year_weighting, pool=pool,
+                               normalization=model.loss_normalization,
                                name=f"auxiliary_loss_pool{pool}") for pool in pools]

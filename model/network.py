@@ -3,6 +3,7 @@
 Data flow (default config: window 288, 10 years, 24 channels, 3 scales, horizon 3)::
 
     input (batch, years, 288, 288, 24)
+      input_scale                                 every channel at unit scale (``input_scaling``)
       fold_years                                  (years·batch, 288, 288, 24)   years into the batch axis
       stem conv                                   (years·batch, 288, 288, filters)
       per scale s (288, 144, 72):
@@ -10,7 +11,7 @@ Data flow (default config: window 288, 10 years, 24 channels, 3 scales, horizon 
         ConvLSTM over the years, lstm_filters[s]  (years·batch, H_s, W_s, F_s), or the last year (batch, …)
       ASPP on the coarsest ConvLSTM states        (…, 72, 72, aspp_filters)
       per finer scale: upsample ×2, concatenate that scale's ConvLSTM states, conv → decoder_filters
-      residual 1×1 conv → horizon, float32        (…, 288, 288, horizon)   zero-initialised
+      head: 1×1 conv → horizon, float32           (…, 288, 288, horizon)   zero-initialised
       unfold_years (per_year_outputs)             (batch, years, 288, 288, horizon)
       forecast = base channels + residual         (batch, years, 288, 288, horizon)
 
@@ -21,7 +22,8 @@ predicts the horizon after year k's origin, the last step is the forecast), else
 The network learns a residual over a base forecast (``model.base``): the base of every target month is an
 input channel group (``Config.channel_slice("base")``, a difference from the climatology like the
 targets), the forecast is base + the head's output, and the head's final convolution starts at zero, so
-an untrained network forecasts exactly the base and L2 and early stopping shrink toward it. With
+an untrained network forecasts exactly the base (the head is kept out of weight decay, which would
+otherwise hold it at zero while the data cannot yet reach the layers below it). With
 ``model.masked_pooling`` the last input channel marks pixels inside the zone; pooled down with the
 features, it keeps reflection padding out of the squeeze-excitation and ASPP image-pooling averages.
 """
@@ -36,6 +38,78 @@ from model import blocks
 from model.convlstm import ConvLSTM
 
 FORECAST = "forecast"  # name of the forecast output layer
+HEAD_SUFFIX = "_head"  # an output head's final convolution is named <output>_head: it starts at zero
+INPUT_SCALING = "input_scale"  # the layer that brings every input channel to unit scale
+
+# How each channel group (``Config.channel_groups``) reaches unit scale: NDVI differences (from the
+# climatology) are divided by ``model.value_scale``; sin/cos and the 0/1 inside mask already are at unit
+# scale; absolute values (the seasonal curve) are standardised with statistics of the training origins.
+DIFFERENCE_GROUPS = ("months", "context", "base")
+UNIT_GROUPS = ("calendar", "inside")
+STANDARDIZED_GROUPS = ("climatology",)
+
+
+def input_scaling(config) -> tuple[list[float], list[float], list[int]]:
+    """Per input channel, the offset and scale that bring it to unit scale, and the channels whose offset
+    and scale are statistics to measure on training samples (``set_input_statistics``; 0 and 1 until then).
+
+    Returns:
+      (offsets, scales, standardized channel indices), one entry per channel of ``config.input_channels``.
+    """
+    offsets, scales, standardized = [], [], []
+    for group, width in config.channel_groups:
+        if group in DIFFERENCE_GROUPS:
+            scale = config.model.value_scale
+        elif group in UNIT_GROUPS or group in STANDARDIZED_GROUPS:
+            scale = 1.0
+        else:
+            raise ValueError(f"no input scaling is defined for the channel group {group!r}")
+        if group in STANDARDIZED_GROUPS:
+            standardized.extend(range(len(offsets), len(offsets) + width))
+        offsets += [0.0] * width
+        scales += [scale] * width
+    return offsets, scales, standardized
+
+
+@keras.saving.register_keras_serializable(package="phenocast")
+class InputScaling(layers.Layer):
+    """Per-channel ``(x − offset) / scale`` of ``(…, channels)`` inputs.
+
+    ``offset`` and ``scale`` are non-trainable weights, so statistics set after building
+    (``set_input_statistics``) are saved and loaded with the model; ``offsets`` and ``scales`` are their
+    initial values (``input_scaling``).
+    """
+
+    def __init__(self, offsets: list[float], scales: list[float], **kwargs):
+        super().__init__(**kwargs)
+        self.offsets, self.scales = [float(v) for v in offsets], [float(v) for v in scales]
+
+    def build(self, input_shape):
+        channels = len(self.offsets)
+        if input_shape[-1] != channels:
+            raise ValueError(f"InputScaling has {channels} channels, received inputs of shape {input_shape}")
+        self.offset = self.add_weight(shape=(channels,), initializer="zeros", trainable=False, name="offset")
+        self.scale = self.add_weight(shape=(channels,), initializer="ones", trainable=False, name="scale")
+        self.offset.assign(self.offsets)
+        self.scale.assign(self.scales)
+
+    def call(self, inputs):
+        offset, scale = tf.cast(self.offset, inputs.dtype), tf.cast(self.scale, inputs.dtype)
+        return (inputs - offset) / scale
+
+    def get_config(self):
+        return {**super().get_config(), "offsets": self.offsets, "scales": self.scales}
+
+
+def set_input_statistics(model: keras.Model, channels: list[int], mean, std) -> None:
+    """Set the offset and scale of the given input channels to measured means and standard deviations
+    (a standard deviation below 1e-6 counts as 1: a constant channel is only centred)."""
+    layer = model.get_layer(INPUT_SCALING)
+    offset, scale = layer.offset.numpy(), layer.scale.numpy()
+    for channel, mu, sigma in zip(channels, mean, std):
+        offset[channel], scale[channel] = float(mu), float(sigma) if sigma > 1e-6 else 1.0
+    layer.offset.assign(offset)
+    layer.scale.assign(scale)
 
 
 @keras.saving.register_keras_serializable(package="phenocast")
@@ -76,9 +150,13 @@ class UnfoldYears(layers.Layer):
 @keras.saving.register_keras_serializable(package="phenocast")
 class ChannelSlice(layers.Layer):
     """Channels ``[start, stop)`` of ``(batch, years, H, W, C)`` inputs, float32; ``last_year`` keeps only
-    the last year-step ``(batch, H, W, stop - start)``."""
+    the last year-step ``(batch, H, W, stop - start)``.
+
+    Always a float32 layer: under a mixed precision policy Keras would round a layer's inputs to the
+    compute dtype before ``call``, and the base and inside-mask channels must reach the output exactly."""
 
     def __init__(self, start: int, stop: int, last_year: bool = False, **kwargs):
+        kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.start, self.stop, self.last_year = start, stop, last_year
 
@@ -132,20 +210,24 @@ def forecast_output(outputs):
     return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
 
 
-def _convlstm(x, filters: int, years: int, return_sequences: bool, config, regularizer, name: str):
-    """ConvLSTM over folded years ``(years·batch, H, W, C)`` with the configured implementation."""
+def _convlstm(x, filters: int, years: int, return_sequences: bool, config, name: str):
+    """ConvLSTM over folded years ``(years·batch, H, W, C)`` with the configured implementation.
+
+    With a single year-step the ConvLSTM would run one step from a zero state: its recurrent kernel and
+    forget gate would never get a gradient. A plain convolution (``model.activation``) takes its place.
+    """
     model = config.model
+    if years == 1:
+        return blocks.conv_block(x, filters, model.kernel_size, model.activation, f"{name}_conv")
     if model.convlstm == "fused":
         return ConvLSTM(filters, model.kernel_size, years=years, activation=model.cell_activation,
                         recurrent_activation=model.recurrent_activation, return_sequences=return_sequences,
-                        unroll=model.unroll, kernel_regularizer=regularizer,
-                        recurrent_regularizer=regularizer, name=name)(x)
+                        unroll=model.unroll, name=name)(x)
     # Stock Keras layer, for comparison: it wants (batch, years, H, W, C).
     x = UnfoldYears(years, name=f"{name}_unfold")(x)
     x = layers.ConvLSTM2D(filters, model.kernel_size, padding="same", activation=model.cell_activation,
                           recurrent_activation=model.recurrent_activation, return_sequences=return_sequences,
-                          unroll=model.unroll, kernel_regularizer=regularizer,
-                          recurrent_regularizer=regularizer, name=name)(x)
+                          unroll=model.unroll, name=name)(x)
     return FoldYears(name=f"{name}_fold")(x) if return_sequences else x
 
 
@@ -165,40 +247,38 @@ def build_model(config) -> keras.Model:
     years, window, horizon = config.sequence.years, config.window, config.predict.horizon
     scales = len(model.lstm_filters)
     per_year = model.per_year_outputs
-    regularizer = blocks.regularizer_for(model.l2)
     size, activation = model.kernel_size, model.activation
 
     inputs = keras.Input((years, window, window, config.input_channels), name="sequence")
-    # NDVI differences are ~0.05: bring them to unit scale for the layers (and back at the output)
-    x = layers.Rescaling(1.0 / model.value_scale, name="input_scale")(inputs)
+    # every channel at unit scale for the layers (NDVI differences ÷ value_scale; back × it at the output)
+    offsets, channel_scales, _ = input_scaling(config)
+    x = InputScaling(offsets, channel_scales, name=INPUT_SCALING)(inputs)
     x = FoldYears(name="fold_years")(x)  # (years·batch, window, window, channels)
     masks = _inside_masks(inputs, config, scales)  # per scale: (years·batch, H_s, W_s, 1), or Nones
-    x = blocks.conv_block(x, model.filters, size, activation, regularizer, "stem_conv")
+    x = blocks.conv_block(x, model.filters, size, activation, "stem_conv")
     states = []
     for scale in range(scales):
         name = f"scale{scale}"
         if scale > 0:
             x = blocks.downsample(x, f"{name}_down")  # (years·batch, H/2, W/2, C)
         x = blocks.dense_block(x, model.layers_per_block[scale], model.growth_rate, size, activation,
-                               regularizer, f"{name}_dense")
+                               f"{name}_dense")
         if model.se_ratio > 0:
-            x = blocks.squeeze_excite(x, model.se_ratio, activation, regularizer, f"{name}_se", mask=masks[scale])
+            x = blocks.squeeze_excite(x, model.se_ratio, activation, f"{name}_se", mask=masks[scale])
         # (years·batch, H_s, W_s, F_s) with per_year_outputs, else the last year's (batch, H_s, W_s, F_s)
-        states.append(_convlstm(x, model.lstm_filters[scale], years, per_year, config, regularizer,
-                                f"{name}_convlstm"))
+        states.append(_convlstm(x, model.lstm_filters[scale], years, per_year, config, f"{name}_convlstm"))
 
     last_mask = masks[-1] if per_year or masks[-1] is None else _last_year_mask(inputs, config, scales)
     x = blocks.aspp(states[-1], model.aspp_filters, size, model.dilation_rates, model.image_pooling,
-                    activation, regularizer, "aspp", mask=last_mask)
+                    activation, "aspp", mask=last_mask)
     auxiliary = []
     for scale in reversed(range(scales - 1)):
         if model.aux_weight > 0:
-            auxiliary.append(_output_head(x, horizon, years, per_year, regularizer, model.value_scale,
+            auxiliary.append(_output_head(x, horizon, years, per_year, model.value_scale,
                                           f"auxiliary_scale{scale + 1}", _base(inputs, config, 2 ** (scale + 1))))
         x = blocks.decoder_stage(x, states[scale], model.decoder_filters, size, model.upsampling, activation,
-                                 regularizer, f"decoder_scale{scale}")
-    forecast = _output_head(x, horizon, years, per_year, regularizer, model.value_scale, FORECAST,
-                            _base(inputs, config, 1))
+                                 f"decoder_scale{scale}")
+    forecast = _output_head(x, horizon, years, per_year, model.value_scale, FORECAST, _base(inputs, config, 1))
     if auxiliary:
         return AuxiliaryOutputsModel(inputs, [forecast, *auxiliary], name="phenocast")
     return keras.Model(inputs, forecast, name="phenocast")
@@ -242,8 +322,7 @@ def _base(inputs, config, pool: int):
     return layers.AveragePooling2D(pool, dtype="float32", name=f"{name}_avg")(base)
 
 
-def _output_head(x, horizon: int, years: int, per_year: bool, regularizer, value_scale: float, name: str,
-                 base=None):
+def _output_head(x, horizon: int, years: int, per_year: bool, value_scale: float, name: str, base=None):
     """Linear float32 1×1 convolution to ``horizon`` channels, rescaled to NDVI differences (× value_scale),
     unfolded to ``(batch, years, …)`` if per year, plus the base forecast (if not None).
 
@@ -251,8 +330,8 @@ def _output_head(x, horizon: int, years: int, per_year: bool, regularizer, value
     convolution starts at zero (kernel and bias), so the untrained head outputs exactly the base.
     """
     residual = name if base is None else f"{name}_residual"
-    x = layers.Conv2D(horizon, 1, kernel_regularizer=regularizer, kernel_initializer="zeros", dtype="float32",
-                      name=f"{residual}_conv")(x)  # (…, H, W, horizon)
+    x = layers.Conv2D(horizon, 1, kernel_initializer="zeros", dtype="float32",
+                      name=f"{name}{HEAD_SUFFIX}")(x)  # (…, H, W, horizon)
     x = layers.Rescaling(value_scale, dtype="float32", name=f"{residual}_scale" if per_year else residual)(x)
     if per_year:
         x = UnfoldYears(years, dtype="float32", name=residual)(x)  # (batch, years, H, W, horizon)

@@ -7,7 +7,39 @@ import os
 import keras
 
 from model.losses import MaskedRMSE, make_auxiliary_losses, make_loss
-from model.network import AuxiliaryOutputsModel
+from model.network import HEAD_SUFFIX, AuxiliaryOutputsModel
+
+DECAYED_WEIGHTS = ("kernel", "recurrent_kernel")  # the weights weight decay applies to (outside the heads)
+
+
+def decayed_variables(model: keras.Model) -> list:
+    """The variables weight decay shrinks: convolution, dense and ConvLSTM kernels of every layer except
+    the output heads (``<output>_head``, zero at initialisation). Biases, normalisation weights and the
+    heads are left alone."""
+    heads = {id(variable) for layer in model.layers if layer.name.endswith(HEAD_SUFFIX)
+             for variable in layer.trainable_variables}
+    return [variable for variable in model.trainable_variables
+            if variable.name in DECAYED_WEIGHTS and id(variable) not in heads]
+
+
+def make_optimizer(model: keras.Model, learning_rate, weight_decay: float) -> keras.optimizers.Optimizer:
+    """AdamW with decoupled weight decay on ``decayed_variables`` only; call before ``compile_model``.
+
+    Decoupled decay (w ← w − lr·weight_decay·w each step, apart from the adaptive gradient step) cannot
+    collapse the network the way an L2 penalty under Adam did: Adam normalised the penalty's gradient to a
+    step of about one learning rate towards zero for every kernel, whatever its size, while the
+    zero-initialised head still kept the data's gradient from the layers below it.
+
+    Args:
+      model: the network (its variables must exist).
+      learning_rate: a number or a Keras schedule.
+      weight_decay: 0 = plain Adam updates.
+    """
+    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    decayed = {id(variable) for variable in decayed_variables(model)}
+    optimizer.exclude_from_weight_decay(
+        var_list=[variable for variable in model.trainable_variables if id(variable) not in decayed])
+    return optimizer
 
 
 def precision_policy(setting: bool | str, capabilities: list[tuple[int, int]]) -> str:
@@ -66,8 +98,7 @@ def set_precision(config, capabilities: list[tuple[int, int]] | None = None) -> 
 def compile_model(model: keras.Model, config, optimizer) -> keras.Model:
     """Compile with the masked loss of ``config.model``, the ``masked_rmse`` metric and XLA if configured.
 
-    The L2 penalty ``model.l2 · Σ w²`` is not added here: ``build_model`` puts it on every kernel as a Keras
-    regularizer (so it travels with saved models), and Keras adds it to the training loss. For an
+    Weight decay is the optimizer's (``make_optimizer``): the loss has no penalty term. For an
     ``AuxiliaryOutputsModel`` (``model.aux_weight > 0``) the auxiliary losses are attached to the model:
     each head's loss against targets pooled by its head's factor, times ``aux_weight``.
 

@@ -31,6 +31,11 @@ import yaml
 from phenocast.errors import PhenocastError
 
 DEFAULT_CONFIG = "configs/default.yaml"
+# Keys that were replaced: an old config naming one gets a one-line error pointing at the new key.
+RENAMED_KEYS = {
+    "model.l2": "train.weight_decay (and finetune.weight_decay): decoupled AdamW weight decay, e.g. 1.0e-2; "
+                "the L2 penalty under Adam decayed every kernel to zero",
+}
 
 
 @dataclass
@@ -121,8 +126,10 @@ class ModelConfig:
     per_year_outputs: bool = True  # predict the next year's window at every year-step, as the original
     loss: Literal["sqrt_sqrt_mse", "rmse", "mse"] = "sqrt_sqrt_mse"
     loss_epsilon: float = 1e-8
+    # sample: each window's own mean over its valid pixels (a window of padding weighs as a full one);
+    # pooled: the mean over the valid pixels of the whole batch, as the metric and the competition pool them
+    loss_normalization: Literal["sample", "pooled"] = "sample"
     year_weighting: Literal["uniform", "linear"] = "linear"  # later years weigh more
-    l2: float = 1.5e-6  # the original's lambda: l2·Σw² over every kernel, added to the training loss
     aux_weight: float = 0.0  # auxiliary heads on coarse decoder stages against pooled targets; 0 = off
     # The forecast the network corrects: its targets are truth - base, the base (as a difference from the
     # climatology) is an input channel per target month, and the zero-initialised head makes an untrained
@@ -142,6 +149,10 @@ class TrainConfig:
     steps_per_epoch: int = 100
     batch_size: int = 1  # per replica; global batch = batch_size × replicas
     lr: float = 4e-4
+    # Decoupled weight decay (AdamW: every step w ← w − lr·weight_decay·w) of the kernels below the output
+    # heads; never the zero-initialised heads, biases or normalisation weights. Replaces the original's L2
+    # penalty ("lamda", model.l2), which Adam turned into a pull of one learning rate per step towards zero.
+    weight_decay: float = 0.0
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     warmup_steps: int = 100
     step_boundaries: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of all steps
@@ -159,6 +170,7 @@ class TrainConfig:
     init_from: str | None = None  # a .keras file of another run (same network shapes): pre-training starts there
     ensemble: int = 1  # members trained from different seeds, each through every stage; forecasts averaged
     profile_batches: list[int] | None = None  # [start, stop]: TensorBoard-profile these training batches
+    keep_epochs: bool = False  # also keep every epoch's model (epoch-<k>.keras in the stage folder)
     # Training samples assembled inside the compiled step from int16 stacks held in device memory
     # (phenocast.device_data) instead of on the host by tf.data: auto = on when a GPU is present and the
     # stage's stacks fit in device_memory_share of its memory; on = always (also on a CPU), an error if they
@@ -177,6 +189,7 @@ class FinetuneConfig:
     steps_per_epoch: int = 50
     batch_size: int = 1
     lr: float = 1e-4
+    weight_decay: float = 0.0  # as train.weight_decay
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     warmup_steps: int = 0
     step_boundaries: list[float] = field(default_factory=lambda: [0.5, 0.75])
@@ -400,6 +413,10 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(names))
+    for key in unknown:
+        if f"{prefix}{key}" in RENAMED_KEYS:
+            raise PhenocastError(f"config key {prefix}{key} was replaced by {RENAMED_KEYS[prefix + key]}; "
+                                 f"rename it in the YAML file or the --set value")
     if unknown:
         raise PhenocastError(
             f"unknown config key {prefix}{unknown[0]}; valid keys of {where}: {', '.join(names)}")
@@ -559,6 +576,8 @@ def check_config(config: Config) -> None:
             fail(f"{name}.batch_size and {name}.steps_per_epoch must be >= 1 and {name}.epochs >= 0")
         if section.lr <= 0:
             fail(f"{name}.lr must be positive, got {section.lr}")
+        if section.weight_decay < 0:
+            fail(f"{name}.weight_decay must be >= 0, got {section.weight_decay}")
         if sorted(section.step_boundaries) != section.step_boundaries or not all(
                 0 < b < 1 for b in section.step_boundaries):
             fail(f"{name}.step_boundaries must be increasing fractions in (0, 1), "

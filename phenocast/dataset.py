@@ -567,3 +567,33 @@ def steps_in(zones: list[ZoneSamples], origins_of, limit: int | None = None, see
     """Number of (window, origin) elements ``origin_dataset`` yields with the same arguments."""
     *_, origin_lists, counts = _selected_shards(zones, origins_of, limit, seed)
     return sum(len(origins) * count for origins, count in zip(origin_lists, counts))
+
+
+STATISTICS_SAMPLES = 64  # (window, origin) pairs whose inputs give the standardised channels' statistics
+
+
+def channel_statistics(zones: list[ZoneSamples], config: Config, channels: list[int], seed: int,
+                       limit: int = STATISTICS_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of some input channels over training samples: a fixed random subset
+    of ``limit`` (window, origin) pairs of the zones' *training* origins (no later month enters), every
+    year-step, the pixels inside the zone (all pixels without ``model.masked_pooling``).
+
+    Returns:
+      float64 (len(channels),) means and standard deviations.
+    """
+    data = origin_dataset(zones, config, lambda zone: zone.train, with_targets=False, limit=limit, seed=seed)
+    inside = config.channel_slice("inside")
+    total = np.zeros(len(channels))
+    squares = np.zeros(len(channels))
+    count = 0.0
+    for inputs, _ in data.prefetch(tf.data.AUTOTUNE):
+        inputs = inputs.numpy()  # (years, size, size, all channels)
+        values = inputs[..., channels].astype(np.float64)
+        weight = np.ones_like(values[..., :1]) if inside is None else inputs[..., inside[0]:inside[1]]
+        total += (values * weight).sum(axis=(0, 1, 2))
+        squares += (values ** 2 * weight).sum(axis=(0, 1, 2))
+        count += float(weight.sum())
+    if count == 0:
+        raise ValueError("no training sample to measure the input statistics on")
+    mean = total / count
+    return mean, np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))

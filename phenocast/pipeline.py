@@ -41,6 +41,7 @@ from phenocast.zones import Zone, discover_zones
 STAGES = ("pretrain", "finetune", "refit", "predict", "postprocess", "report")
 STAGE_FILE = "stage.json"
 PREDICTION_KINDS = ("validation", "test", "forecast")
+HEALTH_SAMPLES = 8  # validation samples whose forecasts measure the departure from the base every epoch
 
 # The config values each stage depends on (dotted prefixes; ``IGNORED`` never changes a result).
 COMMON_KEYS = ("seed", "data.fill_value", "data.valid_range", "data.scale", "data.val_months",
@@ -55,8 +56,8 @@ STAGE_KEYS = {
     "predict": (*COMMON_KEYS, "predict"),
 }
 # (device data gives the same batches as tf.data up to float32 rounding)
-IGNORED_KEYS = ("train.memory_growth", "train.profile_batches", "finetune.refit", "finetune.enabled",
-                "train.ensemble", "train.device_data", "train.device_memory_share")
+IGNORED_KEYS = ("train.memory_growth", "train.profile_batches", "train.keep_epochs", "finetune.refit",
+                "finetune.enabled", "train.ensemble", "train.device_data", "train.device_memory_share")
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -95,7 +96,7 @@ def host_memory() -> int:
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The keys whose values differ, with their values (``model.l2 1e-4 → 1e-5``)."""
+    """The keys whose values differ, with their values (``train.weight_decay 0.01 → 0.1``)."""
     changes = []
     for key in sorted(set(old) | set(new)):
         if old.get(key, "<unset>") != new.get(key, "<unset>"):
@@ -330,9 +331,11 @@ class Pipeline:
         Training stages (``kind`` train) validate on the samples' validation period."""
         import keras
 
+        from model.health import base_rmse
+        from phenocast.dataset import training_dataset
         from phenocast.device_data import training_source
         from phenocast.devices import replicas
-        from phenocast.training import fit_stage
+        from phenocast.training import HealthProbes, fit_stage
 
         name = self._name(name)
         record = {"settings": stage_settings(self.config, stage), "inputs": inputs}
@@ -344,20 +347,36 @@ class Pipeline:
         batch = schedule.batch_size * replicas(strategy)
         model = self._compiled_model(strategy, schedule, start)
         validation_data, image_batch, initial = None, None, None
+        health = HealthProbes(train=self._first_batch(training_dataset(samples, self.config, batch, seed, kind)))
         if kind == "train" and any(sample.validation for sample in samples):
             validation_data = self._validation_data(samples, batch, replicas(strategy))
-            inputs_batch, y = next(iter(validation_data.take(1)))
-            image_batch = (inputs_batch.numpy()[:4], y.numpy()[:4])
+            health.validation = self._first_batch(validation_data, HEALTH_SAMPLES)
+            image_batch = (health.validation[0][:4], health.validation[1][:4])
+            health.base_rmse = base_rmse(validation_data, self.config.channel_slice("base"))
             if score_start:
                 initial = float(model.evaluate(validation_data, verbose=0, return_dict=True)["masked_rmse"])
-                self.log(f"{name}: the starting weights score {initial:.5f} on validation")
+                self.log(f"{name}: the starting weights score {initial:.5f} on validation (the base "
+                         f"{health.base_rmse:.5f})")
         train_data, device_data = training_source(samples, self.config, batch, seed, kind, strategy)
         self.log(f"{name}: training data: {device_data.description if device_data else 'tf.data'}")
         with device_data.training(model) if device_data else contextlib.nullcontext():
             result = fit_stage(name, folder, self.logs, model, train_data, validation_data, schedule, epochs,
-                               self.config, image_batch, self.log, initial_score=initial)
+                               self.config, image_batch, self.log, initial_score=initial, health=health)
         save_config(self.config, folder / "config.resolved.yaml")
         return result
+
+    @staticmethod
+    def _first_batch(data, limit: int | None = None):
+        """(inputs, y) numpy arrays of the first batch of a dataset, or of its first ``limit`` samples."""
+        import numpy as np
+
+        inputs, targets = [], []
+        for x, y in data:
+            inputs.append(x.numpy())
+            targets.append(y.numpy())
+            if limit is None or sum(len(batch) for batch in inputs) >= limit:
+                break
+        return np.concatenate(inputs)[:limit], np.concatenate(targets)[:limit]
 
     def _compiled_model(self, strategy, schedule, start: Path | None):
         """A model compiled with ``schedule``'s optimizer holding ``start``'s weights (new ones if None).
@@ -366,7 +385,6 @@ class Pipeline:
         schedule: loading the weights and putting the optimizer back to its initial state trains exactly
         as a fresh model would, without tracing the training step again (seconds per zone).
         """
-        import keras
 
         import model as network
         from phenocast.training import learning_rate
@@ -385,11 +403,29 @@ class Pipeline:
                     network.initialise_from(model, self.config.train.init_from)
                 except ValueError as error:
                     raise PhenocastError(f"train.init_from: {error}") from None
-            optimizer = keras.optimizers.Adam(learning_rate(schedule, schedule.epochs * schedule.steps_per_epoch))
-            network.compile_model(model, self.config, optimizer)
+            elif start is None:
+                self._set_input_statistics(model)
+            rate = learning_rate(schedule, schedule.epochs * schedule.steps_per_epoch)
+            network.compile_model(model, self.config, network.make_optimizer(model, rate, schedule.weight_decay))
         if start is not None:
             self._compiled[key] = (model, [variable.numpy() for variable in model.optimizer.variables])
         return model
+
+    def _set_input_statistics(self, model) -> None:
+        """Standardise the absolute input channels of a new network (``network.input_scaling``) with their
+        mean and standard deviation over training samples of every zone; saved with the model."""
+        import numpy as np
+
+        import model as network
+        from phenocast.dataset import channel_statistics
+
+        _, _, channels = network.input_scaling(self.config)
+        if not channels:
+            return
+        mean, std = channel_statistics(list(self.samples.values()), self.config, channels, self.config.seed)
+        network.set_input_statistics(model, channels, mean, std)
+        self.log(f"input statistics of {len(channels)} standardised channel(s) from training origins: mean "
+                 f"{np.round(mean, 3).tolist()}, sd {np.round(std, 3).tolist()}")
 
     def _validation_data(self, samples: list, batch: int, replica_count: int):
         """The validation batches (a fixed subset of ``train.validation_samples``), assembled once: cached in

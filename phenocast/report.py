@@ -12,7 +12,9 @@ recomputes nothing and can be re-created alone with ``python run.py --stage repo
 - for each zone and test month (the last ``report.max_map_months``, null = all), maps side by side of
   truth, model (its shortest-lead forecast of that month), EMA and the two error maps, with shared
   colour scales;
-- RMSE by calendar month; learning curves from the CSV logs; a quick look at every submitted GeoTIFF.
+- RMSE by calendar month; learning curves from the CSV logs (validation RMSE against the base's, and the
+  network's health: kernel sizes against their start, its departure from the base), a line per stage on
+  that health and a warning where the network collapsed; a quick look at every submitted GeoTIFF.
 """
 
 from __future__ import annotations
@@ -119,25 +121,68 @@ def calendar_figure(board: Scoreboard, config: Config, methods: list[str], path:
 
 
 def learning_curves(logs: Path, path: Path) -> Path | None:
+    """Per stage log: the training loss; the validation RMSE with the base's (dashed, same colour), the
+    reference a network that never left its base would score; and the network's health (the smallest
+    kernel RMS ratio of a layer group to its start, the departure from the base over pixels)."""
     files = sorted(logs.glob("*.csv"))
     if not files:
         return None
-    figure, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    figure, axes = plt.subplots(1, 3, figsize=(16, 3.6))
     for file in files:
         rows = read_epoch_log(file)
         if not rows:
             continue
         epochs = [int(row["epoch"]) + 1 for row in rows]
-        for axis, key in zip(axes, ("loss", "val_masked_rmse")):
-            values = [_number(row.get(key)) for row in rows]
-            axis.plot(epochs, values, marker=".", label=file.stem)
+        line, = axes[0].plot(epochs, [_number(row.get("loss")) for row in rows], marker=".", label=file.stem)
+        colour = line.get_color()
+        axes[1].plot(epochs, [_number(row.get("val_masked_rmse")) for row in rows], marker=".", color=colour,
+                     label=file.stem)
+        base = [_number(row.get("val_base_rmse")) for row in rows]
+        if np.isfinite(base).any():
+            axes[1].plot(epochs, base, linestyle="--", color=colour, label=f"{file.stem}: base")
+        ratios = [min((_number(value) for key, value in row.items() if key.startswith("kernel_ratio_")),
+                      default=float("nan")) for row in rows]
+        axes[2].plot(epochs, ratios, marker=".", color=colour, label=f"{file.stem}: min kernel ratio")
+        axes[2].plot(epochs, [_number(row.get("departure_spatial_rms")) / 0.01 for row in rows], marker="x",
+                     linestyle=":", color=colour, label=f"{file.stem}: departure over pixels ÷ 0.01")
     axes[0].set_title("training loss")
-    axes[1].set_title("validation RMSE (difference units, centres)")
+    axes[1].set_title("validation RMSE (difference units, centres); dashed: the base")
+    axes[2].set_title("health: kernel RMS ÷ initial (collapse below 1e-3)")
+    axes[2].set_yscale("log")
+    axes[2].axhline(1e-3, color="red", linewidth=0.8)
     for axis in axes:
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=6)
     return _save(figure, path)
+
+
+def health_lines(logs: Path) -> list[str]:
+    """One line per stage log: its last epoch's health, and a warning line for every stage whose network
+    collapsed (``collapsed`` logged as 1 in some epoch)."""
+    lines = []
+    for file in sorted(logs.glob("*.csv")):
+        rows = read_epoch_log(file)
+        if not rows or "collapsed" not in rows[-1]:
+            continue
+        last = rows[-1]
+        ratios = {key[len("kernel_ratio_"):]: _number(value) for key, value in last.items()
+                  if key.startswith("kernel_ratio_")}
+        weakest = min(ratios, key=ratios.get) if ratios else None
+        text = (f"- {file.stem}, epoch {len(rows)}: kernels at {min(ratios.values()):.3g}–{max(ratios.values()):.3g}"
+                f" × their initial RMS (lowest: {weakest}); head RMS {_number(last.get('head_rms')):.3g}; "
+                f"departure from the base {_number(last.get('departure_rms')):.4f} NDVI RMS, of which "
+                f"{_number(last.get('departure_spatial_rms')):.4f} varies over pixels") if ratios else f"- {file.stem}"
+        if "val_base_rmse" in last:
+            text += (f"; validation RMSE {_number(last.get('val_masked_rmse')):.5f} against the base's "
+                     f"{_number(last['val_base_rmse']):.5f}")
+        lines.append(text)
+        collapsed = [int(row["epoch"]) + 1 for row in rows if _number(row.get("collapsed")) > 0]
+        if collapsed:
+            lines.append(f"- **{file.stem}: the network collapsed** (epoch(s) {', '.join(map(str, collapsed))}): "
+                         f"its kernels fell below 1e-3 of their initial RMS or its departure from the base "
+                         f"became constant over pixels; its forecasts are the base plus a constant")
+    return lines
 
 
 def _number(text: str | None) -> float:
@@ -221,6 +266,9 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
     curves = learning_curves(run_dir / "logs", figures / "learning_curves.png")
     if curves is not None:
         lines += ["## Learning curves", "", f"![learning curves]({curves.relative_to(run_dir)})", ""]
+    health = health_lines(run_dir / "logs")
+    if health:
+        lines += ["## Training health", "", *health, ""]
     if config.report.maps:
         lines += [f"## {period.capitalize()} maps", ""]
         for zone in zones:

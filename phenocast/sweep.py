@@ -6,10 +6,10 @@ A sweep file (``configs/sweeps/*.yaml``)::
     base: ../sample.yaml         # the base config, relative to the sweep file
     set: [train.epochs=6]        # optional overrides for every member
     members:                     # a list of override mappings …
-      - {model.l2: 1.0e-7}
-      - {model.l2: 1.0e-5}
+      - {train.weight_decay: 1.0e-7}
+      - {train.weight_decay: 1.0e-5}
     grid:                        # … and/or a grid: every combination of these values
-      model.l2: [1.0e-7, 1.0e-5]
+      train.weight_decay: [1.0e-7, 1.0e-5]
 
 ``python run.py --sweep FILE`` runs every member (preprocessing first where its record-relevant settings
 need records that do not exist yet — an overlap sweep builds one records folder per margin, a λ sweep

@@ -10,6 +10,7 @@ A stage lives in its own folder ``checkpoints/<stage>/``:
   a restart; when fine-tuning, the starting weights stay the best model (epoch 0) unless an epoch beats
   their validation score;
 - ``last.keras``: the model after the last epoch;
+- ``epoch-<k>.keras``: the model after every epoch k, with ``train.keep_epochs``;
 - ``done.json``: written last — epochs run, best epoch and score; a stage with it is done.
 
 Training batches are a pure function of (seed, batch index) (``phenocast.dataset.training_dataset``),
@@ -35,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model.health import collapse_reasons, departure, gradient_norm, head_groups, kernel_rms
 from phenocast.config import Config, FinetuneConfig, TrainConfig
 from phenocast.devices import worker
 from phenocast.io import atomic_path, atomic_write_text, read_epoch_log
@@ -111,6 +113,79 @@ class PredictionImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
+HEALTH_FILE = "health.json"  # a stage's kernel RMS per layer group at its start (kept across a resume)
+
+
+@dataclass
+class HealthProbes:
+    """Fixed batches the training-health measurements use every epoch (``TrainingHealth``).
+
+    Attributes:
+      train: (inputs, y) of the stage's first training batch: the gradient norm (and the departure when
+        there is no validation).
+      validation: (inputs, y) of the first validation samples: the departure from the base.
+      base_rmse: the base forecast's validation RMSE (``val_masked_rmse``'s units and pixels), or None.
+    """
+
+    train: tuple[np.ndarray, np.ndarray] | None
+    validation: tuple[np.ndarray, np.ndarray] | None = None
+    base_rmse: float | None = None
+
+
+class TrainingHealth(keras.callbacks.Callback):
+    """Adds the network's health to every epoch's logs (so to the CSV log and TensorBoard), and warns in one
+    line when it has collapsed (``model.health``):
+
+    - ``kernel_ratio_<group>``: the RMS of a layer group's kernels ÷ its RMS at the start of the stage;
+    - ``head_rms``: the RMS of the forecast head's kernel (zero at initialisation);
+    - ``gradient_norm``: the global gradient norm of the loss on the stage's first training batch;
+    - ``departure_rms``, ``departure_spatial_rms``: forecast − base on the validation probe (the training
+      probe without validation): its RMS and the RMS of its variation over pixels, NDVI units;
+    - ``val_base_rmse``: the base's validation RMSE, the reference the learning curves draw;
+    - ``collapsed``: 1 when ``collapse_reasons`` finds the network dead, else 0.
+
+    The initial kernel RMS is written to ``<stage folder>/health.json`` when the stage starts, so a resumed
+    stage compares with the same values.
+    """
+
+    def __init__(self, name: str, folder: Path, probes: HealthProbes, base_slice: tuple[int, int] | None,
+                 fresh: bool, log: Callable[[str], None] = print):
+        super().__init__()
+        self.name, self.path, self.probes, self.base_slice = name, folder / HEALTH_FILE, probes, base_slice
+        self.fresh, self.log = fresh, log
+        self.initial: dict[str, float] = {}
+        self.heads: list[str] = []
+
+    def on_train_begin(self, logs=None) -> None:
+        self.heads = head_groups(self.model)
+        if self.fresh or not self.path.is_file():
+            atomic_write_text(self.path, json.dumps({"initial_kernel_rms": kernel_rms(self.model)}, indent=1) + "\n")
+        self.initial = {group: value for group, value in json.loads(self.path.read_text())["initial_kernel_rms"].items()
+                        if group not in self.heads}
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs if logs is not None else {}
+        rms = kernel_rms(self.model)
+        ratios = {group: rms[group] / initial for group, initial in self.initial.items() if initial > 0}
+        for group, ratio in ratios.items():
+            logs[f"kernel_ratio_{group}"] = ratio
+        heads = {group: rms[group] for group in self.heads}
+        logs["head_rms"] = heads.get("forecast", 0.0)
+        if self.probes.train is not None:
+            logs["gradient_norm"] = gradient_norm(self.model, *self.probes.train)
+        probe = self.probes.validation if self.probes.validation is not None else self.probes.train
+        spread = spatial = None
+        if probe is not None:
+            spread, spatial = departure(self.model, *probe, self.base_slice)
+            logs["departure_rms"], logs["departure_spatial_rms"] = spread, spatial
+        if self.probes.base_rmse is not None:
+            logs["val_base_rmse"] = self.probes.base_rmse
+        reasons = collapse_reasons(ratios, heads, spread, spatial)
+        logs["collapsed"] = float(bool(reasons))
+        if reasons:
+            self.log(f"WARNING {self.name} epoch {epoch + 1}: the network has collapsed: {'; '.join(reasons)}")
+
+
 def tensorboard(folder: Path, train: TrainConfig) -> keras.callbacks.TensorBoard:
     """The stage's TensorBoard callback: scalars per epoch; with ``train.profile_batches`` [start, stop],
     a profile of those training batches (counted from 1 in each ``fit``; see TensorBoard's Profile tab)."""
@@ -141,7 +216,8 @@ def backup_epoch(folder: Path) -> int:
 def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_data: Callable[[int], tf.data.Dataset],
               validation_data: tf.data.Dataset | None, schedule: TrainConfig | FinetuneConfig,
               epochs: int, config: Config, image_batch: tuple[np.ndarray, np.ndarray] | None = None,
-              log: Callable[[str], None] = print, initial_score: float | None = None) -> StageResult:
+              log: Callable[[str], None] = print, initial_score: float | None = None,
+              health: HealthProbes | None = None) -> StageResult:
     """Train ``model`` (already compiled) for a stage, resumably; returns the stage's result.
 
     A killed stage restarted with the same command continues from its last finished epoch with the
@@ -158,6 +234,7 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
       image_batch: (inputs, y) of a few validation windows for TensorBoard images.
       initial_score: the validation RMSE of the starting weights (fine-tuning): they stay the stage's
         best model (epoch 0) unless an epoch beats them.
+      health: the probes of the per-epoch health measurements (``TrainingHealth``), or None for none.
     """
     folder.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
@@ -174,7 +251,9 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
                               getattr(schedule, "early_stopping", 0) if tracked else 0,
                               _epochs_logged(log_path, monitor)[:start_epoch])
     chief = worker().chief  # other workers of a cluster keep a CSV log (to resume in step), no TensorBoard
-    callbacks = [
+    callbacks = [] if health is None else [  # first: it adds its measurements to the logs the others write
+        TrainingHealth(name, folder, health, config.channel_slice("base"), start_epoch == 0, log)]
+    callbacks += [
         tracker,
         keras.callbacks.CSVLogger(str(log_path), append=True),
         keras.callbacks.TerminateOnNaN(),
@@ -184,6 +263,8 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
     if image_batch is not None and chief:
         callbacks.append(PredictionImages(logs / "tensorboard" / name / "images", *image_batch,
                                           config.predict.horizon))
+    if config.train.keep_epochs:
+        callbacks.append(EpochModels(folder))
     # last: an epoch counts as done only once everything above has seen it (a kill before the backup
     # repeats that epoch, so the CSV log may hold a row twice; readers keep the last)
     callbacks.append(keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False))
@@ -205,6 +286,24 @@ def fit_stage(name: str, folder: Path, logs: Path, model: keras.Model, train_dat
     atomic_write_text(folder / DONE, json.dumps(result.__dict__ | {"skipped": False}, indent=1) + "\n")
     shutil.rmtree(folder / "backup", ignore_errors=True)
     return result
+
+
+class EpochModels(keras.callbacks.Callback):
+    """Saves the model after every epoch as ``epoch-<k>.keras`` (k from 1), atomically (``train.keep_epochs``:
+    learning curves on other periods, e.g. ``bench/learnability.py``)."""
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = folder
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        with atomic_path(epoch_model(self.folder, epoch + 1)) as temporary:
+            self.model.save(temporary)
+
+
+def epoch_model(folder: Path, epoch: int) -> Path:
+    """The model a stage kept after ``epoch`` (1-based) with ``train.keep_epochs``."""
+    return folder / f"epoch-{epoch:03d}.keras"
 
 
 class _BestCheckpoint(keras.callbacks.Callback):

@@ -100,8 +100,14 @@ def test_missing_and_broken_config_files(tmp_path: Path):
         load_config(section)
 
 
+def test_a_replaced_key_names_its_successor():
+    with pytest.raises(PhenocastError, match=r"^config key model\.l2 was replaced by train\.weight_decay") as error:
+        load_config(SAMPLE, ["model.l2=1e-4"])
+    assert "\n" not in str(error.value)
+
+
 def test_resolved_config_round_trips(tmp_path: Path):
-    config = load_config(SAMPLE, ["train.lr=2e-4", "model.l2=1e-5"])
+    config = load_config(SAMPLE, ["train.lr=2e-4", "train.weight_decay=1e-5"])
     path = save_config(config, tmp_path / "run" / "config.resolved.yaml")
     assert load_config(path) == config
     assert not list(path.parent.glob(".tmp-*"))

@@ -53,6 +53,20 @@ def test_loss_values_by_hand(kind):
                                rtol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["mse", "sqrt_sqrt_mse"])
+def test_pooled_normalization_weighs_pixels_not_windows(kind):
+    """Sample 0 has 4 valid pixels, sample 1 has 12: pooled, each pixel counts once (as in the metric)."""
+    prediction, target, mask = hand_example()
+    pooled = (0.01 + 0.04 + 0.09 + 0.16 + 12 * 0.25) / 16
+    expected = pooled if kind == "mse" else (pooled + 1e-8) ** 0.25
+    loss = MaskedForecastLoss(kind=kind, normalization="pooled")
+    np.testing.assert_allclose(float(loss(pack(target, mask), tf.constant(prediction))), expected, rtol=1e-6)
+    per_sample = MaskedForecastLoss(kind=kind)(pack(target, mask), tf.constant(prediction))
+    assert abs(float(per_sample) - expected) > 0.01  # the per-sample mean weighs sample 0's few pixels up
+    with pytest.raises(ValueError, match="normalization"):
+        MaskedForecastLoss(normalization="batch")
+
+
 def test_sample_without_valid_pixels_contributes_zero():
     prediction, target, mask = hand_example()
     mask[0] = 0.0

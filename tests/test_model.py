@@ -38,6 +38,10 @@ def tiny_batch(config, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     years, window, horizon = config.sequence.years, config.window, config.predict.horizon
     x = rng.normal(0, 0.1, (BATCH, years, window, window, config.input_channels)).astype(np.float32)
+    inside = config.channel_slice("inside")
+    if inside is not None:  # as at a zone's edge: the last quarter of the columns is reflection padding
+        x[..., inside[0]] = 1.0
+        x[..., 3 * window // 4:, inside[0]] = 0.0
     lead = (BATCH, years) if config.model.per_year_outputs else (BATCH,)
     target = rng.normal(0, 0.1, (*lead, window, window, horizon)).astype(np.float32)
     mask = (rng.random(target.shape) < 0.8).astype(np.float32)
@@ -171,9 +175,32 @@ def test_sample_model_is_small():  # trains on 2 CPU cores in minutes: at most a
     assert network.build_model(load_config("configs/sample.yaml")).count_params() <= 200_000
 
 
-def test_l2_regularizers_follow_config():
-    assert len(network.build_model(tiny_config()).losses) > 0
-    assert len(network.build_model(tiny_config("model.l2=0")).losses) == 0
+def test_weight_decay_shrinks_only_kernels_below_the_head():
+    config = tiny_config("model.aux_weight=0.5")
+    built = network.build_model(config)
+    assert not built.losses  # no penalty term in the loss: the decay is the optimizer's
+    decayed = network.decayed_variables(built)
+    assert {variable.name for variable in decayed} == {"kernel", "recurrent_kernel"}
+    heads = [layer for layer in built.layers if layer.name.endswith("_head")]
+    assert sorted(layer.name for layer in heads) == ["auxiliary_scale1_head", "auxiliary_scale2_head",
+                                                     "forecast_head"]
+    spared = {id(variable) for layer in heads for variable in layer.trainable_variables}
+    assert not spared & {id(variable) for variable in decayed}
+    # with every target masked the data gives no gradient: only the decay moves the weights, by exactly
+    # lr·weight_decay per step on the decayed kernels, and nothing else moves (the head stays at zero)
+    rate, decay, steps = 1e-2, 0.5, 5
+    network.compile_model(built, config, network.make_optimizer(built, rate, decay))
+    before = {variable.path: variable.numpy() for variable in built.trainable_variables}
+    x, y = tiny_batch(config)
+    y[..., config.predict.horizon:] = 0
+    for _ in range(steps):
+        built.train_on_batch(x, y)
+    shrunk = {id(variable) for variable in decayed}
+    for variable in built.trainable_variables:
+        factor = (1 - rate * decay) ** steps if id(variable) in shrunk else 1.0
+        np.testing.assert_allclose(variable.numpy(), factor * before[variable.path], rtol=1e-5, atol=1e-7,
+                                   err_msg=variable.path)
+    assert not np.any(built.get_layer("forecast_head").kernel.numpy())
 
 
 def test_training_step_and_metric():

@@ -122,8 +122,9 @@ def test_two_workers_train_one_model_and_only_the_chief_writes_the_run(tiny_worl
     assert not others, others
     private_files = sorted(str(path.relative_to(private)) for path in private.rglob("*") if path.is_file())
     assert private_files == ["checkpoints/pretrain/best.keras", "checkpoints/pretrain/config.resolved.yaml",
-                             "checkpoints/pretrain/done.json", "checkpoints/pretrain/last.keras",
-                             "checkpoints/pretrain/stage.json", "logs/pretrain.csv"], private_files
+                             "checkpoints/pretrain/done.json", "checkpoints/pretrain/health.json",
+                             "checkpoints/pretrain/last.keras", "checkpoints/pretrain/stage.json",
+                             "logs/pretrain.csv"], private_files
     # one model: the same logged losses and the same final weights on both workers
     assert (private / "logs" / "pretrain.csv").read_text() == (run_dir / "logs" / "pretrain.csv").read_text()
     chief_weights, worker_weights = (keras_weights(folder / "checkpoints" / "pretrain" / "last.keras")

@@ -81,14 +81,14 @@ def test_a_changed_setting_is_refused_until_restart(world: Path, tmp_path: Path)
     copy_pretrained(world, tmp_path)
     pipeline(world, tmp_path).pretrain()
     first = json.loads((tmp_path / "sample" / "checkpoints" / "pretrain" / "stage.json").read_text())
-    changed = pipeline(world, tmp_path, "model.l2=0.5")
-    with pytest.raises(PhenocastError, match=r"model\.l2 0\.0001 → 0\.5.*--restart pretrain.*output\.name"):
+    changed = pipeline(world, tmp_path, "train.weight_decay=0.5")
+    with pytest.raises(PhenocastError, match=r"train\.weight_decay 0\.01 → 0\.5.*--restart pretrain.*output\.name"):
         changed.pretrain()
     # settings that cannot change a result do not count
     pipeline(world, tmp_path, "train.memory_growth=false", "report.maps=true").pretrain()
     changed.run(("pretrain",), restart="pretrain")
     second = json.loads((tmp_path / "sample" / "checkpoints" / "pretrain" / "stage.json").read_text())
-    assert first["settings"]["model.l2"] == 1e-4 and second["settings"]["model.l2"] == 0.5
+    assert first["settings"]["train.weight_decay"] == 1e-2 and second["settings"]["train.weight_decay"] == 0.5
     assert (tmp_path / "sample" / "checkpoints" / "pretrain" / "done.json").is_file()
     assert len((tmp_path / "sample" / "logs" / "pretrain.csv").read_text().splitlines()) == 2  # a new log
 

@@ -105,7 +105,7 @@ def test_rerun_skips_and_changes_rebuild_only_what_they_affect(tiny_data: Path, 
     # a new overlap by default goes to its own folder, so sweeps keep both
     assert tiny_config(tiny_data, tmp_path, "tiling.margin=2").records_dir != config.records_dir
     # a model or training change does not touch records
-    summary = preprocess(tiny_config(tiny_data, tmp_path, "train.lr=0.1", "model.l2=0.5"), progress=False,
+    summary = preprocess(tiny_config(tiny_data, tmp_path, "train.lr=0.1", "train.weight_decay=0.5"), progress=False,
                          log=messages.append)
     assert summary["built"] == 0
 

@@ -99,9 +99,9 @@ def test_end_to_end_run_gives_a_valid_submission_and_reruns_skip(tiny_world: tup
     assert subset.returncode == 0 and "Z1" not in subset.stdout, subset.stdout
     assert "predict Z2 (forecast): up to date, skipped" in subset.stdout
     # a finished stage whose settings changed is refused, with the key named and the way out
-    stale = script("run.py", *arguments(tiny_world, output, "model.l2=0.5"))
+    stale = script("run.py", *arguments(tiny_world, output, "train.weight_decay=0.5"))
     assert stale.returncode == 2 and len(stale.stderr.strip().splitlines()) == 1, stale.stderr
-    assert "pretrain in" in stale.stderr and "model.l2 0.0001 → 0.5" in stale.stderr
+    assert "pretrain in" in stale.stderr and "train.weight_decay 0.01 → 0.5" in stale.stderr
     assert "--restart pretrain" in stale.stderr and "output.name" in stale.stderr
 
 

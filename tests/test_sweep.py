@@ -45,18 +45,19 @@ def test_a_two_member_sweep_finishes_skips_and_tabulates(tmp_path: Path):
     output = tmp_path / "outputs"
     # the overlap differs between members: each gets its own records, built on first use
     sweep_file = write_sweep(tmp_path / "sweep.yaml", data_dir, output,
-                             "members:\n  - {tiling.margin: 4}\n  - {tiling.margin: 2, model.l2: 1.0e-5}\n")
+                             "members:\n  - {tiling.margin: 4}\n  - {tiling.margin: 2, train.weight_decay: 1.0e-5}\n")
     only_second = run("--sweep", str(sweep_file), "--member", "1")
     assert only_second.returncode == 0, only_second.stderr
     assert (output / "tiny-1" / "scores.json").is_file() and not (output / "tiny-0").exists()
     everything = run("--sweep", str(sweep_file))
     assert everything.returncode == 0, everything.stderr
-    assert "member 1 (tiling.margin=2, model.l2=1e-05): finished earlier, skipped" in everything.stdout
+    assert "member 1 (tiling.margin=2, train.weight_decay=1e-05): finished earlier, skipped" in everything.stdout
     assert {p.name for p in (output / "records").iterdir()} == {"data-c8-m4", "data-c8-m2"}
     with open(output / "sweeps" / "tiny" / "sweep.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["member"] for row in rows] == ["0", "1"]
-    assert rows[1]["tiling.margin"] == "2" and rows[1]["model.l2"] == "1e-05" and rows[0]["model.l2"] == ""
+    assert rows[1]["tiling.margin"] == "2" and rows[1]["train.weight_decay"] == "1e-05"
+    assert rows[0]["train.weight_decay"] == ""
     for row, member in zip(rows, ("tiny-0", "tiny-1")):
         scores = json.loads((output / member / "scores.json").read_text())
         for method in ("model", "ema", "climatology"):
@@ -98,12 +99,13 @@ def test_sweep_files_are_checked_before_any_training(tmp_path: Path):
     bad.write_text(f"base: {ROOT / 'configs' / 'sample.yaml'}\n")
     with pytest.raises(PhenocastError, match="expected members or a grid"):
         load_sweep(bad)
-    bad.write_text(f"base: {ROOT / 'configs' / 'sample.yaml'}\ngrid: {{model.l2: [1.0e-7, 1.0e-5]}}\nextra: 1\n")
+    bad.write_text(f"base: {ROOT / 'configs' / 'sample.yaml'}\ngrid: {{train.weight_decay: [1.0e-7, 1.0e-5]}}\n"
+                   f"extra: 1\n")
     with pytest.raises(PhenocastError, match="unknown sweep key extra"):
         load_sweep(bad)
     grid = tmp_path / "grid.yaml"
     grid.write_text(f"name: g\nbase: {ROOT / 'configs' / 'sample.yaml'}\n"
-                    f"grid: {{model.l2: [1.0e-7, 1.0e-5], tiling.margin: [0, 8]}}\n")
+                    f"grid: {{train.weight_decay: [1.0e-7, 1.0e-5], tiling.margin: [0, 8]}}\n")
     sweep = load_sweep(grid)
     assert len(sweep.members) == 4 and sweep.member_config(sweep.members[3]).output.name == "g-3"
     assert sweep.member_config(sweep.members[3]).tiling.margin == 8
