@@ -1,0 +1,262 @@
+"""Can the network learn what a world holds? The shipped network trained on planted worlds with a known optimum.
+
+Each planted world (``phenocast.synthetic.planted``) isolates one thing a forecaster must be able to learn
+and comes with its oracle, the forecast that knows the physics (the conditional mean). For every world this
+bench generates the zones, builds their records and runs the real pipeline with the ``--config`` network
+and training budget (``configs/sample.yaml`` by default: its epochs × steps × batch; fine-tuning and the
+refit off, so the chosen pre-trained model is what is scored), then prints, on the world's *test* period
+(the last ``data.test_months`` months, held out of training and of every choice):
+
+- base/EMA: the forecast the network corrects (``model.base``) ÷ the EMA (RMSE, pooled over images);
+- optimum/EMA: the oracle ÷ the EMA;
+- model/EMA with its 95 % paired-bootstrap interval over forecast origins (``scores.json``), and the
+  number of images;
+- gap: the share of the base → optimum gap the model closes, (base − model) / (base − optimum);
+- ridge/EMA and its gap share: a ridge regression of the targets on the network's own input channels at
+  each pixel (the last year-step; λ chosen on the validation period), the reference a per-pixel linear
+  model reaches;
+- the learning curve: the gap share on the test period after every epoch (``train.keep_epochs``), by
+  training step.
+
+Then the goals, each ``met`` or ``NOT met``: ``persistence`` (a) ≥ 90 % of what the damped baseline gains
+over the EMA; ``moving``, ``regional``, ``landcover`` (b–d) ≥ 70 % of the base → optimum gap and below the
+ridge; ``control`` (e) ≤ 1.01 × the base.
+
+Usage::
+
+    python bench/learnability.py [--worlds persistence,moving,regional,landcover,control]
+        [--config configs/sample.yaml] [--set train.epochs=3 …] [--zones 2] [--months 120] [--size N]
+        [--seed 0] [--out outputs/learnability] [--json results.json]
+
+Worlds are generated once into ``<out>/<world>-…/data`` and runs go to ``<out>/<world>-…/<config name>``:
+a rerun reuses finished stages (the pipeline's resumability), so an interrupted bench continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import model as network  # noqa: E402
+from model.network import ChannelSlice  # noqa: E402
+from phenocast.config import Config, load_config  # noqa: E402
+from phenocast.dataset import origin_dataset  # noqa: E402
+from phenocast.evaluate import fit_baselines, load_oracle  # noqa: E402
+from phenocast.forecast import Forecaster, predict_windows, raw_path, save_windows  # noqa: E402
+from phenocast.metrics import Scoreboard, image_mse  # noqa: E402
+from phenocast.origins import fit_end  # noqa: E402
+from phenocast.pipeline import Pipeline  # noqa: E402
+from phenocast.postprocess import period_methods  # noqa: E402
+from phenocast.preprocess import preprocess  # noqa: E402
+from phenocast.synthetic.planted import PLANTED_WORLDS, generate_planted  # noqa: E402
+from phenocast.training import epoch_model  # noqa: E402
+from phenocast.zones import read_zone, to_int16  # noqa: E402
+
+WORLDS = tuple(PLANTED_WORLDS)
+SPATIAL_WORLDS = ("moving", "regional", "landcover")  # goal: ≥ 70 % of the gap, above the ridge
+GAP_GOAL = 0.7
+DAMPED_GAIN_GOAL = 0.9  # persistence: the share of the damped baseline's gain over the EMA
+CONTROL_LIMIT = 1.01  # control: model ÷ base
+RIDGE_SAMPLES = 96  # (window, origin) pairs of training (and validation) origins for the ridge reference
+RIDGE_PIXELS = 200_000
+RIDGE_PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # × the mean diagonal of XᵀX
+
+
+def world_config(args, world: str, data_dir: Path, out: Path) -> Config:
+    """The ``--config`` run on a world's data: its own output folder, every epoch's model kept, no
+    fine-tuning or refit (the pre-trained model chosen on validation is scored)."""
+    overrides = [f"data.dir={data_dir}", "data.sample=false", "data.zones=null", f"output.dir={out}",
+                 f"output.name={Path(args.config).stem}", "train.keep_epochs=true", "finetune.enabled=false",
+                 "finetune.refit=false", "report.maps=false", *args.set]
+    return load_config(args.config, overrides)
+
+
+def period_scores(config: Config, run: Pipeline, scratch: Path, model_of, period: str = "test") -> dict[str, float]:
+    """Pooled RMSE of every method on a period's images, the model being ``model_of`` (a Keras model):
+    its window predictions are stitched and scored as postprocessing scores them."""
+    board = Scoreboard()
+    forecaster = Forecaster(model_of)
+    for zone in run.zones:
+        sample = run.samples[zone.name]
+        origins = sample.origins(period)
+        save_windows(predict_windows(forecaster, sample, origins, config), raw_path(scratch, zone.name, period))
+        stack = read_zone(zone, config.data.fill_value, config.data.valid_range)
+        fitted = fit_baselines(stack, config, zone.first, fit_end(zone.first, zone.last, config))
+        images = period_methods(zone, stack, config, scratch, period, fitted, load_oracle(config.data.dir, zone.name))
+        for (origin, lead), methods in images.items():
+            truth = stack[origin + lead - zone.first]
+            for method, values in methods.items():
+                board.add(zone.name, origin, lead, method,
+                          image_mse(to_int16(values, config.data.fill_value, config.data.valid_range), truth,
+                                    config.data.fill_value, config.data.scale))
+    return board.summary()["pooled"]
+
+
+def pixel_table(config: Config, run: Pipeline, period: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (pixels, channels) of the last year-step and targets (pixels, horizon) of a period's origins
+    (``train``, ``validation``), valid pixels of all leads, at most ``RIDGE_PIXELS``."""
+    horizon = config.predict.horizon
+    data = origin_dataset(list(run.samples.values()), config, lambda zone: zone.origins(period), limit=RIDGE_SAMPLES,
+                          seed=seed, centre_only=False,
+                          target_end_of=lambda zone: zone.target_end("train" if period == "train" else period))
+    features, targets = [], []
+    for inputs, y in data:
+        inputs, y = inputs.numpy()[-1], y.numpy()
+        y = y[-1] if y.ndim == 4 else y  # (size, size, 2·horizon): the last year-step
+        valid = (y[..., horizon:] > 0.5).all(axis=-1)
+        features.append(inputs[valid])
+        targets.append(y[..., :horizon][valid])
+    features, targets = np.concatenate(features).astype(np.float64), np.concatenate(targets).astype(np.float64)
+    if len(features) > RIDGE_PIXELS:
+        keep = np.random.default_rng(seed).choice(len(features), RIDGE_PIXELS, replace=False)
+        features, targets = features[keep], targets[keep]
+    return features, targets
+
+
+def ridge_model(config: Config, run: Pipeline) -> tuple[keras.Model, float]:
+    """A ridge regression of the targets on the input channels at each pixel, fitted on training origins
+    with the penalty that scores best on validation origins; as a Keras model of the network's interface."""
+    train_x, train_y = pixel_table(config, run, "train", config.seed)
+    valid_x, valid_y = pixel_table(config, run, "validation", config.seed + 1)
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0)
+    std[std < 1e-9] = 1.0
+    standard = (train_x - mean) / std
+    design = np.hstack([standard, np.ones((len(standard), 1))])
+    gram, moment = design.T @ design, design.T @ train_y
+    scale = np.trace(gram) / len(gram)
+    best = None
+    for penalty in RIDGE_PENALTIES:
+        regulariser = penalty * scale * np.eye(len(gram))
+        regulariser[-1, -1] = 0.0  # the intercept is not shrunk
+        weights = np.linalg.solve(gram + regulariser, moment)
+        predicted = np.hstack([(valid_x - mean) / std, np.ones((len(valid_x), 1))]) @ weights
+        error = float(np.mean((predicted - valid_y) ** 2))
+        if best is None or error < best[0]:
+            best = (error, penalty, weights)
+    _, penalty, weights = best
+    kernel = weights[:-1] / std[:, None]  # on raw inputs: (x − mean)/std · w + b
+    bias = weights[-1] - (mean / std) @ weights[:-1]
+    inputs = keras.Input((config.sequence.years, config.window, config.window, config.input_channels))
+    last = ChannelSlice(0, config.input_channels, last_year=True, name="last_year")(inputs)
+    dense = keras.layers.Dense(config.predict.horizon, name="ridge")
+    model = keras.Model(inputs, dense(last))
+    dense.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return model, penalty
+
+
+def bench_world(args, world: str) -> dict:
+    """Generate, preprocess, train and score one world; returns its row."""
+    label = f"{world}-seed{args.seed}-z{args.zones}-m{args.months}" + (f"-s{args.size}" if args.size else "")
+    folder = Path(args.out) / label
+    data_dir = folder / "data"
+    if not (data_dir / "Z1").is_dir():
+        generate_planted(data_dir, world, zones=args.zones, months=args.months, size=args.size, seed=args.seed)
+    config = world_config(args, world, data_dir, folder)
+    started = time.time()
+    preprocess(config, progress=False, log=lambda message: None)
+    run = Pipeline(config)
+    run.run(("pretrain", "predict", "postprocess"))
+    trained = time.time() - started
+    summary = json.loads((config.run_dir / "scores.json").read_text())
+    pooled = summary["test"]["pooled"]
+    entry = summary["headline"]["methods"]["model"]
+    base = config.model.base
+    scratch = folder / "scratch"
+    curve = []
+    stage = run.stage_folder("pretrain")
+    for epoch in range(1, config.train.epochs + 1):
+        path = epoch_model(stage, epoch)
+        if not path.is_file():  # early stopping ended the stage
+            break
+        scores = period_scores(config, run, scratch, network.load_model(path))
+        curve.append((epoch * config.train.steps_per_epoch, scores["model"]))
+    ridge, penalty = ridge_model(config, run)
+    ridge_rmse = period_scores(config, run, scratch, ridge)["model"]
+
+    def gap(rmse: float) -> float:
+        return (pooled[base] - rmse) / (pooled[base] - pooled["oracle"])
+
+    row = {"world": world, "images": summary["headline"]["images"], "ema": pooled["ema"], "base": pooled[base],
+           "base_method": base, "oracle": pooled["oracle"], "damped": pooled["damped"], "model": pooled["model"],
+           "model_over_ema_interval": entry.get("over_ema_interval"), "gap": gap(pooled["model"]),
+           "ridge": ridge_rmse, "ridge_penalty": penalty, "ridge_gap": gap(ridge_rmse),
+           "curve": [(steps, gap(rmse)) for steps, rmse in curve], "seconds": trained,
+           "best_epoch": json.loads((stage / "done.json").read_text())["best_epoch"]}
+    row["goal"], row["met"] = goal(row)
+    return row
+
+
+def goal(row: dict) -> tuple[str, bool]:
+    """The world's goal in words, and whether the row meets it."""
+    world = row["world"]
+    if world == "persistence":
+        share = (row["ema"] - row["model"]) / (row["ema"] - row["damped"])
+        return f"{share:.0%} of damped's gain over the EMA (≥ {DAMPED_GAIN_GOAL:.0%})", share >= DAMPED_GAIN_GOAL
+    if world == "control":
+        ratio = row["model"] / row["base"]
+        return f"model/base {ratio:.3f} (≤ {CONTROL_LIMIT})", ratio <= CONTROL_LIMIT
+    return (f"gap {row['gap']:.0%} (≥ {GAP_GOAL:.0%}), ridge {row['ridge_gap']:.0%} (model above it)",
+            row["gap"] >= GAP_GOAL and row["model"] < row["ridge"])
+
+
+def print_table(rows: list[dict], config_path: str) -> None:
+    print(f"\nlearnability of {config_path} on planted worlds: test period, RMSE ratios to the EMA")
+    print(f"{'world':<12} {'images':>6} {'base/EMA':>9} {'optimum/EMA':>11} {'model/EMA [95 %]':>24} "
+          f"{'gap':>5} {'ridge/EMA':>9} {'ridge gap':>9}  goal")
+    for row in rows:
+        interval = row["model_over_ema_interval"]
+        within = f" [{interval[0]:.3f}–{interval[1]:.3f}]" if interval else ""
+        print(f"{row['world']:<12} {row['images']:>6} {row['base'] / row['ema']:>9.3f} "
+              f"{row['oracle'] / row['ema']:>11.3f} {row['model'] / row['ema']:>9.3f}{within:>15} "
+              f"{row['gap']:>5.0%} {row['ridge'] / row['ema']:>9.3f} {row['ridge_gap']:>9.0%}  "
+              f"{'met' if row['met'] else 'NOT met'}: {row['goal']}")
+    print("\nlearning curves (share of the base → optimum gap closed on the test period, by training step):")
+    for row in rows:
+        points = ", ".join(f"{steps}: {share:.0%}" for steps, share in row["curve"])
+        print(f"  {row['world']:<12} {points}  (chosen epoch {row['best_epoch']}, {row['seconds']:.0f} s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worlds", default=",".join(WORLDS), help=f"comma-separated, of {', '.join(WORLDS)}")
+    parser.add_argument("--config", default="configs/sample.yaml", help="the network and budget to bench")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--zones", type=int, default=2)
+    parser.add_argument("--months", type=int, default=120)
+    parser.add_argument("--size", type=int, default=None, help="pixels per side (the world's default if unset)")
+    parser.add_argument("--seed", type=int, default=0, help="the worlds' seed")
+    parser.add_argument("--out", default="outputs/learnability")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    worlds = [world.strip() for world in args.worlds.split(",") if world.strip()]
+    unknown = [world for world in worlds if world not in WORLDS]
+    if unknown:
+        print(f"error: unknown world(s) {', '.join(unknown)}; expected some of {', '.join(WORLDS)}", file=sys.stderr)
+        return 2
+    rows = []
+    for world in worlds:
+        print(f"{world}: {PLANTED_WORLDS[world]}", flush=True)
+        rows.append(bench_world(args, world))
+        print_table(rows[-1:], args.config)
+    print_table(rows, args.config)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
