@@ -5,6 +5,8 @@ Data flow (default config: window 288, 10 years, 24 channels, 3 scales, horizon 
     input (batch, years, 288, 288, 24)
       input_scale                                 every channel at unit scale (``input_scaling``)
       fold_years                                  (years·batch, 288, 288, 24)   years into the batch axis
+      [advection]                                 + the origin's anomaly moved by lead × the window's
+                                                  velocity (``model/advection.py``), horizon channels
       stem conv                                   (years·batch, 288, 288, filters)
       per scale s (288, 144, 72):
         [2×2 average pool if s > 0] → dense block → squeeze-excite   (years·batch, H_s, W_s, C_s)
@@ -35,6 +37,7 @@ import tensorflow as tf
 from keras import layers
 
 from model import blocks
+from model.advection import Advection
 from model.convlstm import ConvLSTM
 
 FORECAST = "forecast"  # name of the forecast output layer
@@ -254,6 +257,9 @@ def build_model(config) -> keras.Model:
     offsets, channel_scales, _ = input_scaling(config)
     x = InputScaling(offsets, channel_scales, name=INPUT_SCALING)(inputs)
     x = FoldYears(name="fold_years")(x)  # (years·batch, window, window, channels)
+    if model.advection:  # the origin's anomaly moved at the window's velocity, one channel per lead
+        moved = _advection(x, config)  # (years·batch, window, window, horizon)
+        x = layers.Concatenate(name="advection_concat")([x, moved])
     masks = _inside_masks(inputs, config, scales)  # per scale: (years·batch, H_s, W_s, 1), or Nones
     x = blocks.conv_block(x, model.filters, size, activation, "stem_conv")
     states = []
@@ -282,6 +288,16 @@ def build_model(config) -> keras.Model:
     if auxiliary:
         return AuxiliaryOutputsModel(inputs, [forecast, *auxiliary], name="phenocast")
     return keras.Model(inputs, forecast, name="phenocast")
+
+
+def _advection(x, config):
+    """``Advection`` of the scaled, folded inputs: the month channels of offsets 0 and −1 (the origin month
+    and the one before), weighted by the inside channel."""
+    offsets = config.sequence.offsets
+    start, _ = config.channel_slice("months")
+    inside = config.channel_slice("inside")
+    return Advection(start + offsets.index(0), start + offsets.index(-1), None if inside is None else inside[0],
+                     config.predict.horizon, config.model.advection_smoothing, name="advection")(x)
 
 
 def _inside_masks(inputs, config, scales: int) -> list:

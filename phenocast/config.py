@@ -139,6 +139,11 @@ class ModelConfig:
     # SE and ASPP image pooling average over pixels inside the zone only (not the reflection padding of
     # windows at the zone's edge); adds one input channel: 1 inside the zone, 0 in padding.
     masked_pooling: bool = True
+    # The origin month's anomaly moved by lead × the window's velocity (Lucas–Kanade between the anomalies of
+    # the origin and the month before), one extra channel per lead for the first layer (model/advection.py);
+    # needs offsets 0 and −1 in sequence.offsets.
+    advection: bool = False
+    advection_smoothing: float = 2.0  # pixels: σ of the Gaussian that smooths both anomalies first
 
 
 @dataclass
@@ -582,6 +587,11 @@ def check_config(config: Config) -> None:
                 0 < b < 1 for b in section.step_boundaries):
             fail(f"{name}.step_boundaries must be increasing fractions in (0, 1), "
                  f"got {section.step_boundaries}")
+    if config.model.advection and not {0, -1} <= set(sequence.offsets):
+        fail(f"model.advection moves the origin month's anomaly at its velocity from the month before: "
+             f"sequence.offsets must hold 0 and -1, got {sequence.offsets}")
+    if config.model.advection_smoothing <= 0:
+        fail(f"model.advection_smoothing must be > 0 pixels, got {config.model.advection_smoothing}")
     if config.model.value_scale <= 0:
         fail(f"model.value_scale must be positive, got {config.model.value_scale}")
     profile = config.train.profile_batches

@@ -12,11 +12,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from test_model import tiny_batch, tiny_config  # noqa: E402
 
 import model as network  # noqa: E402
 from model.health import collapse_reasons, departure, head_groups, kernel_rms, layer_group  # noqa: E402
 from phenocast.training import HealthProbes, TrainingHealth  # noqa: E402
-from test_model import tiny_batch, tiny_config  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

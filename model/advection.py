@@ -1,0 +1,163 @@
+"""Advection: the latest anomaly carried forward at the window's estimated velocity, as input channels.
+
+Anomaly fields that drift (weather systems, a drought front) are what a convolutional network finds
+hardest to forecast: it has to estimate the motion from a few noisy frames and then move a field by
+several pixels per month, with kernels that each reach one pixel. Nowcasting in meteorology solves the
+same problem with optical flow and semi-Lagrangian extrapolation; this layer does the simplest version
+of it inside the network, with no trainable weight, and hands the result to the layers as channels:
+
+1. the anomalies of the origin month a₀ and of the month before a₁ (the ``sequence.offsets`` channels 0
+   and −1: differences from the climatology, inside the zone) are smoothed by a normalised Gaussian of
+   ``model.advection_smoothing`` pixels (only pixels inside the zone count);
+2. one velocity v per window and year-step, global over the window, by iterative Lucas–Kanade: a₁ moved by
+   v should match a₀; each of ``ADVECTION_ITERATIONS`` steps solves the 2×2 least-squares system of the
+   linearised mismatch over the pixels inside the zone (Tikhonov-damped, so a window without texture
+   gets v ≈ 0) and moves a₁ again; |v| is capped at ``MAX_SPEED_SHARE`` of the window per month;
+3. a₀ moved by lead·v for every lead 1..horizon (bilinear, edges repeated): ``(…, H, W, horizon)``.
+
+The channels are the forecast of a field that keeps moving and does not change; the network decides how
+far to trust them (where nothing moves, they are the persistent anomaly). A window at a zone's edge
+estimates its motion from its inside pixels; a window too small to show motion gets a small v.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+ADVECTION_ITERATIONS = 3  # Lucas–Kanade steps (each moves a₁ by the current v and refines it)
+MAX_SPEED_SHARE = 0.25  # |v| ≤ this share of the window side, per month
+DAMPING = 1e-3  # Tikhonov damping of the 2×2 system, relative to its trace
+
+
+def gaussian_kernel(sigma: float) -> list[float]:
+    """Normalised 1-D Gaussian weights over ±3σ (at least one pixel each side)."""
+    radius = max(1, math.ceil(3 * sigma))
+    weights = [math.exp(-0.5 * (offset / sigma) ** 2) for offset in range(-radius, radius + 1)]
+    return [weight / sum(weights) for weight in weights]
+
+
+def _blur(images, kernel):
+    """Separable blur of ``(batch, H, W, 1)`` images with a 1-D kernel (zero padding)."""
+    size = len(kernel)
+    column = ops.reshape(ops.convert_to_tensor(kernel, images.dtype), (size, 1, 1, 1))
+    row = ops.reshape(column, (1, size, 1, 1))
+    return ops.conv(ops.conv(images, column, padding="same"), row, padding="same")
+
+
+def shift_images(images, shift):
+    """Move images by a shift per sample: ``out[y, x] = image[y − s_y, x − s_x]``, bilinear, edges repeated.
+
+    Args:
+      images: ``(batch, H, W, C)``.
+      shift: ``(batch, 2)``: rows, columns (pixels; content moves by +shift).
+    """
+    height, width = images.shape[1], images.shape[2]
+
+    def interpolate(values, axis, length, amount):
+        positions = ops.arange(length, dtype=values.dtype)[None, :] - amount[:, None]  # (batch, length)
+        positions = ops.clip(positions, 0.0, length - 1.0)
+        low = ops.floor(positions)
+        fraction = positions - low
+        low = ops.cast(low, "int32")
+        high = ops.minimum(low + 1, length - 1)
+        shape = [-1, 1, 1, 1]
+        shape[axis] = length
+        target = ops.shape(values)
+
+        def take(index):
+            return ops.take_along_axis(values, ops.broadcast_to(ops.reshape(index, shape), target), axis=axis)
+
+        weight = ops.reshape(fraction, shape)
+        return take(low) * (1.0 - weight) + take(high) * weight
+
+    rows = interpolate(images, 1, height, shift[:, 0])
+    return interpolate(rows, 2, width, shift[:, 1])
+
+
+def _gradients(images):
+    """Central differences along rows and columns (one-sided at the edges) of ``(batch, H, W, 1)``."""
+    down = ops.concatenate([images[:, 1:], images[:, -1:]], axis=1)
+    up = ops.concatenate([images[:, :1], images[:, :-1]], axis=1)
+    right = ops.concatenate([images[:, :, 1:], images[:, :, -1:]], axis=2)
+    left = ops.concatenate([images[:, :, :1], images[:, :, :-1]], axis=2)
+    return (down - up) / 2.0, (right - left) / 2.0
+
+
+def estimate_velocity(current, previous, weight, smoothing: float, iterations: int = ADVECTION_ITERATIONS,
+                      max_speed: float | None = None):
+    """The global velocity that moves ``previous`` onto ``current`` (iterative Lucas–Kanade).
+
+    Args:
+      current, previous: ``(batch, H, W, 1)`` anomalies of the origin month and the month before.
+      weight: ``(batch, H, W, 1)``: 1 where pixels count (inside the zone), 0 elsewhere.
+      smoothing: the Gaussian's σ in pixels.
+      max_speed: cap of |v| in pixels (None: the window's side × ``MAX_SPEED_SHARE``).
+
+    Returns:
+      ``(batch, 2)``: rows, columns per month.
+    """
+    kernel = gaussian_kernel(smoothing)
+    mass = _blur(weight, kernel)
+    covered = ops.cast(mass > 1e-3, current.dtype) * weight
+
+    def smooth(values):
+        return _blur(values * weight, kernel) / ops.maximum(mass, 1e-3)
+
+    current, previous = smooth(current), smooth(previous)
+    cap = max_speed if max_speed is not None else MAX_SPEED_SHARE * current.shape[1]
+    velocity = ops.zeros((ops.shape(current)[0], 2), current.dtype)
+    for _ in range(iterations):
+        moved = shift_images(previous, velocity)
+        rows, columns = _gradients(moved)
+        mismatch = current - moved
+
+        def total(values):
+            return ops.sum(values * covered, axis=(1, 2, 3))
+
+        a, b, d = total(rows * rows), total(rows * columns), total(columns * columns)
+        e, f = total(rows * mismatch), total(columns * mismatch)
+        damping = DAMPING * (a + d) / 2.0 + 1e-12
+        a, d = a + damping, d + damping
+        determinant = a * d - b * b
+        # moved(v + δ) ≈ moved − ∇·δ: minimise Σ (mismatch + ∇·δ)² → (∇∇ᵀ) δ = −Σ ∇·mismatch
+        step_rows = -(d * e - b * f) / determinant
+        step_columns = -(a * f - b * e) / determinant
+        velocity = velocity + ops.stack([step_rows, step_columns], axis=1)
+        speed = ops.sqrt(ops.sum(velocity ** 2, axis=1, keepdims=True))
+        velocity = velocity * ops.minimum(1.0, cap / ops.maximum(speed, 1e-12))
+    return velocity
+
+
+@keras.saving.register_keras_serializable(package="phenocast")
+class Advection(layers.Layer):
+    """``(batch, H, W, C)`` channels → ``(batch, H, W, horizon)``: the origin month's anomaly (channel
+    ``current``) moved by lead·v, v estimated between channel ``previous`` and ``current`` (module
+    docstring). Pixels count where channel ``inside`` is 1 (every pixel when it is None). No weights;
+    computed in float32 and without gradients (it only reads the inputs)."""
+
+    def __init__(self, current: int, previous: int, inside: int | None, horizon: int, smoothing: float,
+                 **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.current, self.previous, self.inside = current, previous, inside
+        self.horizon, self.smoothing = horizon, smoothing
+
+    def call(self, inputs):
+        inputs = ops.stop_gradient(ops.cast(inputs, "float32"))
+        current = inputs[..., self.current:self.current + 1]
+        previous = inputs[..., self.previous:self.previous + 1]
+        weight = (ops.ones_like(current) if self.inside is None
+                  else ops.cast(inputs[..., self.inside:self.inside + 1] > 0.5, "float32"))
+        velocity = estimate_velocity(current, previous, weight, self.smoothing)
+        moved = [shift_images(current, velocity * float(lead)) for lead in range(1, self.horizon + 1)]
+        return ops.concatenate(moved, axis=-1) * weight
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.horizon)
+
+    def get_config(self):
+        return {**super().get_config(), "current": self.current, "previous": self.previous, "inside": self.inside,
+                "horizon": self.horizon, "smoothing": self.smoothing}
