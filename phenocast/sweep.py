@@ -14,9 +14,10 @@ A sweep file (``configs/sweeps/*.yaml``)::
 ``python run.py --sweep FILE`` runs every member (preprocessing first where its record-relevant settings
 need records that do not exist yet — an overlap sweep builds one records folder per margin, a λ sweep
 shares one), skips members that finished earlier, and writes ``sweep.csv`` (one row per member: its
-overrides, the pooled validation RMSE of the model, the blend and every baseline, then the same on the
-test period; the member with the lowest validation RMSE of the blend is marked ``chosen``: test numbers
-never choose) and ``sweep.png``.
+overrides, the headline — the test-period ratios of the model and the blend to the EMA and to the best
+baseline with their bootstrap intervals and the number of images —, then the pooled validation RMSE of the
+model, the blend and every baseline and the same on the test period; the member with the lowest
+validation RMSE of the blend is marked ``chosen``: test numbers never choose) and ``sweep.png``.
 ``--member K`` runs only member K (0-based), so members can be fanned out over processes, GPUs or
 machines; the CSV then lists the members finished so far.
 """
@@ -149,25 +150,43 @@ def write_summary(sweep: Sweep, extra: list[str] = (), log: Callable[[str], None
         pooled = scores.get("validation", {}).get("pooled", {})
         test = scores.get("test", {}).get("pooled", {})
         methods += [m for m in [*pooled, *test] if m not in methods]
-        rows.append((item, config.run_dir, pooled, test))
+        rows.append((item, config.run_dir, pooled, test, headline_cells(scores.get("headline", {}))))
     folder = sweep_folder(sweep, sweep.member_config(sweep.members[0], extra))
     keys = list(dict.fromkeys(key for item in sweep.members for key in item.overrides))
     chosen = min((row for row in rows if row[2].get("blend") is not None), key=lambda row: row[2]["blend"],
                  default=None)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["member", *keys, "run", "chosen", *[f"validation {m}" for m in methods],
+    writer.writerow(["member", *keys, "run", "chosen", *HEADLINE_COLUMNS, *[f"validation {m}" for m in methods],
                      *[f"test {m}" for m in methods]])
     for row in rows:
-        item, run_dir, pooled, test = row
+        item, run_dir, pooled, test, cells = row
         writer.writerow([item.index, *[item.overrides.get(key, "") for key in keys], str(run_dir),
-                         "yes" if row is chosen else "", *[pooled.get(method, "") for method in methods],
+                         "yes" if row is chosen else "", *cells, *[pooled.get(method, "") for method in methods],
                          *[test.get(method, "") for method in methods]])
     path = atomic_write_text(folder / "sweep.csv", buffer.getvalue())
     if rows:
         _plot(sweep, rows, folder / "sweep.png")
     log(f"sweep {sweep.name}: {len(rows)} of {len(sweep.members)} member(s) finished → {path}")
     return path
+
+
+HEADLINE_COLUMNS = ("headline period", "images", "best baseline",
+                    *[f"{method} ÷ {reference}{part}" for method in ("model", "blend")
+                      for reference in ("EMA", "best baseline") for part in ("", " low", " high")])
+
+
+def headline_cells(headline: dict) -> list:
+    """The ``HEADLINE_COLUMNS`` of a run's ``scores.json`` headline: its period (test when there is one),
+    images, best baseline, and the ratios of the model and the blend to the EMA and to the best baseline
+    with their bootstrap intervals ("" where missing)."""
+    cells = [headline.get("period", ""), headline.get("images", ""), headline.get("best_baseline", "")]
+    for method in ("model", "blend"):
+        entry = headline.get("methods", {}).get(method, {})
+        for key in ("over_ema", "over_best_baseline"):
+            interval = entry.get(f"{key}_interval") or ["", ""]
+            cells += [entry.get(key, ""), *interval]
+    return cells
 
 
 def _plot(sweep: Sweep, rows: list, path: Path) -> None:
@@ -179,10 +198,10 @@ def _plot(sweep: Sweep, rows: list, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(max(5, 1.2 * len(rows)), 3.8))
     positions = list(range(len(rows)))
     for method, style in (("model", "o-"), ("blend", "s--")):
-        values = [pooled.get(method) for _, _, pooled, _ in rows]
+        values = [pooled.get(method) for _, _, pooled, *_ in rows]
         if any(value is not None for value in values):
             axis.plot(positions, [v if v is not None else float("nan") for v in values], style, label=method)
-    emas = [pooled.get("ema") for _, _, pooled, _ in rows]
+    emas = [pooled.get("ema") for _, _, pooled, *_ in rows]
     if any(value is not None for value in emas):
         axis.plot(positions, emas, "k:", label="EMA (α=0.4)")
     axis.set_xticks(positions, [item.label() for item, *_ in rows], rotation=20, ha="right", fontsize=8)

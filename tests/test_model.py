@@ -279,6 +279,24 @@ def test_forced_mixed_precision_outputs_float32_and_trains(precision: str, compu
     assert built(x).dtype == tf.float32
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("overrides", [[], ["model.per_year_outputs=false", "model.advection=true"]],
+                         ids=["per_year", "last_year_advection"])
+def test_an_untrained_model_is_its_base_exactly_under_mixed_precision(policy, overrides):
+    """The base and inside-mask channels stay float32 from the input to the final Add: a layer of the
+    mixed policy would round them to 8 (bfloat16) or 11 (float16) significant bits first."""
+    keras.mixed_precision.set_global_policy(policy)
+    config = tiny_config(*overrides)
+    built = network.build_model(config)
+    x, _ = tiny_batch(config)
+    where = slice(*config.channel_slice("base"))
+    x[..., where] = np.random.default_rng(1).normal(0, 0.07, x[..., where].shape)  # NDVI differences
+    base = x[..., where] if config.model.per_year_outputs else x[:, -1, ..., where]
+    forecast = built(x)
+    assert forecast.dtype == tf.float32
+    np.testing.assert_allclose(np.asarray(forecast), base, rtol=0, atol=1e-6)
+
+
 def test_profile_batches_reach_the_tensorboard_callback(tmp_path):
     from phenocast.training import tensorboard
 

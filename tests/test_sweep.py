@@ -64,6 +64,11 @@ def test_a_two_member_sweep_finishes_skips_and_tabulates(tmp_path: Path):
             for period in ("validation", "test"):
                 expected = scores[period]["pooled"][method]
                 assert float(row[f"{period} {method}"]) == pytest.approx(expected, rel=1e-12)
+        headline = scores["headline"]
+        assert row["headline period"] == "test" and int(row["images"]) == headline["images"]
+        blend = headline["methods"]["blend"]
+        assert float(row["blend ÷ EMA"]) == pytest.approx(blend["over_ema"], rel=1e-12)
+        assert [float(row["blend ÷ EMA low"]), float(row["blend ÷ EMA high"])] == blend["over_ema_interval"]
     chosen = min(rows, key=lambda row: float(row["validation blend"]))  # chosen on validation, never on test
     assert [row["chosen"] for row in rows] == ["yes" if row is chosen else "" for row in rows]
     assert (output / "sweeps" / "tiny" / "sweep.png").is_file()
