@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from phenocast.config import config_hash, load_config, parse_override, save_config
+from phenocast.config import Config, Section, config_hash, load_config, parse_override, save_config
 from phenocast.errors import PhenocastError
 
 from conftest import ROOT
@@ -44,7 +47,9 @@ def test_overrides_are_parsed_as_yaml_and_typed():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.lrr=1", "unknown config key train.lrr; valid keys of train: epochs"),
+    ("train.lrr=1", "unknown config key train.lrr (did you mean train.lr?); valid keys of train: epochs, "),
+    ("model.los=mse", "unknown config key model.los (did you mean model.loss?); valid keys of model: filters"),
+    ("trian.lr=1", "unknown config key trian (did you mean train?); valid keys of the top level: seed, data"),
     ("bogus.key=1", "unknown config key bogus; valid keys of the top level: seed, data"),
     ("train.lr=fast", "config key train.lr: expected float, got 'fast'"),
     ("train.epochs=2.5", "config key train.epochs: expected int, got 2.5"),
@@ -55,17 +60,24 @@ def test_overrides_are_parsed_as_yaml_and_typed():
     ("train.mixed_precision=fp16", "config key train.mixed_precision: expected bool or 'auto' or 'float16' or "
                                    "'bfloat16', got 'fp16'"),
     ("train.profile_batches=3", "config key train.profile_batches: expected list of int or null, got 3"),
+    ("train=3", "config section train: expected a mapping of keys, got 3"),
+    # ranges
+    ("tiling.margin=-1", "config key tiling.margin: expected int >= 0, got -1; fix the YAML file or the --set value"),
+    ("train.lr=0", "config key train.lr: expected float > 0, got 0"),
+    ("predict.horizon=13", "config key predict.horizon: expected int >= 1 and <= 12, got 13"),
+    ("evaluate.confidence=1", "config key evaluate.confidence: expected float > 0 and < 1, got 1"),
 ])
 def test_bad_overrides_name_the_key_and_the_expected_type(override, message):
-    with pytest.raises(PhenocastError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(PhenocastError, match="^" + re.escape(message)) as error:
         load_config(DEFAULT, [override])
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("override, message", [
     ("data.fill_value=0", "data.fill_value 0 lies inside data.valid_range"),
     ("data.valid_range=[10, 5]", "data.valid_range must be [low, high]"),
     ("sequence.offsets=[0, 1]", "sequence.offsets must be <= 0"),
-    ("tiling.margin=-1", "tiling.margin >= 0"),
+    ("data.zones=[Z1, Z1]", "data.zones lists a zone twice"),
     ("tiling.centre=50", "must be divisible by 4"),
     ("model.lstm_filters=[8, 8]", "one entry per scale"),
     ("postprocess.model_weight=1.5", "postprocess.model_weight must be in [0, 1]"),
@@ -73,8 +85,9 @@ def test_bad_overrides_name_the_key_and_the_expected_type(override, message):
     ("train.profile_batches=[0, 2]", "train.profile_batches must be null or [start, stop]"),
 ])
 def test_cross_field_checks_run_at_load(override, message):
-    with pytest.raises(PhenocastError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(PhenocastError, match="^invalid config: .*" + re.escape(message)) as error:
         load_config(DEFAULT, [override])
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("text, value", [
@@ -104,6 +117,59 @@ def test_a_replaced_key_names_its_successor():
     with pytest.raises(PhenocastError, match=r"^config key model\.l2 was replaced by train\.weight_decay") as error:
         load_config(SAMPLE, ["model.l2=1e-4"])
     assert "\n" not in str(error.value)
+    assert str(error.value).endswith("decayed every kernel to zero; rename it in the YAML file or the --set value")
+
+
+def test_a_config_without_base_starts_from_default_yaml(tmp_path: Path, monkeypatch):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    partial = tmp_path / "partial.yaml"
+    partial.write_text("train:\n  lr: 3.0e-4\nfinetune:\n")  # an empty section changes nothing
+    monkeypatch.chdir(tmp_path)  # the defaults are found next to the package, not in the working directory
+    default = load_config(DEFAULT)
+    assert load_config(empty) == default and load_config() == default
+    config = load_config(partial)
+    assert config.train.lr == 3e-4 and config.train.batch_size == default.train.batch_size == 8
+    assert config.finetune == default.finetune and config.finetune.refit is True
+
+
+def test_default_yaml_sets_every_key():
+    def fields(model, prefix=""):
+        for name, field in model.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
+                yield from fields(field.annotation, f"{prefix}{name}.")
+            else:
+                yield prefix + name
+
+    def keys(values, prefix=""):
+        for name, value in values.items():
+            yield from keys(value, f"{prefix}{name}.") if isinstance(value, dict) else [prefix + name]
+
+    assert sorted(keys(yaml.safe_load(DEFAULT.read_text()))) == sorted(fields(Config))
+    assert list(load_config(DEFAULT).to_dict()) == ["seed", "data", "sample", "tiling", "records", "sequence",
+                                                     "model", "train", "finetune", "predict", "evaluate",
+                                                     "postprocess", "report", "output"]
+
+
+def test_assignments_are_checked_and_a_refused_one_changes_nothing():
+    config = load_config(DEFAULT)
+    config.output.name, config.train.device_data = "run-2", False  # YAML 1.1's off
+    assert config.output.name == "run-2" and config.train.device_data == "off"
+    with pytest.raises(PhenocastError, match=r"^config key train\.lr: expected float, got 'fast' \(str\)"):
+        config.train.lr = "fast"
+    with pytest.raises(PhenocastError, match=r"^invalid config: output\.name must be a plain folder name"):
+        config.output.name = "a/b"
+    config.train.jit_compile = True
+    with pytest.raises(PhenocastError, match="XLA cannot compile"):
+        config.train.device_data = "on"
+    assert config.train.device_data == "off" and config.output.name == "run-2" and config.train.lr == 1.1e-3
+
+
+def test_configs_pickle_copy_and_compare_by_value():
+    config = load_config(SAMPLE, ["train.lr=2e-4"])
+    assert pickle.loads(pickle.dumps(config)) == config and copy.deepcopy(config) == config
+    assert config != load_config(SAMPLE) and load_config(SAMPLE, ["train.lr=2.0e-4"]) == config
+    assert load_config(DEFAULT, ["data.scale=10000"]).data.scale == 10000.0  # ints are read as floats
 
 
 def test_resolved_config_round_trips(tmp_path: Path):

@@ -615,11 +615,11 @@ def backtest_planted(zones: dict[str, tuple[np.ndarray, Oracle | None]], test_mo
     Returns:
       {method: RMSE} for ``ema``, ``oracle`` and every baseline.
     """
-    from phenocast.config import Config
+    from phenocast.config import load_config
     from phenocast.evaluate import backtest_stack
     from phenocast.metrics import Scoreboard
 
-    config = Config()
+    config = load_config()  # configs/default.yaml
     config.data.test_months, config.data.val_months, config.predict.horizon = test_months, val_months, horizon
     config.sequence.years, config.sequence.origins = 1, "all"  # every origin with a year of history
     needed = test_months + val_months + 2 * MONTHS_PER_YEAR
