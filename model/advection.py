@@ -13,7 +13,8 @@ of it inside the network, with no trainable weight, and hands the result to the 
    v should match a₀; each of ``ADVECTION_ITERATIONS`` steps solves the 2×2 least-squares system of the
    linearised mismatch over the pixels inside the zone (Tikhonov-damped, so a window without texture
    gets v ≈ 0) and moves a₁ again; |v| is capped at ``MAX_SPEED_SHARE`` of the window per month;
-3. a₀ moved by lead·v for every lead 1..horizon (bilinear, edges repeated): ``(…, H, W, horizon)``.
+3. a₀ moved by lead·v for every lead 1..horizon (bilinear, edges repeated): ``(…, H, W, horizon)``; what
+   moves in from outside the zone (reflection padding) is 0, the anomaly's mean, not the padding's mirror.
 
 The channels are the forecast of a field that keeps moving and does not change; the network decides how
 far to trust them (where nothing moves, they are the persistent anomaly). A window at a zone's edge
@@ -30,6 +31,7 @@ from keras import layers, ops
 ADVECTION_ITERATIONS = 3  # Lucas–Kanade steps (each moves a₁ by the current v and refines it)
 MAX_SPEED_SHARE = 0.25  # |v| ≤ this share of the window side, per month
 DAMPING = 1e-3  # Tikhonov damping of the 2×2 system, relative to its trace
+OUTPUT_SMOOTHING = 1.0  # pixels: σ of the Gaussian that smooths the anomaly that is moved
 
 
 def gaussian_kernel(sigma: float) -> list[float]:
@@ -86,12 +88,13 @@ def _gradients(images):
     return (down - up) / 2.0, (right - left) / 2.0
 
 
-def estimate_velocity(current, previous, weight, smoothing: float, iterations: int = ADVECTION_ITERATIONS,
+def estimate_velocity(frames, weight, smoothing: float, iterations: int = ADVECTION_ITERATIONS,
                       max_speed: float | None = None):
-    """The global velocity that moves ``previous`` onto ``current`` (iterative Lucas–Kanade).
+    """The global velocity that moves each of ``frames`` onto the next (iterative Lucas–Kanade).
 
     Args:
-      current, previous: ``(batch, H, W, 1)`` anomalies of the origin month and the month before.
+      frames: anomalies ``(batch, H, W, 1)`` of consecutive months, oldest first (at least two); every
+        consecutive pair adds its equations, with the same velocity.
       weight: ``(batch, H, W, 1)``: 1 where pixels count (inside the zone), 0 elsewhere.
       smoothing: the Gaussian's σ in pixels.
       max_speed: cap of |v| in pixels (None: the window's side × ``MAX_SPEED_SHARE``).
@@ -101,24 +104,22 @@ def estimate_velocity(current, previous, weight, smoothing: float, iterations: i
     """
     kernel = gaussian_kernel(smoothing)
     mass = _blur(weight, kernel)
-    covered = ops.cast(mass > 1e-3, current.dtype) * weight
+    covered = ops.cast(mass > 1e-3, weight.dtype) * weight
+    frames = [_blur(frame * weight, kernel) / ops.maximum(mass, 1e-3) for frame in frames]
+    cap = max_speed if max_speed is not None else MAX_SPEED_SHARE * weight.shape[1]
+    velocity = ops.zeros((ops.shape(weight)[0], 2), weight.dtype)
 
-    def smooth(values):
-        return _blur(values * weight, kernel) / ops.maximum(mass, 1e-3)
+    def total(values):
+        return ops.sum(values * covered, axis=(1, 2, 3))
 
-    current, previous = smooth(current), smooth(previous)
-    cap = max_speed if max_speed is not None else MAX_SPEED_SHARE * current.shape[1]
-    velocity = ops.zeros((ops.shape(current)[0], 2), current.dtype)
     for _ in range(iterations):
-        moved = shift_images(previous, velocity)
-        rows, columns = _gradients(moved)
-        mismatch = current - moved
-
-        def total(values):
-            return ops.sum(values * covered, axis=(1, 2, 3))
-
-        a, b, d = total(rows * rows), total(rows * columns), total(columns * columns)
-        e, f = total(rows * mismatch), total(columns * mismatch)
+        a = b = d = e = f = 0.0
+        for previous, current in zip(frames[:-1], frames[1:]):
+            moved = shift_images(previous, velocity)
+            rows, columns = _gradients(moved)
+            mismatch = current - moved
+            a, b, d = a + total(rows * rows), b + total(rows * columns), d + total(columns * columns)
+            e, f = e + total(rows * mismatch), f + total(columns * mismatch)
         damping = DAMPING * (a + d) / 2.0 + 1e-12
         a, d = a + damping, d + damping
         determinant = a * d - b * b
@@ -133,31 +134,33 @@ def estimate_velocity(current, previous, weight, smoothing: float, iterations: i
 
 @keras.saving.register_keras_serializable(package="phenocast")
 class Advection(layers.Layer):
-    """``(batch, H, W, C)`` channels → ``(batch, H, W, horizon)``: the origin month's anomaly (channel
-    ``current``) moved by lead·v, v estimated between channel ``previous`` and ``current`` (module
-    docstring). Pixels count where channel ``inside`` is 1 (every pixel when it is None). No weights;
-    computed in float32 and without gradients (it only reads the inputs)."""
+    """``(batch, H, W, C)`` channels → ``(batch, H, W, horizon)``: the origin month's anomaly (the last of
+    the channels ``months``, consecutive months oldest first) moved by lead·v, v estimated over every
+    consecutive pair of them (module docstring). Pixels count where channel ``inside`` is 1 (every pixel when
+    it is None). No weights; computed in float32 and without gradients (it only reads the inputs)."""
 
-    def __init__(self, current: int, previous: int, inside: int | None, horizon: int, smoothing: float,
-                 **kwargs):
+    def __init__(self, months: list[int], inside: int | None, horizon: int, smoothing: float, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
-        self.current, self.previous, self.inside = current, previous, inside
+        self.months, self.inside = list(months), inside
         self.horizon, self.smoothing = horizon, smoothing
 
     def call(self, inputs):
         inputs = ops.stop_gradient(ops.cast(inputs, "float32"))
-        current = inputs[..., self.current:self.current + 1]
-        previous = inputs[..., self.previous:self.previous + 1]
-        weight = (ops.ones_like(current) if self.inside is None
+        frames = [inputs[..., channel:channel + 1] for channel in self.months]
+        weight = (ops.ones_like(frames[0]) if self.inside is None
                   else ops.cast(inputs[..., self.inside:self.inside + 1] > 0.5, "float32"))
-        velocity = estimate_velocity(current, previous, weight, self.smoothing)
-        moved = [shift_images(current, velocity * float(lead)) for lead in range(1, self.horizon + 1)]
+        velocity = estimate_velocity(frames, weight, self.smoothing)
+        # lightly smoothed (the noise does not move); what would move in from outside the zone (padding)
+        # is unknown: 0, the anomaly's prior mean
+        kernel = gaussian_kernel(OUTPUT_SMOOTHING)
+        known = _blur(frames[-1] * weight, kernel) / ops.maximum(_blur(weight, kernel), 1e-3) * weight
+        moved = [shift_images(known, velocity * float(lead)) for lead in range(1, self.horizon + 1)]
         return ops.concatenate(moved, axis=-1) * weight
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.horizon)
 
     def get_config(self):
-        return {**super().get_config(), "current": self.current, "previous": self.previous, "inside": self.inside,
-                "horizon": self.horizon, "smoothing": self.smoothing}
+        return {**super().get_config(), "months": self.months, "inside": self.inside, "horizon": self.horizon,
+                "smoothing": self.smoothing}

@@ -291,12 +291,15 @@ def build_model(config) -> keras.Model:
 
 
 def _advection(x, config):
-    """``Advection`` of the scaled, folded inputs: the month channels of offsets 0 and −1 (the origin month
-    and the one before), weighted by the inside channel."""
+    """``Advection`` of the scaled, folded inputs: the month channels of the consecutive months up to the
+    origin among ``sequence.offsets`` (…, −2, −1, 0: at least −1 and 0), weighted by the inside channel."""
     offsets = config.sequence.offsets
     start, _ = config.channel_slice("months")
     inside = config.channel_slice("inside")
-    return Advection(start + offsets.index(0), start + offsets.index(-1), None if inside is None else inside[0],
+    months = [0]
+    while -len(months) in offsets:
+        months.insert(0, -len(months))
+    return Advection([start + offsets.index(offset) for offset in months], None if inside is None else inside[0],
                      config.predict.horizon, config.model.advection_smoothing, name="advection")(x)
 
 

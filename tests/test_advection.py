@@ -32,7 +32,7 @@ def moving_pair(velocity, noise: float = 0.3, size: int = 64, seed: int = 0):
 @pytest.mark.parametrize("velocity", [(2.7, -1.9), (-3.5, 0.4), (0.0, 0.0)])
 def test_the_velocity_of_a_moving_field_is_found(velocity):
     current, previous = moving_pair(velocity)
-    found = np.asarray(estimate_velocity(current, previous, np.ones_like(current), 2.0))[0]
+    found = np.asarray(estimate_velocity([previous, current], np.ones_like(current), 2.0))[0]
     np.testing.assert_allclose(found, velocity, atol=0.3)
 
 
@@ -43,13 +43,13 @@ def test_only_pixels_inside_the_zone_count():
     garbage = np.random.default_rng(2).normal(size=current.shape).astype(np.float32) * 5
     current = np.where(inside > 0, current, garbage)
     previous = np.where(inside > 0, previous, garbage)
-    found = np.asarray(estimate_velocity(current, previous, inside, 2.0))[0]
+    found = np.asarray(estimate_velocity([previous, current], inside, 2.0))[0]
     np.testing.assert_allclose(found, (1.5, 2.5), atol=0.4)
 
 
 def test_a_window_without_texture_does_not_move():
     flat = np.full((1, 32, 32, 1), 0.7, np.float32)
-    found = np.asarray(estimate_velocity(flat, flat, np.ones_like(flat), 2.0))
+    found = np.asarray(estimate_velocity([flat, flat, flat], np.ones_like(flat), 2.0))
     np.testing.assert_allclose(found, 0.0, atol=1e-6)
 
 
