@@ -313,6 +313,7 @@ class PostprocessConfig(Section):
     # the validation bootstrap interval of RMSE(model) / RMSE(base) lies below 1. A number: that w.
     model_weight: float | Literal["fit"]
     shrink: bool
+    decision: Literal["pooled", "zone"]  # the check (and the fitted weight) over all zones, or per zone
     layout: Literal["flat", "zones"]  # Z1-213.tif, or Z1/Z1-213.tif inside the zip
     zip_name: str
 

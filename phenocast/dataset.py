@@ -75,14 +75,33 @@ class ZoneSamples:
         return self.records.first
 
     def origins(self, kind: str) -> list[int]:
-        """The origins of ``train``, ``refit``, ``validation``, ``test`` or ``forecast``."""
+        """The origins of ``train``, ``refit``, ``validation``, its parts ``select`` and ``check``
+        (``origins.validation_part``), ``test`` or ``forecast``."""
+        if kind in origin_rules.VALIDATION_PARTS:
+            return [origin for origin in self.validation
+                    if origin_rules.validation_part(origin, self.periods.validation) == kind]
         return [self.forecast] if kind == "forecast" else list(getattr(self, kind))
 
     def target_end(self, kind: str) -> int | None:
         """The last month a target of ``kind`` may be (the end of its period; None = no limit)."""
+        if kind in origin_rules.VALIDATION_PARTS:
+            kind = "validation"
         if kind in origin_rules.PERIODS:
             return self.periods.get(kind).end
         return self.periods.training_end if kind == "train" else None
+
+
+def input_settings(config: Config) -> tuple[str, ...]:
+    """The settings (dotted prefixes) the samples' input channels and targets are computed from: the
+    records and the periods, the sequence, the network's inputs (``model``: base, advection, …), and with
+    ``model.base`` damped the settings the damped forecast and its φ are fitted with
+    (``features.DAMPED_SETTINGS``). A finished stage whose value of any of them changed is stale."""
+    settings = ("data.fill_value", "data.valid_range", "data.scale", "data.val_months", "data.test_months",
+                "data.first_month", "tiling", "records", "sequence", "model", "predict.horizon", "predict.months",
+                "evaluate.ema_alpha")
+    if config.model.base == "damped":
+        settings += tuple(key for key in features.DAMPED_SETTINGS if key not in settings)
+    return settings
 
 
 def damped_table(zones: list[ZoneSamples]) -> dict[str, np.ndarray]:

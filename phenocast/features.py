@@ -40,6 +40,8 @@ from scipy import ndimage
 
 MONTHS_PER_YEAR = 12
 MIN_FIT_IMAGES = 3  # a (lead, calendar phase) cell of a per-month damped fit needs this many images
+# the settings the damped forecast and its fitted φ are computed from (beyond the zone's months and periods)
+DAMPED_SETTINGS = ("evaluate.ema_alpha", "evaluate.damped_smoothing", "evaluate.damped_by_month", "predict.horizon")
 
 
 def as_float(image: np.ndarray, fill_value: int) -> np.ndarray:

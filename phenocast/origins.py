@@ -20,9 +20,13 @@ Every zone's months ``first .. last`` fall into three consecutive periods::
   period, the last ``data.test_months`` months, only scores. ``data.test_months: 0`` drops the test
   period (then the validation numbers are all there is, and they chose the model); ``data.val_months:
   0`` drops validation (checkpoints are then chosen on the training loss).
-- ``sequence.origins: fixed`` keeps only origins in the calendar phase of the forecast origin (the
-  competition's one window: o ≡ forecast origin mod 12), for training and for scoring; ``all`` keeps
-  every month.
+- ``sequence.origins: fixed`` keeps only training origins in the calendar phase of the forecast origin
+  (the competition's one window: o ≡ forecast origin mod 12); ``all`` trains on every month. The scored
+  periods use every month either way: two origins a zone (the fixed phase of 24 months) cannot show
+  anything, twenty-four can (a fixed-phase network is then checked on every phase, the harder test).
+- The validation origins are cut into blocks of ``VALIDATION_BLOCK`` months, alternately *select* and
+  *check* (``validation_part``): the select blocks choose checkpoints, epochs, fine-tuning and sweep
+  members, the check blocks fit and check the blend, so what chose the network never checks it.
 - A refit (``finetune.refit``) trains on every origin whose targets lie within the zone: o + horizon <=
   last. It writes the submission and is never scored.
 - The final forecast's origin is the zone's last month, or, with ``predict.months``, the last month
@@ -40,6 +44,8 @@ from phenocast.errors import PhenocastError
 
 MONTHS_PER_YEAR = 12
 PERIODS = ("validation", "test")  # the scored periods, in time order
+VALIDATION_BLOCK = 3  # months: the validation origins alternate between the select and check parts in blocks
+VALIDATION_PARTS = ("select", "check")
 
 Image = tuple[int, int]  # (origin month, lead)
 
@@ -137,13 +143,12 @@ def training_origins(first: int, last: int, config: Config, refit: bool = False)
 
 
 def period_origins(first: int, last: int, config: Config, name: str) -> list[int]:
-    """Origins of the ``validation`` or ``test`` period: o = start-1 .. end-1 with a full history, in
-    phase ([] if the zone has no such period)."""
+    """Origins of the ``validation`` or ``test`` period: o = start-1 .. end-1 with a full history, every
+    month whatever ``sequence.origins`` ([] if the zone has no such period)."""
     period = zone_periods(first, last, config).get(name)
     if period is None:
         return []
-    start = max(period.start - 1, earliest_origin(first, config))
-    return [origin for origin in range(start, period.end) if _in_phase(origin, last, config)]
+    return list(range(max(period.start - 1, earliest_origin(first, config)), period.end))
 
 
 def period_images(first: int, last: int, config: Config, name: str) -> list[Image]:
@@ -160,6 +165,22 @@ def validation_origins(first: int, last: int, config: Config) -> list[int]:
     return period_origins(first, last, config, "validation")
 
 
+def validation_part(origin: int, validation: Period) -> str:
+    """``select`` or ``check``: the part of the validation period an origin belongs to.
+
+    The validation origins o = start − 1 … end − 1 are cut into consecutive blocks of ``VALIDATION_BLOCK``
+    months, alternately *select* (they choose checkpoints, epochs, fine-tuning, sweep members) and *check*
+    (they fit and check the blend), so what chose the network never checks it.
+
+    Args:
+      validation: the zone's validation period (``zone_periods(...).validation``).
+    """
+    if not validation.start - 1 <= origin < validation.end:
+        raise ValueError(f"origin {origin} is not an origin of the validation period {validation.start}.."
+                         f"{validation.end}")
+    return VALIDATION_PARTS[((origin - (validation.start - 1)) // VALIDATION_BLOCK) % 2]
+
+
 def fit_end(first: int, last: int, config: Config, final: bool = False) -> int:
     """The last month a fitted baseline parameter may learn from: the training period's end, or
     ``last`` for the final forecast."""
@@ -174,7 +195,8 @@ def fitting_images(first: int, end: int, horizon: int) -> list[Image]:
 
 
 def check_zone_length(name: str, first: int, last: int, config: Config) -> None:
-    """Raise a one-line error naming the period that does not fit when a zone is too short."""
+    """Raise a one-line error when a zone is too short for one training sample (then the validation and test
+    periods, which score every month after it, have origins too)."""
     months = last - first + 1
     periods = zone_periods(first, last, config)
     data = config.data
@@ -190,11 +212,3 @@ def check_zone_length(name: str, first: int, last: int, config: Config) -> None:
             f"test months (data.test_months): at least {needed + data.val_months + data.test_months} months; "
             f"lower sequence.years, data.val_months or data.test_months (0 drops the test period), or drop "
             f"the zone from data.zones")
-    for period in periods.scored:
-        if not period_images(first, last, config, period.name):
-            raise PhenocastError(
-                f"zone {name} has {months} months ({first}..{last}): its {period.name} period (months "
-                f"{period.start}..{period.end}) has no origin with {config.history_months} months of "
-                f"history{' in the forecast calendar phase' if config.sequence.origins == 'fixed' else ''}; "
-                f"raise data.{'val' if period.name == 'validation' else 'test'}_months or lower "
-                f"sequence.years")

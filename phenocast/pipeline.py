@@ -43,11 +43,10 @@ STAGE_FILE = "stage.json"
 PREDICTION_KINDS = ("validation", "test", "forecast")
 HEALTH_SAMPLES = 8  # validation samples whose forecasts measure the departure from the base every epoch
 
-# The config values each stage depends on (dotted prefixes; ``IGNORED`` never changes a result).
-COMMON_KEYS = ("seed", "data.fill_value", "data.valid_range", "data.scale", "data.val_months",
-               "data.test_months", "data.first_month", "tiling", "records", "sequence", "model",
-               "predict.horizon", "predict.months", "evaluate.ema_alpha", "train.mixed_precision",
-               "train.jit_compile", "train.cpu_devices", "train.augment", "train.validation_samples")
+# The config values each stage depends on (dotted prefixes) beyond those its samples are computed from
+# (``dataset.input_settings``, which follows the base); ``IGNORED`` never changes a result.
+COMMON_KEYS = ("seed", "train.mixed_precision", "train.jit_compile", "train.cpu_devices", "train.augment",
+               "train.validation_samples")
 STAGE_KEYS = {
     "pretrain": (*COMMON_KEYS, "data.zones", "train"),
     "finetune": (*COMMON_KEYS, "finetune"),
@@ -72,8 +71,11 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def stage_settings(config: Config, stage: str) -> dict[str, Any]:
-    """The config values stage ``stage`` depends on, flat (``train.lr`` → value)."""
-    prefixes = STAGE_KEYS[stage]
+    """The config values stage ``stage`` depends on, flat (``train.lr`` → value): its own
+    (``STAGE_KEYS``) and those its samples are computed from (``dataset.input_settings``)."""
+    from phenocast.dataset import input_settings
+
+    prefixes = (*STAGE_KEYS[stage], *input_settings(config))
     return {key: value for key, value in flatten(config.to_dict()).items()
             if any(key == p or key.startswith(p + ".") for p in prefixes)
             and not any(key == p or key.startswith(p + ".") for p in IGNORED_KEYS)}
@@ -138,6 +140,7 @@ class Pipeline:
         the damped baseline is scored with), cached in ``baselines/<zone>-damped.json``."""
         import numpy as np
 
+        from phenocast import features
         from phenocast.evaluate import fit_damped_zone
         from phenocast.origins import fit_end
         from phenocast.zones import read_zone
@@ -145,8 +148,8 @@ class Pipeline:
         zone = next(zone for zone in self.zones if zone.name == name)
         config = self.config
         key = {"inputs": self.manifest["zones"][name]["inputs"], "first": zone.first, "last": zone.last,
-               "settings": {k: v for k, v in flatten(config.to_dict()).items() if k.startswith((
-                   "evaluate.ema_alpha", "evaluate.damped", "predict.horizon", "data."))}}
+               "settings": {k: v for k, v in flatten(config.to_dict()).items()
+                            if k.startswith("data.") or k in features.DAMPED_SETTINGS}}
         path = self.run_dir / "baselines" / f"{name}-damped.json"
         if path.is_file():
             cached = json.loads(path.read_text())
@@ -348,7 +351,7 @@ class Pipeline:
         model = self._compiled_model(strategy, schedule, start)
         validation_data, image_batch, initial = None, None, None
         health = HealthProbes(train=self._first_batch(training_dataset(samples, self.config, batch, seed, kind)))
-        if kind == "train" and any(sample.validation for sample in samples):
+        if kind == "train" and any(sample.origins("select") for sample in samples):
             validation_data = self._validation_data(samples, batch, replicas(strategy))
             health.validation = self._first_batch(validation_data, HEALTH_SAMPLES)
             image_batch = (health.validation[0][:4], health.validation[1][:4])
@@ -428,16 +431,22 @@ class Pipeline:
                  f"{np.round(mean, 3).tolist()}, sd {np.round(std, 3).tolist()}")
 
     def _validation_data(self, samples: list, batch: int, replica_count: int):
-        """The validation batches (a fixed subset of ``train.validation_samples``), assembled once: cached in
-        host memory when they take at most a quarter of it, else in a file under the stage's run folder
-        (the default's 128 samples of 288² × 10 years × 28 channels are ≈ 12 GB)."""
+        """The validation batches that choose checkpoints and epochs: a fixed subset of
+        ``train.validation_samples`` (window, origin) pairs of the *select* part of the validation period
+        (``origins.validation_part``; the check part is left to the blend), assembled once: cached in host
+        memory when they take at most a quarter of it, else in a file under the stage's run folder (the
+        default's 128 samples of 288² × 10 years × 28 channels are ≈ 12 GB)."""
         import tensorflow as tf
 
         from phenocast.dataset import origin_dataset, shard_by_data, steps_in
 
         limit = self.config.train.validation_samples
-        count = steps_in(samples, lambda s: s.validation, limit, self.config.seed)
-        data = origin_dataset(samples, self.config, lambda s: s.validation, limit=limit, seed=self.config.seed,
+
+        def select(zone):
+            return zone.origins("select")
+
+        count = steps_in(samples, select, limit, self.config.seed)
+        data = origin_dataset(samples, self.config, select, limit=limit, seed=self.config.seed,
                               target_end_of=lambda s: s.target_end("validation"))
         if replica_count > 1 and count % batch:
             # mirrored evaluation needs full batches: pad with fully masked samples, which the

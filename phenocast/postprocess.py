@@ -8,13 +8,18 @@ For every zone of a run (``predictions/raw/<zone>-{validation,test,forecast}.npz
    average test-time augmentations;
 2. add the climatology as of the origin, giving stored units (NDVI × scale); pixels without a
    climatology for that calendar month fall back to the EMA;
-3. blend with a fallback: blend = fallback + w·(model - fallback); the fallback is the base the network
-   corrects (``model.base``: ema, damped or climatology), but with ``postprocess.shrink`` a base other
-   than the EMA must beat the EMA on the validation period (the upper end of the paired-bootstrap
-   interval of their RMSE ratio below 1), else the fallback is the EMA; ``postprocess.model_weight`` a
-   number, or ``fit`` — w per zone by least squares on the *validation* images, clipped to [0, 1], and
-   with shrink set to 0 (the fallback alone) unless the model beats the fallback on validation in the same
-   sense; applied unchanged to the test images and the forecast (``choose_blend``);
+3. blend with a fallback: blend = fallback + w·(model - fallback), decided on the *check* half of the
+   validation period only (``origins.validation_part``: interleaved blocks of origins; the select half
+   chose the checkpoints and epochs, so what chose the network never checks it), first for every zone
+   (``zone_evidence``), then once (``decide_blends``): the fallback is the base the network corrects
+   (``model.base``: ema, damped or climatology), but with ``postprocess.shrink`` a base other than the
+   EMA must beat the EMA on those images (the upper end of the paired-bootstrap interval of their RMSE
+   ratio below 1, over at least ``MIN_VALIDATION_ORIGINS`` origins), else the fallback is the EMA;
+   ``postprocess.model_weight`` a number, or ``fit`` — w by least squares on those images, clipped to
+   [0, 1], and with shrink set to 0 (the fallback alone) unless the model beats the fallback there in the
+   same sense. ``postprocess.decision: pooled`` answers both on all zones' check images together and
+   shrinks each zone's weight towards the pooled one; ``zone`` answers per zone. The blend is applied
+   unchanged to the validation and test images and the forecast;
 4. score the model, the blend and every baseline (persistence, climatology, EMA, per-pixel EMA, damped;
    the oracle on the built-in sample) on the same images of each period, every image as the int16 file
    it is written as (rounded, clipped); the fitted baselines learn from the training period only;
@@ -51,7 +56,15 @@ from phenocast.evaluate import BASELINE_METHODS, FittedBaselines, baseline_image
 from phenocast.forecast import add_climatology, load_meta, load_windows, raw_path, stitch_differences
 from phenocast.io import atomic_path, atomic_write_text
 from phenocast.metrics import Scoreboard, image_mse, paired_bootstrap
-from phenocast.origins import fit_end, forecast_leads, forecast_origin, period_images, zone_periods
+from phenocast.origins import (
+    VALIDATION_PARTS,
+    fit_end,
+    forecast_leads,
+    forecast_origin,
+    period_images,
+    validation_part,
+    zone_periods,
+)
 from phenocast.zones import GeoProfile, Zone, month_file_name, read_month, read_zone, same_crs, to_int16, write_geotiff
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed entry times: the same files give the same zip
@@ -105,15 +118,13 @@ def model_images(path: Path, zone: Zone, stack: np.ndarray, config: Config, imag
     return result
 
 
-def fit_weight(images: dict, stack: np.ndarray, first: int, config: Config, base: str) -> float:
-    """Least-squares model weight w (blend = base + w·(model - base)) on the validation images, in [0, 1].
+def fit_sums(images: dict, stack: np.ndarray, first: int, config: Config, fallback: str) -> tuple[float, float]:
+    """The sums of the least-squares model weight (blend = fallback + w·(model − fallback)) over images:
+    (Σ d·(truth − fallback), Σ d²) with d = model − fallback, over valid pixels, stored units.
 
     Args:
-      images: {(origin, lead): {"model": float32 (h, w), base: float32 (h, w), …}} of the validation period.
-      base: the base method's name (``model.base``).
-
-    Returns:
-      w; 0 when model and base never differ.
+      images: {(origin, lead): {"model": float32 (h, w), fallback: float32 (h, w), …}}.
+      fallback: the fallback method's name.
     """
     numerator = denominator = 0.0
     for (origin, lead), image in images.items():
@@ -121,10 +132,21 @@ def fit_weight(images: dict, stack: np.ndarray, first: int, config: Config, base
         if position >= len(stack) or "model" not in image:
             continue
         truth = stack[position]
-        valid = (truth != config.data.fill_value) & np.isfinite(image["model"]) & np.isfinite(image[base])
-        difference = (image["model"] - image[base])[valid].astype(np.float64)
-        numerator += float(difference @ (truth[valid] - image[base][valid]).astype(np.float64))
+        valid = (truth != config.data.fill_value) & np.isfinite(image["model"]) & np.isfinite(image[fallback])
+        difference = (image["model"] - image[fallback])[valid].astype(np.float64)
+        numerator += float(difference @ (truth[valid] - image[fallback][valid]).astype(np.float64))
         denominator += float(difference @ difference)
+    return numerator, denominator
+
+
+def fit_weight(images: dict, stack: np.ndarray, first: int, config: Config, base: str) -> float:
+    """Least-squares model weight w (blend = base + w·(model - base)) on the given images, in [0, 1]
+    (``fit_sums``); 0 when model and base never differ."""
+    numerator, denominator = fit_sums(images, stack, first, config, base)
+    return _weight(numerator, denominator)
+
+
+def _weight(numerator: float, denominator: float) -> float:
     return float(np.clip(numerator / denominator, 0.0, 1.0)) if denominator > 0 else 0.0
 
 
@@ -133,53 +155,110 @@ def blend(model: np.ndarray, base: np.ndarray, weight: float) -> np.ndarray:
     return (base + weight * (model - base)).astype(np.float32)
 
 
-MIN_VALIDATION_ORIGINS = 12  # a bootstrap over fewer forecast origins proves nothing (fixed origins: 2)
+MIN_VALIDATION_ORIGINS = 12  # a bootstrap over fewer forecast origins proves nothing
+
+
+@dataclass
+class BlendEvidence:
+    """What one zone's blend is decided from: the *check* part of its validation period
+    (``origins.validation_part``), which chose nothing else.
+
+    Attributes:
+      board: the check images' scores (as written) of the model, the base and the EMA.
+      sums: fallback name → ``fit_sums`` over the check images.
+    """
+
+    board: Scoreboard
+    sums: dict[str, tuple[float, float]]
+
+
+@dataclass
+class Blend:
+    """A zone's submitted forecast: fallback + weight·(model − fallback), and why."""
+
+    fallback: str
+    weight: float
+    reason: str
+
+
+def blend_evidence(zone: Zone, stack: np.ndarray, config: Config, methods: dict) -> BlendEvidence | None:
+    """The ``BlendEvidence`` of a zone from every method's image of its validation period (``period_methods``),
+    or None when the run did not predict it."""
+    validation = zone_periods(zone.first, zone.last, config).validation
+    check = {key: values for key, values in methods.items() if "model" in values
+             and validation_part(key[0], validation) == "check"}
+    if not check:
+        return None
+    board = Scoreboard()
+    candidates = sorted({config.model.base, "ema"} - {"climatology"} | {config.model.base})
+    for (origin, lead), values in check.items():
+        truth = stack[origin + lead - zone.first]
+        for method in ("model", *candidates):
+            board.add(zone.name, origin, lead, method, image_mse(_as_written(values[method], config), truth,
+                                                                 config.data.fill_value, config.data.scale),
+                      "validation")
+    return BlendEvidence(board, {name: fit_sums(check, stack, zone.first, config, name) for name in candidates})
 
 
 def _validated(board: Scoreboard, method: str, reference: str, config: Config) -> tuple[bool, str]:
-    """Whether ``method`` beats ``reference`` on the validation period (the upper end of the paired-bootstrap
-    interval of their RMSE ratio below 1, over at least ``MIN_VALIDATION_ORIGINS`` origins), and the
-    interval in words."""
+    """Whether ``method`` beats ``reference`` on a board of check images (the upper end of the
+    paired-bootstrap interval of their RMSE ratio below 1, over at least ``MIN_VALIDATION_ORIGINS``
+    origins), and the interval in words."""
     evaluate = config.evaluate
-    interval = paired_bootstrap(board.restrict_period("validation"), method, reference,
-                                max(evaluate.bootstrap, 200), evaluate.confidence, seed=config.seed)
-    said = (f"validation RMSE {method}/{reference} {interval['ratio']:.3f} "
-            f"[{interval['low']:.3f}–{interval['high']:.3f}] on {interval['images']} images")
+    interval = paired_bootstrap(board, method, reference, max(evaluate.bootstrap, 200), evaluate.confidence,
+                                seed=config.seed)
+    said = (f"RMSE {method}/{reference} {interval['ratio']:.3f} [{interval['low']:.3f}–{interval['high']:.3f}] "
+            f"on {interval['images']} check images")
     if interval["origins"] < MIN_VALIDATION_ORIGINS:
         return False, f"{said} from only {interval['origins']} origin(s), fewer than {MIN_VALIDATION_ORIGINS}"
     return interval["high"] < 1, said
 
 
-def choose_blend(board: Scoreboard, images: dict, stack: np.ndarray, first: int, config: Config
-                 ) -> tuple[str, float, str]:
-    """The zone's blend from its validation images and scores: (fallback, model weight, the reason).
+def decide_blends(evidence: dict[str, BlendEvidence | None], config: Config) -> dict[str, Blend]:
+    """Every zone's ``Blend`` from the check part of the validation period.
 
-    The fallback is the base (``model.base``); with ``postprocess.shrink`` a base other than the EMA must
-    itself beat the EMA on validation, else the fallback is the EMA (the competition's reference). The
-    weight of ``fallback + w·(model − fallback)`` is fitted on validation and, with shrink, falls to 0
-    unless the model beats the fallback there.
+    With ``postprocess.model_weight: fit`` the fallback is the base (``model.base``); with
+    ``postprocess.shrink`` a base other than the EMA must itself beat the EMA on the check images, else
+    the fallback is the EMA (the competition's reference), and the model's weight is 0 unless the model
+    beats the fallback there. With ``postprocess.decision: pooled`` both questions are answered once, on
+    the check images of all zones together (the zones share the pre-trained network), and each zone's
+    least-squares weight is shrunk towards the pooled one as if the pooled weight were worth one average
+    zone's evidence: w_z = (n_z + k·w) / (d_z + k), k = Σ d / zones, clipped to [0, 1] (n, d the sums of
+    ``fit_sums``). With ``zone`` every zone answers on its own images with its own weight.
     """
     base, setting, shrink = config.model.base, config.postprocess.model_weight, config.postprocess.shrink
     if setting != "fit":
-        return base, float(setting), f"set (postprocess.model_weight {setting})"
-    if not any("model" in values for values in images.values()):
-        fallback = "ema" if shrink else base
-        return fallback, 0.0, f"no validation predictions (or no validation period): {fallback} alone"
-    fallback, reasons = base, []
-    if shrink and base != "ema":
-        better, said = _validated(board, base, "ema", config)
-        if not better:
-            fallback = "ema"
-        reasons.append(f"fallback {fallback} ({said}{', below 1' if better else ', not below 1'})")
-    weight = fit_weight(images, stack, first, config, fallback)
-    if not shrink:
-        return fallback, weight, f"fitted on validation ({weight:.2f})"
-    better, said = _validated(board, "model", fallback, config)
-    if better:
-        reasons.insert(0, f"fitted on validation ({weight:.2f}): {said}, below 1")
-        return fallback, weight, "; ".join(reasons)
-    reasons.insert(0, f"shrunk to 0 ({fallback} alone): {said} does not lie below 1 (fitted {weight:.2f})")
-    return fallback, 0.0, "; ".join(reasons)
+        return {zone: Blend(base, float(setting), f"set (postprocess.model_weight {setting})") for zone in evidence}
+    blends = {zone: Blend("ema" if shrink else base, 0.0, "no validation predictions (or no validation "
+                          f"period): {'ema' if shrink else base} alone") for zone, found in evidence.items()
+              if found is None}
+    present = [zone for zone, found in evidence.items() if found is not None]
+    groups = [present] if config.postprocess.decision == "pooled" and present else [[zone] for zone in present]
+    for group in groups:
+        board = Scoreboard(score for zone in group for score in evidence[zone].board.scores)
+        where = f"pooled over {len(group)} zone(s)" if len(group) > 1 else "this zone"
+        fallback, notes = base, []
+        if shrink and base != "ema":
+            better, said = _validated(board, base, "ema", config)
+            fallback = base if better else "ema"
+            notes.append(f"fallback {fallback} ({where}: {said}{', below 1' if better else ', not below 1'})")
+        sums = [evidence[zone].sums[fallback] for zone in group]
+        pooled = _weight(sum(n for n, _ in sums), sum(d for _, d in sums))
+        prior = sum(d for _, d in sums) / len(group)
+        weights = {zone: _weight(n + prior * pooled, d + prior) if len(group) > 1 else _weight(n, d)
+                   for zone, (n, d) in zip(group, sums)}
+        better, said = _validated(board, "model", fallback, config) if shrink else (True, "")
+        for zone in group:
+            own = (f"{weights[zone]:.2f}, pooled {pooled:.2f}" if len(group) > 1 else f"{weights[zone]:.2f}")
+            if not shrink:
+                reason = f"fitted on the check half of validation ({own})"
+            elif better:
+                reason = f"fitted on the check half of validation ({own}): {where}: {said}, below 1"
+            else:
+                reason = (f"shrunk to 0 ({fallback} alone): {where}: {said} does not lie below 1 "
+                          f"(fitted {own})")
+            blends[zone] = Blend(fallback, weights[zone] if better else 0.0, "; ".join([reason, *notes]))
+    return blends
 
 
 def scored_path(run_dir: Path, zone: str, period: str) -> Path:
@@ -242,10 +321,25 @@ def period_methods(zone: Zone, stack: np.ndarray, config: Config, run_dir: Path,
     return methods
 
 
-def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[str], None] = print
-                     ) -> ZoneResult:
-    """Score the validation and test periods, fit the blend on validation, write the scored images and
-    the forecast GeoTIFFs of one zone.
+def _zone_inputs(zone: Zone, config: Config) -> tuple[np.ndarray, FittedBaselines]:
+    """A zone's months (int16 stack) and its baselines fitted on the training period."""
+    stack = read_zone(zone, config.data.fill_value, config.data.valid_range)
+    return stack, fit_baselines(stack, config, zone.first, fit_end(zone.first, zone.last, config))
+
+
+def zone_evidence(zone: Zone, config: Config, run_dir: Path) -> tuple[BlendEvidence | None, FittedBaselines]:
+    """The ``BlendEvidence`` of a zone (None without validation predictions) and its fitted baselines."""
+    stack, fitted = _zone_inputs(zone, config)
+    if zone_periods(zone.first, zone.last, config).validation is None:
+        return None, fitted
+    methods = period_methods(zone, stack, config, run_dir, "validation", fitted, None)
+    return blend_evidence(zone, stack, config, methods), fitted
+
+
+def postprocess_zone(zone: Zone, config: Config, run_dir: Path, decided: Blend, fitted: FittedBaselines | None = None,
+                     log: Callable[[str], None] = print) -> ZoneResult:
+    """Score the validation and test periods, apply the zone's blend (``decide_blends``), write the scored
+    images and the forecast GeoTIFFs of one zone.
 
     Raises:
       FileNotFoundError: the run has no forecast predictions for the zone.
@@ -254,38 +348,32 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, log: Callable[[s
     forecast_path = raw_path(run_dir, zone.name, "forecast")
     if not forecast_path.is_file():
         raise FileNotFoundError(f"no forecast predictions for zone {zone.name} in {forecast_path.parent}")
-    stack = read_zone(zone, fill, config.data.valid_range)
-    fitted = fit_baselines(stack, config, zone.first, fit_end(zone.first, zone.last, config))
+    if fitted is None:
+        stack, fitted = _zone_inputs(zone, config)
+    else:
+        stack = read_zone(zone, fill, config.data.valid_range)
     oracle = load_oracle(config.data.dir, zone.name)
     board = Scoreboard()
+    fallback, weight = decided.fallback, decided.weight
 
     def score(key: tuple[int, int], method: str, image: np.ndarray, period: str) -> None:
         truth = stack[key[0] + key[1] - zone.first]
         board.add(zone.name, key[0], key[1], method, image_mse(image, truth, fill, scale), period)
 
-    result = ZoneResult(zone.name, [], 0.0, fitted=fitted.to_dict())
-    # until the validation period is scored
-    fallback, weight, result.weight_reason = choose_blend(board, {}, stack, zone.first, config)
+    result = ZoneResult(zone.name, [], weight, decided.reason, fallback, fitted=fitted.to_dict())
     for period in zone_periods(zone.first, zone.last, config).scored:
         methods = period_methods(zone, stack, config, run_dir, period.name, fitted, oracle)
-        has_model = any("model" in values for values in methods.values())
-        scored = {}
+        scored, saved = {}, {}
         for key, values in methods.items():
             scored[key] = {method: _as_written(image, config) for method, image in values.items()}
-            for method, image in scored[key].items():
-                score(key, method, image, period.name)
-        if period.name == "validation":  # the weight is chosen here and only applied afterwards
-            fallback, weight, result.weight_reason = choose_blend(board, methods, stack, zone.first, config)
-        saved = {}
-        for key, values in methods.items():
             if "model" in values:
                 scored[key][SUBMITTED] = _as_written(blend(values["model"], values[fallback], weight), config)
-                score(key, SUBMITTED, scored[key][SUBMITTED], period.name)
+            for method, image in scored[key].items():
+                score(key, method, image, period.name)
             saved[key] = {method: scored[key][method] for method in SAVED_METHODS if method in scored[key]}
-        if has_model:
+        if any("model" in values for values in methods.values()):
             result.scored_files[period.name] = write_scored(scored_path(run_dir, zone.name, period.name), saved,
                                                             zone.profile, config)
-    result.model_weight, result.fallback = weight, fallback
     result.scores = board
     result.submission_model = load_meta(forecast_path).get("model")
     result.trained_through = (zone.last if config.finetune.refit
@@ -487,26 +575,35 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
       None, "scores": scores.json summary}.
     """
     run_dir = config.run_dir
+    present = [zone for zone in zones if raw_path(run_dir, zone.name, "forecast").is_file()]
+    missing = [zone.name for zone in zones if zone not in present]
+    if not present:
+        raise PhenocastError(f"expected window predictions in {run_dir / 'predictions' / 'raw'}, found "
+                             f"none; run python run.py --stage predict first")
+    # first the evidence of every zone (the check half of its validation period), then one decision
+    evidence, fitted = {}, {}
+    for zone in present:
+        evidence[zone.name], fitted[zone.name] = zone_evidence(zone, config, run_dir)
+    decided = decide_blends(evidence, config)
     results: list[ZoneResult] = []
-    missing = []
-    for zone in zones:
-        if not raw_path(run_dir, zone.name, "forecast").is_file():
-            missing.append(zone.name)
-            continue
-        result = postprocess_zone(zone, config, run_dir, log)
+    for zone in present:
+        result = postprocess_zone(zone, config, run_dir, decided[zone.name], fitted[zone.name], log)
         results.append(result)
         log(f"postprocess {zone.name}: {len(result.files)} GeoTIFF(s), {result.fallback} + "
             f"{result.model_weight:.2f}·(model − {result.fallback}): {result.weight_reason}")
-    if not results:
-        raise PhenocastError(f"expected window predictions in {run_dir / 'predictions' / 'raw'}, found "
-                             f"none; run python run.py --stage predict first")
     board = Scoreboard(score for result in results for score in result.scores.scores)
-    periods = {}
+    periods, validations = {}, {}
     for zone in zones:
         spans = zone_periods(zone.first, zone.last, config)
+        validations[zone.name] = spans.validation
         periods[zone.name] = {"months": [zone.first, zone.last], "training_end": spans.training_end,
                               **{p.name: [p.start, p.end] for p in spans.scored}}
+    validation = board.restrict_period("validation")
+    parts = {part: Scoreboard(score for score in validation.scores
+                              if validation_part(score.origin, validations[score.zone]) == part).summary()["pooled"]
+             for part in VALIDATION_PARTS} if validation.scores else {}
     summary = write_scores(board, run_dir / "scores.json", config, {
+        "validation_parts": parts,  # pooled RMSE of the select half (chose) and the check half (checked)
         "model_weight": {result.zone: {"base": config.model.base, "fallback": result.fallback,
                                        "weight": result.model_weight, "reason": result.weight_reason}
                          for result in results},

@@ -147,7 +147,8 @@ def write_summary(sweep: Sweep, extra: list[str] = (), log: Callable[[str], None
         if not scores_path.is_file():
             continue
         scores = json.loads(scores_path.read_text())
-        pooled = scores.get("validation", {}).get("pooled", {})
+        # the select half of validation chooses members (the check half checked each member's blend)
+        pooled = scores.get("validation_parts", {}).get("select") or scores.get("validation", {}).get("pooled", {})
         test = scores.get("test", {}).get("pooled", {})
         methods += [m for m in [*pooled, *test] if m not in methods]
         rows.append((item, config.run_dir, pooled, test, headline_cells(scores.get("headline", {}))))

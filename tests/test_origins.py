@@ -63,11 +63,26 @@ def test_fitting_images_stay_in_the_training_period():
     assert min(o for o, _ in images) == 13 and max(o + lead for o, lead in images) == 36
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["data.val_months=50", "data.test_months=50"], "its training period ends at month 20, and one training"),
-    (["data.val_months=2", "data.test_months=12", "sequence.origins=fixed"],
-     "its validation period (months 107..108) has no origin"),
-])
-def test_a_zone_too_short_names_the_period_that_does_not_fit(overrides, message):
-    with pytest.raises(PhenocastError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        origins.check_zone_length("Z1", 1, 120, config_with(*overrides))
+def test_a_zone_too_short_names_the_period_that_does_not_fit():
+    with pytest.raises(PhenocastError, match="its training period ends at month 20, and one training"):
+        origins.check_zone_length("Z1", 1, 120, config_with("data.val_months=50", "data.test_months=50"))
+
+
+def test_scored_periods_use_every_month_even_when_training_keeps_one_phase():
+    config = config_with("data.val_months=24", "data.test_months=24", "sequence.origins=fixed")
+    training = origins.training_origins(1, 230, config)
+    assert len({origin % 12 for origin in training}) == 1  # the forecast's calendar phase only
+    assert origins.period_origins(1, 230, config, "validation") == list(range(182, 206))
+    assert origins.period_origins(1, 230, config, "test") == list(range(206, 230))
+    origins.check_zone_length("Z1", 1, 120, config_with("data.val_months=2", "data.test_months=12",
+                                                        "sequence.origins=fixed"))
+
+
+def test_validation_origins_alternate_between_select_and_check_in_blocks():
+    config = config_with("data.val_months=24", "data.test_months=24")
+    validation = origins.zone_periods(1, 120, config).validation
+    parts = [origins.validation_part(origin, validation)
+             for origin in origins.period_origins(1, 120, config, "validation")]
+    assert parts == (["select"] * 3 + ["check"] * 3) * 4
+    with pytest.raises(ValueError, match="not an origin of the validation period"):
+        origins.validation_part(validation.end, validation)

@@ -93,6 +93,19 @@ def test_a_changed_setting_is_refused_until_restart(world: Path, tmp_path: Path)
     assert len((tmp_path / "sample" / "logs" / "pretrain.csv").read_text().splitlines()) == 2  # a new log
 
 
+def test_the_damped_base_settings_make_a_stage_stale_only_under_that_base(world: Path, tmp_path: Path):
+    """The stale keys follow what the samples read: with ``model.base: damped`` the damped smoothing
+    changes the base channel and φ, so a changed value after pre-training is refused with the key named;
+    under the EMA base it changes nothing the network sees, and is accepted."""
+    pipeline(world, tmp_path / "damped", "model.base=damped").pretrain()
+    with pytest.raises(PhenocastError, match=r"evaluate\.damped_smoothing 5 → 3.*--restart pretrain"):
+        pipeline(world, tmp_path / "damped", "model.base=damped", "evaluate.damped_smoothing=3").pretrain()
+    with pytest.raises(PhenocastError, match=r"evaluate\.damped_by_month false → true"):
+        pipeline(world, tmp_path / "damped", "model.base=damped", "evaluate.damped_by_month=true").pretrain()
+    copy_pretrained(world, tmp_path / "ema")
+    pipeline(world, tmp_path / "ema", "model.base=ema", "evaluate.damped_smoothing=3").pretrain()  # not stale
+
+
 def test_predictions_are_redone_only_when_their_model_or_settings_change(world: Path, tmp_path: Path):
     messages: list[str] = []
     run = pipeline(world, tmp_path, "finetune.enabled=false")

@@ -17,14 +17,22 @@ from phenocast import baselines
 from phenocast.config import load_config
 from phenocast.forecast import WindowPredictions, raw_path, save_windows
 from phenocast.origins import forecast_origin, period_origins
-from phenocast.postprocess import check_submission, choose_blend, fit_weight, read_scored, run_postprocess
+from phenocast.postprocess import (
+    BlendEvidence,
+    check_submission,
+    decide_blends,
+    fit_sums,
+    fit_weight,
+    read_scored,
+    run_postprocess,
+)
 from phenocast.tiling import extract_window, window_grid
 from phenocast.zones import discover_zones, read_zone, same_crs
 
 from conftest import FILL, ROOT, VALID_RANGE, synthetic_stack, tiny_profile, write_zone
 
-SETTINGS = ["data.sample=false", "tiling.centre=8", "tiling.margin=4", "sequence.years=2", "sequence.origins=all",
-            "data.val_months=12", "data.test_months=12"]
+SETTINGS = ["data.sample=false", "tiling.centre=8", "tiling.margin=4", "sequence.years=1", "sequence.origins=all",
+            "data.val_months=24", "data.test_months=12"]  # 12 check origins: the blend's check can pass
 
 
 def make_config(data_dir: Path, tmp_path: Path, *overrides: str):
@@ -61,15 +69,19 @@ def oracle_predictions(zone, stack, origins, config, future=None, noise=0.0, see
 @pytest.fixture
 def run(tmp_path: Path):
     data_dir = tmp_path / "data"
-    stacks = {"Z1": synthetic_stack(60, 20, 13, seed=1), "Z2": synthetic_stack(60, 9, 9, seed=2)}
+    stacks = {"Z1": synthetic_stack(72, 20, 13, seed=1), "Z2": synthetic_stack(72, 9, 9, seed=2)}
     stacks["Z1"][:, 3, 4] = FILL  # permanently nodata
     for name, stack in stacks.items():
         write_zone(data_dir, name, stack)
     return data_dir, stacks
 
 
-def write_run(data_dir: Path, tmp_path: Path, future: dict, *overrides: str, noise: float = 0.0):
-    config = make_config(data_dir, tmp_path, *overrides)
+def write_run(data_dir: Path, tmp_path: Path, future: dict, *overrides: str, noise: float = 0.0,
+              config_file: str = "sample"):
+    """Oracle (or noisy) window predictions of every period of the run's zones; ``config_file`` default
+    loads ``configs/default.yaml`` with only ``overrides``."""
+    config = (make_config(data_dir, tmp_path, *overrides) if config_file == "sample"
+              else load_config(ROOT / "configs" / "default.yaml", list(overrides)))
     zones = discover_zones(data_dir, report=None)
     for zone in zones:
         stack = read_zone(zone, FILL, VALID_RANGE)
@@ -147,38 +159,75 @@ def test_model_weight_fitted_where_the_answer_is_known():
     assert fit_weight(images, truth, 1, config, "ema") == 0.0  # the base is the truth: clipped at 0
 
 
-@pytest.mark.parametrize("damped_error, fallback", [(0.5, "damped"), (1.1, "ema")])
-def test_a_base_that_does_not_beat_the_ema_on_validation_falls_back_to_the_ema(damped_error: float,
-                                                                                fallback: str):
+def planted_evidence(config, zone: str, model_error: float, damped_error: float = 1.0, origins=range(1, 30),
+                     seed: int = 1) -> tuple[BlendEvidence, np.ndarray]:
+    """Check images of one zone whose model, damped and EMA forecasts err by the given shares of one noise
+    field each: the evidence ``decide_blends`` reads."""
     from phenocast.metrics import Scoreboard
 
-    config = make_config(Path("."), Path("."), "model.base=damped", "evaluate.bootstrap=200")
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     truth = rng.integers(1000, 8000, size=(40, 6, 6)).astype(np.int16)
     board, images = Scoreboard(), {}
-    for origin in range(1, 30):
+    for origin in origins:
         for lead in (1, 2, 3):
             target = truth[origin + lead - 1].astype(np.float32)
             error = rng.normal(0, 300, size=target.shape).astype(np.float32)
+            noise = rng.normal(0, 300, size=target.shape).astype(np.float32)
             images[origin, lead] = {"ema": target + error, "damped": target + damped_error * error,
-                                    "model": target + 0.2 * error}
+                                    "model": target + model_error * error + (0.5 * noise if model_error >= 1 else 0)}
             for method, image in images[origin, lead].items():
-                board.add("Z1", origin, lead, method, (float(np.mean(((image - target) / 1e4) ** 2)), 36), "validation")
-    chosen, weight, reason = choose_blend(board, images, truth, 1, config)
-    assert chosen == fallback and f"fallback {fallback}" in reason
-    assert 0.5 < weight <= 1 and reason.startswith("fitted")  # the model beats either fallback
-    few = Scoreboard(score for score in board.scores if score.origin <= 5)  # 5 origins prove nothing
-    chosen, weight, reason = choose_blend(few, images, truth, 1, config)
-    assert chosen == "ema" and weight == 0.0 and "from only 5 origin(s)" in reason
+                board.add(zone, origin, lead, method, (float(np.mean(((image - target) / 1e4) ** 2)), 36), "validation")
+    sums = {name: fit_sums(images, truth, 1, config, name) for name in ("ema", "damped")}
+    return BlendEvidence(board, sums), truth
+
+
+@pytest.mark.parametrize("damped_error, fallback", [(0.5, "damped"), (1.1, "ema")])
+def test_a_base_that_does_not_beat_the_ema_on_validation_falls_back_to_the_ema(damped_error: float,
+                                                                                fallback: str):
+    config = make_config(Path("."), Path("."), "model.base=damped", "evaluate.bootstrap=200")
+    evidence, _ = planted_evidence(config, "Z1", 0.2, damped_error)
+    chosen = decide_blends({"Z1": evidence}, config)["Z1"]
+    assert chosen.fallback == fallback and f"fallback {fallback}" in chosen.reason
+    assert 0.5 < chosen.weight <= 1 and chosen.reason.startswith("fitted")  # the model beats either fallback
+    few, _ = planted_evidence(config, "Z1", 0.2, damped_error, origins=range(1, 6))  # 5 origins prove nothing
+    chosen = decide_blends({"Z1": few}, config)["Z1"]
+    assert chosen.fallback == "ema" and chosen.weight == 0.0 and "from only 5 origin(s)" in chosen.reason
+
+
+@pytest.mark.parametrize("decision", ["pooled", "zone"])
+def test_pooled_decisions_shrink_each_zone_towards_all_zones(decision: str):
+    """Two zones where the model is clearly better and one where it only adds noise: pooled, the check
+    passes once and the noisy zone's weight is pulled up towards the pooled one (but stays below the
+    others); per zone, the noisy zone gets 0 and the others their own fit."""
+    config = make_config(Path("."), Path("."), f"postprocess.decision={decision}", "evaluate.bootstrap=200")
+    evidence = {zone: planted_evidence(config, zone, error, seed=seed)[0]
+                for zone, error, seed in (("Z1", 0.3, 1), ("Z2", 0.4, 2), ("Z3", 1.0, 3))}
+    blends = decide_blends(evidence, config)
+    assert all(blend.fallback == "ema" for blend in blends.values())
+    assert blends["Z1"].weight > 0.5 and blends["Z2"].weight > 0.5
+    if decision == "pooled":
+        assert "pooled over 3 zone(s)" in blends["Z3"].reason
+        assert 0 < blends["Z3"].weight < min(blends["Z1"].weight, blends["Z2"].weight)
+    else:
+        assert blends["Z3"].weight == 0.0 and blends["Z3"].reason.startswith("shrunk")
 
 
 @pytest.mark.parametrize("model, expected", [("noise", "shrunk"), ("truth", "fitted")])
-def test_the_validated_weight_falls_to_the_base_unless_validation_says_otherwise(run, tmp_path: Path,
+@pytest.mark.parametrize("config_name", ["sample", "default"])
+def test_the_validated_weight_falls_to_the_base_unless_validation_says_otherwise(run, tmp_path: Path, config_name: str,
                                                                                 model: str, expected: str):
-    """A planted model that only adds noise to the base gets weight 0; one that is the truth gets ~1."""
+    """A planted model that only adds noise to the base gets weight 0; one that is the truth gets ~1. Also
+    under the competition default (``sequence.origins: fixed``, 24 validation and 24 test months): the
+    scored periods use every origin, so its check can say yes."""
     data_dir, stacks = run
+    overrides = ["model.base=ema"]
+    if config_name == "default":
+        overrides = [f"data.dir={data_dir}", f"output.dir={tmp_path / 'outputs'}", "tiling.centre=8",
+                     "tiling.margin=4", "sequence.years=1", "model.base=ema"]
     config, zones = write_run(data_dir, tmp_path, {name: stack[-12:-9] for name, stack in stacks.items()},
-                              "model.base=ema")
+                              *overrides, config_file="default" if config_name == "default" else "sample")
+    if config_name == "default":
+        assert config.sequence.origins == "fixed" and config.postprocess.decision == "pooled"
     rng = np.random.default_rng(5)
     for zone in zones:
         stack = read_zone(zone, FILL, VALID_RANGE)
@@ -247,7 +296,7 @@ def tiff_bytes(values: np.ndarray, profile) -> bytes:
 
 
 @pytest.mark.parametrize("change, expected", [
-    ("missing", "missing Z1-061.tif (zone Z1, month 61)"),
+    ("missing", "missing Z1-073.tif (zone Z1, month 73)"),
     ("size", "expected 20×13 like the zone, got 21×13"),
     ("dtype", "expected a single-band int16 GeoTIFF, got 1 band(s) of float32"),
     ("crs", "CRS differs from the zone's inputs"),
@@ -316,7 +365,7 @@ def test_scores_recompute_from_the_scored_geotiffs_and_the_truth(run, tmp_path: 
                 valid = target != FILL
                 if not valid.any():
                     continue
-                assert (zone.last - 24 < origin + lead <= zone.last - 12) == (period == "validation")
+                assert (zone.last - 36 < origin + lead <= zone.last - 12) == (period == "validation")
                 for method, image in methods.items():
                     squared[method].append(np.mean(((image[valid] - target[valid]) / 10000.0) ** 2))
         for method, values in squared.items():
