@@ -275,6 +275,9 @@ class FinetuneConfig(Schedule):
     step_factor: float
     early_stopping: int
     refit: bool  # then refit on all months, validation included, for the best epoch count
+    # all: the refit trains on every month (it writes the submission, nothing can score it); validation: it
+    # stops where the test period starts, and the test period scores it beside the selected model
+    refit_through: Literal["all", "validation"]
 
 
 class PredictConfig(Section):

@@ -28,7 +28,8 @@ Every zone's months ``first .. last`` fall into three consecutive periods::
   *check* (``validation_part``): the select blocks choose checkpoints, epochs, fine-tuning and sweep
   members, the check blocks fit and check the blend, so what chose the network never checks it.
 - A refit (``finetune.refit``) trains on every origin whose targets lie within the zone: o + horizon <=
-  last. It writes the submission and is never scored.
+  last. It writes the submission and is never scored; with ``finetune.refit_through: validation`` it
+  stops where the test period starts, and the test period scores it beside the selected model.
 - The final forecast's origin is the zone's last month, or, with ``predict.months``, the last month
   before the first requested month (leads = month - origin).
 - Baselines with fitted parameters (the damped anomaly's φ, the per-pixel EMA's α) fit them on the
@@ -135,9 +136,16 @@ def training_origins(first: int, last: int, config: Config, refit: bool = False)
 
     Args:
       first, last: the zone's first and last month index.
-      refit: train on every month: targets may reach ``last``.
+      refit: train on every month: targets may reach ``last`` (with ``finetune.refit_through:
+        validation``, the month before the test period).
     """
-    end = last if refit else zone_periods(first, last, config).training_end
+    periods = zone_periods(first, last, config)
+    if not refit:
+        end = periods.training_end
+    elif config.finetune.refit_through == "validation" and periods.test is not None:
+        end = periods.test.start - 1  # a measured refit: the test period can score it
+    else:
+        end = last
     return [origin for origin in range(earliest_origin(first, config), end - config.predict.horizon + 1)
             if _in_phase(origin, last, config)]
 

@@ -41,6 +41,7 @@ from phenocast.zones import Zone, discover_zones
 STAGES = ("pretrain", "finetune", "refit", "predict", "postprocess", "report")
 STAGE_FILE = "stage.json"
 PREDICTION_KINDS = ("validation", "test", "forecast")
+REFIT_TEST = "refit-test"  # the test origins predicted by a refit that stopped before them (refit_through)
 HEALTH_SAMPLES = 8  # validation samples whose forecasts measure the departure from the base every epoch
 
 # The config values each stage depends on (dotted prefixes) beyond those its samples are computed from
@@ -50,7 +51,7 @@ COMMON_KEYS = ("seed", "train.mixed_precision", "train.jit_compile", "train.cpu_
 STAGE_KEYS = {
     "pretrain": (*COMMON_KEYS, "data.zones", "train"),
     "finetune": (*COMMON_KEYS, "finetune"),
-    "refit-pretrain": (*COMMON_KEYS, "data.zones", "train"),
+    "refit-pretrain": (*COMMON_KEYS, "data.zones", "train", "finetune.refit_through"),
     "refit": (*COMMON_KEYS, "finetune"),
     "predict": (*COMMON_KEYS, "predict"),
 }
@@ -215,7 +216,14 @@ class Pipeline:
 
     def model_path(self, zone: str, kind: str) -> Path:
         """The model that makes a zone's ``validation``, ``test`` or ``forecast`` predictions."""
-        return self.submission_model(zone) if kind == "forecast" else self.selection_model(zone)
+        return self.submission_model(zone) if kind in ("forecast", REFIT_TEST) else self.selection_model(zone)
+
+    def prediction_kinds(self) -> tuple[str, ...]:
+        """validation, test, forecast, and with a refit that stops before the test period
+        (``finetune.refit_through: validation``) the test origins by that refit (``REFIT_TEST``)."""
+        finetune = self.config.finetune
+        return (*PREDICTION_KINDS, REFIT_TEST) if finetune.refit and finetune.refit_through == "validation" \
+            else PREDICTION_KINDS
 
     # ---- running ------------------------------------------------------------------------------------
     def run(self, stages: tuple[str, ...] = STAGES, restart: str | None = None) -> None:
@@ -266,7 +274,7 @@ class Pipeline:
             from phenocast.forecast import raw_path
 
             for zone in self.targets:
-                for kind in PREDICTION_KINDS:
+                for kind in (*PREDICTION_KINDS, REFIT_TEST):
                     raw_path(self.run_dir, zone, kind).unlink(missing_ok=True)
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
@@ -531,8 +539,9 @@ class Pipeline:
         return [self.model_path(zone, kind) for _ in self.each_member()]
 
     def predict(self):
-        """Predict the validation and test origins (chosen model) and the forecast (submission model); an
-        ensemble's prediction is the mean of its members' (window differences, before stitching)."""
+        """Predict the validation and test origins (chosen model) and the forecast (submission model; with
+        ``finetune.refit_through: validation`` also the test origins, to score the refit); an ensemble's
+        prediction is the mean of its members' (window differences, before stitching)."""
         import model as network
         from phenocast.forecast import Forecaster, load_meta, predict_windows, raw_path, save_windows
 
@@ -541,8 +550,8 @@ class Pipeline:
         forecaster: Forecaster | None = None  # one traced graph, the weights of each model file loaded into it
         for name in self.targets:
             sample = self.samples[name]
-            for kind in PREDICTION_KINDS:
-                origins = sample.origins(kind)
+            for kind in self.prediction_kinds():
+                origins = sample.origins("test" if kind == REFIT_TEST else kind)
                 if not origins:
                     continue
                 path = raw_path(self.run_dir, name, kind)

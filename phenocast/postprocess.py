@@ -304,17 +304,27 @@ def _as_written(image: np.ndarray, config: Config) -> np.ndarray:
     return to_int16(image, config.data.fill_value, config.data.valid_range)
 
 
+def measured_refit(config: Config) -> bool:
+    """Whether the refit stopped before the test period (``finetune.refit_through: validation``), so the
+    test period scores it (method ``refit``) beside the selected model."""
+    return config.finetune.refit and config.finetune.refit_through == "validation" and config.data.test_months > 0
+
+
 def period_methods(zone: Zone, stack: np.ndarray, config: Config, run_dir: Path, period: str,
                    fitted: FittedBaselines, oracle: dict | None) -> dict[tuple[int, int], dict[str, np.ndarray]]:
     """Every method's float32 image of every image of a period: the baselines, the oracle where known
-    and, when the run predicted the period, the model (its missing pixels take the EMA's value)."""
+    and, when the run predicted the period, the model (its missing pixels take the base's value), and on
+    the test period of a measured refit (``measured_refit``) the refit's raw forecast (``refit``)."""
     images = period_images(zone.first, zone.last, config, period)
     methods = baseline_images(stack, config, zone.first, images, fitted)
-    path = raw_path(run_dir, zone.name, period)
-    if path.is_file():
-        base = config.model.base
-        for key, image in model_images(path, zone, stack, config, images).items():
-            methods[key]["model"] = baselines.fill_gaps(image, methods[key][base])
+    base = config.model.base
+    sources = {"model": raw_path(run_dir, zone.name, period)}
+    if period == "test" and measured_refit(config):
+        sources["refit"] = raw_path(run_dir, zone.name, "refit-test")
+    for method, path in sources.items():
+        if path.is_file():
+            for key, image in model_images(path, zone, stack, config, images).items():
+                methods[key][method] = baselines.fill_gaps(image, methods[key][base])
     for key in methods:
         if oracle is not None and key in oracle:
             methods[key]["oracle"] = oracle[key].astype(np.float32)
@@ -376,8 +386,9 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, decided: Blend, 
                                                             zone.profile, config)
     result.scores = board
     result.submission_model = load_meta(forecast_path).get("model")
-    result.trained_through = (zone.last if config.finetune.refit
-                              else zone_periods(zone.first, zone.last, config).training_end)
+    periods = zone_periods(zone.first, zone.last, config)
+    result.trained_through = (periods.test.start - 1 if measured_refit(config) and periods.test is not None
+                              else zone.last if config.finetune.refit else periods.training_end)
     never_valid = ~(stack != fill).any(axis=0)
     origin = forecast_origin(zone.last, config)
     leads = forecast_leads(zone.last, config)
@@ -526,6 +537,12 @@ def headline(board: Scoreboard, config: Config) -> dict:
         if pooled.get("oracle") is not None and pooled["ema"] != pooled["oracle"]:
             entry["gap_closed"] = (pooled["ema"] - pooled[method]) / (pooled["ema"] - pooled["oracle"])
         result["methods"][method] = entry
+    if pooled.get("refit") is not None and pooled.get("model") is not None and evaluate.bootstrap:
+        interval = paired_bootstrap(scored, "refit", "model", evaluate.bootstrap, evaluate.confidence,
+                                    seed=config.seed)
+        result["refit"] = {"rmse": pooled["refit"], "over_model": interval["ratio"],
+                           "over_model_interval": [interval["low"], interval["high"]], "images": interval["images"],
+                           "wins_over_model": interval["wins"]}
     result["text"] = headline_text(result, evaluate.confidence)
     return result
 
@@ -552,6 +569,12 @@ def headline_text(numbers: dict, confidence: float) -> str:
         share = round(100 * entry["gap_closed"]) + 0  # + 0: no "-0"
         text += (f"; it closes {share} % of the EMA → oracle gap" if share >= 0 else
                  f"; it widens the EMA → oracle gap by {-share} %")
+    refit = numbers.get("refit")
+    if refit is not None:
+        low, high = refit["over_model_interval"]
+        text += (f"; the refit (trained through the validation months, the selected epochs) scores "
+                 f"**{refit['over_model']:.3f}** ({confidence:.0%} interval {low:.3f}–{high:.3f}) × the selected "
+                 f"model, better on {refit['wins_over_model']} of {refit['images']} images")
     return text + "."
 
 

@@ -35,7 +35,7 @@ from phenocast.io import atomic_path, atomic_write_text, read_epoch_log  # noqa:
 from phenocast.metrics import Scoreboard  # noqa: E402
 from phenocast.zones import Zone  # noqa: E402
 
-METHOD_ORDER = ("model", "blend", "ema", "ema_pixel", "damped", "climatology", "persistence", "oracle")
+METHOD_ORDER = ("model", "blend", "refit", "ema", "ema_pixel", "damped", "climatology", "persistence", "oracle")
 MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 

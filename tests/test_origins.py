@@ -45,6 +45,14 @@ def test_periods_are_consecutive_and_never_share_a_target(first, last, validatio
         assert all((forecast - origin) % 12 == 0 for origin in training)
     refit = origins.training_origins(first, last, config, refit=True)
     assert max(refit) + horizon == last or phase == "fixed"  # the submission model trains on the last month
+    measured = origins.training_origins(first, last, config_with(
+        f"data.val_months={validation}", f"data.test_months={test}", f"sequence.origins={phase}",
+        "finetune.refit_through=validation"), refit=True)
+    if periods.test:  # a measured refit stops where the test period starts
+        assert max(measured) + horizon <= periods.test.start - 1 and set(measured) <= set(refit)
+        assert max(measured) + horizon == periods.test.start - 1 or phase == "fixed"
+    else:
+        assert measured == refit
 
 
 def test_validation_origins_do_not_score_their_leads_in_the_test_period():

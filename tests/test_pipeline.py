@@ -106,6 +106,27 @@ def test_the_damped_base_settings_make_a_stage_stale_only_under_that_base(world:
     pipeline(world, tmp_path / "ema", "model.base=ema", "evaluate.damped_smoothing=3").pretrain()  # not stale
 
 
+def test_a_refit_that_stops_before_the_test_period_is_scored_there(world: Path, tmp_path: Path):
+    """``finetune.refit_through: validation``: the refit trains on targets up to the test period, predicts
+    its origins, and the test period (only) scores it beside the selected model, with an interval."""
+    from phenocast.forecast import raw_path
+    from phenocast.pipeline import REFIT_TEST
+
+    run = pipeline(world, tmp_path, "finetune.refit=true", "finetune.refit_through=validation",
+                   "finetune.enabled=false", "evaluate.bootstrap=100")
+    copy_pretrained(world, tmp_path)
+    run.refit()
+    run.predict()
+    assert raw_path(run.run_dir, "Z2", REFIT_TEST).is_file()
+    scores = run.postprocess()["scores"]
+    assert "refit" in scores["test"]["pooled"] and "refit" not in scores["validation"]["pooled"]
+    refit = scores["headline"]["refit"]
+    assert refit["over_model_interval"][0] <= refit["over_model"] <= refit["over_model_interval"][1]
+    assert refit["images"] == scores["test"]["images"] and "the refit" in scores["headline"]["text"]
+    periods = scores["periods"]["Z2"]
+    assert scores["submission"]["Z2"]["trained_through"] == periods["test"][0] - 1, periods
+
+
 def test_predictions_are_redone_only_when_their_model_or_settings_change(world: Path, tmp_path: Path):
     messages: list[str] = []
     run = pipeline(world, tmp_path, "finetune.enabled=false")
