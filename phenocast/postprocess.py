@@ -2,7 +2,9 @@
 write, zip, check.
 
 For every zone of a run (``predictions/raw/<zone>-{validation,test,forecast}.npz``, written by
-``run.py``; validation and test by the model chosen on validation, the forecast by the submission model):
+``run.py``; validation and test by the model chosen on validation, the forecast by the submission model;
+with ``finetune.refit_through: validation`` also ``<zone>-refit-test.npz``, the test origins by a refit
+that stopped before them, scored on the test period as method ``refit``):
 
 1. stitch the windows (``postprocess.blend``: ``centre`` pastes centres, ``weighted`` blends overlaps) and
    average test-time augmentations;

@@ -94,9 +94,10 @@ def map_figure(zone: str, origin: int, lead: int, images: dict, config: Config, 
     figure.colorbar(shown, ax=axes[:3], shrink=0.8, label="NDVI")
     for axis, (title, image) in zip(axes[3:], (("model − truth", errors["model"]), ("EMA − truth",
                                                                                    errors["ema"]))):
-        rmse = float(np.sqrt(np.nanmean(image ** 2)))
+        finite_error = image[np.isfinite(image)]
+        rmse = f"{float(np.sqrt(np.mean(finite_error ** 2))):.4f}" if finite_error.size else "-"
         shown = axis.imshow(image, cmap="RdBu_r", vmin=-spread, vmax=spread)
-        axis.set_title(f"{title}\nRMSE {rmse:.4f}")
+        axis.set_title(f"{title}\nRMSE {rmse}")
     figure.colorbar(shown, ax=axes[3:], shrink=0.8, label="NDVI error")
     for axis in axes:
         axis.set_xticks([])
@@ -247,8 +248,12 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
         written = submission["model"]
         written = (f"the mean of {len(written)} ensemble members (`{written[0]}`, …)" if isinstance(written, list)
                    else f"`{written}`")
+        refit = "refit" in str(submission["model"])
+        checked = (" (a refit: the blend's check saw the model chosen on validation, not this one; "
+                   "`finetune.refit_through: validation` measures a refit on the test period)" if refit else
+                   " (the model chosen on validation, whose blend the check half of validation checked)")
         lines.append(f"- the submission of {zone} was written by {written} ({submission['method']}), "
-                     f"trained on targets through month {submission['trained_through']}")
+                     f"trained on targets through month {submission['trained_through']}{checked}")
     for zone, weight in summary.get("model_weight", {}).items():
         fallback = weight.get("fallback", weight["base"])
         lines.append(f"- blend of {zone} = {fallback} + w·(model − {fallback}) (model.base {weight['base']}), "
@@ -258,6 +263,14 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
             methods = ordered_methods(list(summary[name]["pooled"]))
             title = "Test RMSE" if name == "test" else "Validation RMSE (these months chose the model)"
             lines += ["", f"## {title}", "", *score_table(summary[name], methods), ""]
+            parts = summary.get("validation_parts") or {}
+            if name == "validation" and parts.get("select") and parts.get("check"):
+                lines += ["Its halves (interleaved 3-month blocks of origins): the *select* half chose checkpoints, "
+                          "epochs and fine-tuning; the *check* half fitted and checked the blend.", "",
+                          "| half | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods),
+                          *(f"| {part} | " + " | ".join(f"{parts[part][m]:.4f}" if parts[part].get(m) is not None
+                                                         else "-" for m in methods) + " |"
+                            for part in ("select", "check")), ""]
     scored = board.restrict_period(period)
     if scored.scores:
         methods = ordered_methods(scored.methods)
