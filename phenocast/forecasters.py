@@ -25,6 +25,7 @@ Every forecast is float32 ``(height, width)`` in stored units, with the fallback
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,16 +136,11 @@ def _read_alpha(path: Path, key: dict) -> np.ndarray | None:
         return archive["alpha"].astype(np.float32)
 
 
-class _Stack:
-    """A zone's int16 stack, read on first use."""
-
-    def __init__(self, zone: Zone, config: Config, stack: np.ndarray | None):
-        self.zone, self.config, self.value = zone, config, stack
-
-    def __call__(self) -> np.ndarray:
-        if self.value is None:
-            self.value = read_zone(self.zone, self.config.data.fill_value, self.config.data.valid_range)
-        return self.value
+def _stack_reader(zone: Zone, config: Config, stack: np.ndarray | None) -> Callable[[], np.ndarray]:
+    """The zone's int16 stack: ``stack`` if given, else read on first use (a cached fit reads nothing)."""
+    if stack is not None:
+        return lambda: stack
+    return functools.cache(lambda: read_zone(zone, config.data.fill_value, config.data.valid_range))
 
 
 def saved_damped(zone: Zone, config: Config, run_dir: Path, stack: np.ndarray | None = None,
@@ -155,11 +151,11 @@ def saved_damped(zone: Zone, config: Config, run_dir: Path, stack: np.ndarray | 
     Args:
       stack: the zone's int16 stack if already read (default: read when a fit is needed).
     """
-    return _saved_damped(zone, config, run_dir, _Stack(zone, config, stack), log)
+    return _saved_damped(zone, config, run_dir, _stack_reader(zone, config, stack), log)
 
 
-def _saved_damped(zone: Zone, config: Config, run_dir: Path, stack: _Stack, log: Callable[[str], None]
-                  ) -> features.DampedFit:
+def _saved_damped(zone: Zone, config: Config, run_dir: Path, stack: Callable[[], np.ndarray],
+                  log: Callable[[str], None]) -> features.DampedFit:
     path, key = baselines_path(run_dir, zone.name, "damped"), fit_key(zone, config, "damped")
     fit = _read_damped(path, key, config.evaluate.damped_by_month)
     if fit is None:
@@ -172,8 +168,8 @@ def _saved_damped(zone: Zone, config: Config, run_dir: Path, stack: _Stack, log:
     return fit
 
 
-def _saved_alpha(zone: Zone, config: Config, run_dir: Path, stack: _Stack, log: Callable[[str], None]
-                 ) -> np.ndarray:
+def _saved_alpha(zone: Zone, config: Config, run_dir: Path, stack: Callable[[], np.ndarray],
+                 log: Callable[[str], None]) -> np.ndarray:
     path, key = baselines_path(run_dir, zone.name, "ema_pixel"), fit_key(zone, config, "ema_pixel")
     alpha = _read_alpha(path, key)
     if alpha is None:
@@ -190,7 +186,7 @@ def saved_baselines(zone: Zone, config: Config, run_dir: Path, stack: np.ndarray
                     log: Callable[[str], None] = print) -> FittedBaselines:
     """The zone's ``FittedBaselines``: each parameter read from ``<run>/baselines/`` when its key matches,
     else fitted on the training period and written there (``saved_damped``)."""
-    reader = _Stack(zone, config, stack)
+    reader = _stack_reader(zone, config, stack)
     return FittedBaselines(fit_end(zone.first, zone.last, config), _saved_alpha(zone, config, run_dir, reader, log),
                            _saved_damped(zone, config, run_dir, reader, log))
 
