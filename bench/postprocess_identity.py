@@ -9,6 +9,13 @@ In: the run folder, the code trees and the run's postprocess arguments (after ``
 set to each copy's parent). Out: printed per tree and repeat the φ fits and the files' sha256, then
 ``identical`` or ``DIFFERENT`` per file; exit code 1 when any file differs.
 
+Measured for issue 19 (baselines as fitted forecasters, ``phenocast.forecasters``), starting commit against
+the change, two postprocess runs per copy: benelux (``/work/exp/refit/benelux``, 1 zone, ``model.base:
+damped``) and the sample (``rs2/recipes-0``, 2 zones, ema base; ``out/s-damped``, 2 zones, damped base):
+``scores.json`` and ``submission.zip`` identical in all three; φ fits per postprocess run 1, 1 before and
+1, 0 after on benelux (its saved φ predates the fitting counts now kept beside it, so it is refitted
+once), 2, 2 before and 2, 0 after on the sample runs.
+
 Usage::
 
     git archive HEAD | tar -x -C /tmp/base
