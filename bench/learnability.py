@@ -51,8 +51,8 @@ import model as network  # noqa: E402
 from model.network import ChannelSlice  # noqa: E402
 from phenocast.config import Config, load_config  # noqa: E402
 from phenocast.dataset import origin_dataset  # noqa: E402
-from phenocast.evaluate import fit_baselines, load_oracle  # noqa: E402
 from phenocast.forecast import Forecaster, predict_windows, raw_path, save_windows  # noqa: E402
+from phenocast.forecasters import fit_baselines, load_oracle  # noqa: E402
 from phenocast.metrics import Scoreboard, image_mse  # noqa: E402
 from phenocast.origins import fit_end  # noqa: E402
 from phenocast.pipeline import Pipeline  # noqa: E402

@@ -26,6 +26,7 @@ from phenocast.features import (  # noqa: F401 (re-exported: the baselines' own 
     climatology,
     damped,
     ema,
+    ema_update,
     fit_damped,
     same_month_positions,
 )
@@ -75,8 +76,7 @@ def fit_alpha(stack: np.ndarray, end: int, fill_value: int, alpha_grid: Iterable
             scored = ~np.isnan(running[0]) & ~np.isnan(image)
             squared_error += np.where(scored, (running - image) ** 2, 0)
             count += scored
-            running = np.where(np.isnan(running), image, running)
-            running = np.where(np.isnan(image), running, (1 - grid) * running + grid * image)
+            running = ema_update(running, image, grid)
     best = grid[np.argmin(squared_error, axis=0), 0, 0]
     return np.where(count > 0, best, np.float32(default_alpha)).astype(np.float32)
 

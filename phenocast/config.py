@@ -618,6 +618,17 @@ def save_config(config: Config, path: str | os.PathLike) -> Path:
     return atomic_write_text(Path(path), text)
 
 
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} → {"a.b": 1}."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def config_hash(config: Config, keys: list[str]) -> str:
     """A short stable hash of the given dotted keys' values (e.g. the fields that change records)."""
     values = {}

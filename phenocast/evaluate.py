@@ -10,7 +10,8 @@ fitted per pixel on the training period, from ``evaluate.alpha_grid``), the damp
 the training period, see ``phenocast.features``) and, on the built-in sample, the oracle; one table per
 scored period (validation, test: ``phenocast.origins``), and a JSON file ``{"validation": {...}, "test":
 {...}}`` (default ``<output.dir>/<output.name>/evaluate.json``). Every image with any valid truth pixel
-is scored (see ``phenocast.metrics``).
+is scored (see ``phenocast.metrics``). The baselines are the forecasters of ``phenocast.forecasters``, their
+fitted parameters read from the run's ``baselines/`` (fitted and saved there when missing or stale).
 
 ``--predictions DIR`` scores GeoTIFFs ``<zone>-<NNN>.tif`` against the zones' truth. A pixel whose truth
 is valid but whose prediction is the fill value (or missing) is scored as a forecast of NDVI 0 there:
@@ -29,197 +30,17 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
-from phenocast import baselines, features
 from phenocast.cli import add_config_arguments, config_from_arguments
-from phenocast.config import Config, save_config
+from phenocast.config import save_config
 from phenocast.errors import PhenocastError, cli_main
+from phenocast.forecasters import backtest_zones, score_predictions
 from phenocast.io import atomic_write_text
-from phenocast.metrics import Scoreboard, image_mse
-from phenocast.origins import fit_end, fitting_images, period_images, zone_periods
-from phenocast.zones import Zone, discover_zones, natural_key, read_zone
+from phenocast.origins import zone_periods
+from phenocast.zones import discover_zones
 
-ORACLE_FOLDER = "_oracle"
-BASELINE_METHODS = baselines.BASELINES  # what "the best baseline" is chosen among
 RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
-
-
-def load_oracle(data_dir: str | Path, zone: str) -> dict[tuple[int, int], np.ndarray] | None:
-    """The sample's oracle forecasts {(origin month, lead): int16 image}, or None if there are none."""
-    path = Path(data_dir) / ORACLE_FOLDER / f"{zone}-backtest.npz"
-    if not path.is_file():
-        return None
-    with np.load(path) as archive:
-        origins, leads, forecast = archive["origins"], archive["leads"], archive["forecast"]
-    return {(int(origin), int(lead)): forecast[i, j]
-            for i, origin in enumerate(origins) for j, lead in enumerate(leads)}
-
-
-@dataclass
-class FittedBaselines:
-    """The fitted parameters of the baselines of one zone, learned from months <= ``end``."""
-
-    end: int  # the last month the fit saw
-    alpha_map: np.ndarray  # per-pixel α of ``ema_pixel``, float32 (height, width)
-    damped: features.DampedFit
-
-    def to_dict(self) -> dict:
-        return {"fit_end": self.end, "damped": self.damped.to_dict()}
-
-
-def fit_baselines(stack: np.ndarray, config: Config, first: int, end: int) -> FittedBaselines:
-    """Fit the per-pixel α and the damped φ of a zone on its months ``first .. end``.
-
-    Args:
-      stack: int16 (months, height, width); position 0 is month ``first``.
-      end: the last month the fit may use (``origins.fit_end``).
-    """
-    fill, evaluate = config.data.fill_value, config.evaluate
-    positions = end - first + 1
-    alpha_map = baselines.fit_alpha(stack, positions, fill, evaluate.alpha_grid, evaluate.ema_alpha)
-    return FittedBaselines(end, alpha_map, fit_damped_zone(stack, config, first, end))
-
-
-def fit_damped_zone(stack: np.ndarray, config: Config, first: int, end: int) -> features.DampedFit:
-    """The damped baseline's φ of a zone, fitted on its months ``first .. end`` (``origins.fit_end``): the
-    one fit that the ``damped`` baseline and ``model.base: damped`` share."""
-    evaluate = config.evaluate
-    images = [(origin - first, lead) for origin, lead in fitting_images(first, end, config.predict.horizon)]
-    return features.fit_damped(stack, images, config.data.fill_value, evaluate.ema_alpha,
-                               evaluate.damped_smoothing, config.predict.horizon, by_month=evaluate.damped_by_month)
-
-
-def baseline_images(stack: np.ndarray, config: Config, first: int, images: list[tuple[int, int]],
-                    fitted: FittedBaselines, cache: dict | None = None
-                    ) -> dict[tuple[int, int], dict[str, np.ndarray]]:
-    """Every baseline's forecast of the given (origin month, lead) images.
-
-    Returns:
-      {(origin, lead): {method: float32 (height, width)}}, stored units.
-    """
-    cache = {} if cache is None else cache
-    by_origin: dict[int, list[int]] = {}
-    for origin, lead in images:
-        by_origin.setdefault(origin, []).append(lead)
-    result = {}
-    for origin, leads in by_origin.items():
-        targets = [origin + lead - first for lead in leads]
-        forecasts = baselines.baseline_forecasts(
-            stack, origin - first, targets, config.data.fill_value, config.evaluate.ema_alpha,
-            fitted.alpha_map, cache, damped_fit=fitted.damped, smoothing=config.evaluate.damped_smoothing)
-        for lead, target in zip(leads, targets):
-            result[origin, lead] = {method: values[target] for method, values in forecasts.items()}
-    return result
-
-
-def score_images(board: Scoreboard, zone: str, images: dict[tuple[int, int], dict[str, np.ndarray]],
-                 stack: np.ndarray, first: int, config: Config, period: str) -> None:
-    """Add the score of every method of every image to ``board`` (images without valid truth: none)."""
-    fill, scale = config.data.fill_value, config.data.scale
-    for (origin, lead), methods in images.items():
-        truth = stack[origin + lead - first]
-        for method, values in methods.items():
-            board.add(zone, origin, lead, method, image_mse(values, truth, fill, scale), period)
-
-
-def backtest_stack(stack: np.ndarray, config: Config, zone: str = "zone", first: int = 1,
-                   periods: tuple[str, ...] = ("validation", "test"), scoreboard: Scoreboard | None = None,
-                   oracle: dict[tuple[int, int], np.ndarray] | None = None,
-                   fitted: FittedBaselines | None = None) -> Scoreboard:
-    """Backtest every baseline on one zone's stack over its validation and test periods.
-
-    Args:
-      stack: int16 (months, height, width), nodata = ``data.fill_value``; position 0 is month ``first``.
-      config: uses data.*, predict.horizon, evaluate.*, sequence.origins.
-      zone: the zone's name in the scores.
-      first: month index of position 0.
-      periods: the periods to score (``origins.PERIODS``).
-      scoreboard: add to this one (default: a new one).
-      oracle: {(origin, lead): int16 image} scored as method ``oracle`` where present.
-      fitted: the fitted baselines (default: fitted on the zone's training period).
-
-    Returns:
-      The scoreboard; every score carries its period.
-    """
-    last = first + len(stack) - 1
-    scoreboard = Scoreboard() if scoreboard is None else scoreboard
-    fitted = fitted or fit_baselines(stack, config, first, fit_end(first, last, config))
-    cache: dict = {}
-    for period in periods:
-        images = period_images(first, last, config, period)
-        forecasts = baseline_images(stack, config, first, images, fitted, cache)
-        if oracle is not None:
-            for key, methods in forecasts.items():
-                if key in oracle:
-                    methods["oracle"] = oracle[key]
-        score_images(scoreboard, zone, forecasts, stack, first, config, period)
-    return scoreboard
-
-
-def backtest_zones(zones: list[Zone], config: Config, progress: bool = True) -> Scoreboard:
-    """Read each zone (one at a time) and backtest the baselines on it."""
-    scoreboard = Scoreboard()
-    for zone in tqdm(zones, desc="zones", unit="zone", disable=not progress or len(zones) < 2):
-        with tqdm(total=len(zone.months), desc=f"read {zone.name}", unit="month", leave=False,
-                  disable=not progress) as bar:
-            stack = read_zone(zone, config.data.fill_value, config.data.valid_range, progress=bar.update)
-        backtest_stack(stack, config, zone.name, zone.first, scoreboard=scoreboard,
-                       oracle=load_oracle(config.data.dir, zone.name))
-    return scoreboard
-
-
-def score_predictions(folder: str | Path, zones: list[Zone], config: Config, method: str = "predictions"
-                      ) -> Scoreboard:
-    """Score GeoTIFFs ``<zone>-<NNN>.tif`` (flat or in ``<zone>/`` sub-folders) against the zones' truth.
-
-    The lead of a file is counted from the zone's last month before the earliest predicted month of
-    that zone. Months without truth (the future) or with no valid truth pixel are not scored. A pixel
-    with valid truth and a fill (or out-of-range) prediction is scored as a forecast of NDVI 0.
-    """
-    from phenocast.zones import read_month, read_profile
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise PhenocastError(f"expected a folder of predicted GeoTIFFs, found no folder {folder}")
-    by_zone = {zone.name: zone for zone in zones}
-    found: dict[str, dict[int, Path]] = {}
-    for path in sorted(folder.rglob("*.tif")):
-        name, _, index = path.stem.rpartition("-")
-        if name in by_zone and index.isdigit():
-            found.setdefault(name, {})[int(index)] = path
-    if not found:
-        raise PhenocastError(
-            f"expected predicted files named <zone>-<NNN>.tif for zones {', '.join(by_zone)} in {folder}, "
-            f"found none")
-    scoreboard = Scoreboard()
-    fill, valid_range = config.data.fill_value, config.data.valid_range
-    for name in sorted(found, key=natural_key):
-        zone = by_zone[name]
-        origin = min(found[name]) - 1
-        for month, path in sorted(found[name].items()):
-            if month not in zone.files:
-                continue
-            profile = read_profile(path)
-            if (profile.height, profile.width) != zone.shape:
-                raise PhenocastError(
-                    f"expected a {zone.shape[0]}×{zone.shape[1]} prediction like zone {name}, got "
-                    f"{profile.height}×{profile.width} in {path}")
-            prediction = read_month(_single_file_zone(path, profile), month, fill, valid_range)
-            truth = read_month(zone, month, fill, valid_range)
-            scored = np.where(prediction == fill, 0, prediction)  # a missing forecast counts as NDVI 0
-            scoreboard.add(name, origin, month - origin, method, image_mse(scored, truth, fill,
-                                                                            config.data.scale))
-    return scoreboard
-
-
-def _single_file_zone(path: Path, profile) -> Zone:
-    name, _, index = path.stem.rpartition("-")
-    return Zone(name=name, folder=path.parent, files={int(index): path}, profile=profile)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -377,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(scoreboard.table(f"RMSE (NDVI) of {arguments.predictions} against {config.data.dir}"))
         output = scoreboard.summary()
     else:
-        scoreboard = backtest_zones(zones, config, progress=not arguments.quiet)
+        scoreboard = backtest_zones(zones, config, config.run_dir, progress=not arguments.quiet)
         if not scoreboard.scores:
             raise PhenocastError(f"nothing to score in {config.data.dir}: no validation or test month has "
                                  f"valid truth (data.val_months {config.data.val_months}, data.test_months "

@@ -12,7 +12,9 @@ and the EMA of t depend on t only, never on months after the origin.
 - **EMA(t)** (the competition's strong baseline, α = ``evaluate.ema_alpha``): over the same-phase
   positions before t, oldest first, ``out = first image; out = (1 - α)·out + α·image`` for every image
   (the first included again). A masked pixel keeps its running value; a pixel with no value yet starts
-  at its first valid observation.
+  at its first valid observation. This step is written once per framework, ``ema_update`` (numpy: the
+  baselines, the per-pixel α fit, the damped fit) and ``tf_ema_update`` (TensorFlow: ``tf_ema``, which the
+  sample assembly of ``phenocast.dataset`` and ``phenocast.device_data`` runs for the EMA and damped bases).
 - **anomaly a_o** at origin o: x_o - EMA(o), the origin month's value minus the EMA forecast of that same
   month from earlier years; NaN where x_o or EMA(o) is missing.
 - **smooth(a)**: the nodata-aware mean of a over the ``size × size`` box around each pixel (the box is
@@ -75,14 +77,32 @@ def climatology(stack: np.ndarray, target: int, fill_value: int, end: int | None
 
 
 def ema_update(running: np.ndarray, image: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
-    """One EMA step: a pixel without a value takes the image's, a masked image pixel keeps its value.
+    """One EMA step, the recursion every numpy EMA runs (its TensorFlow twin: ``tf_ema_update``): a pixel
+    without a value takes the image's, a masked image pixel keeps its value.
 
     Args:
-      running: float32 (height, width), NaN where no value yet.
+      running: float32 (..., height, width), NaN where no value yet (e.g. one image per α of a grid).
       image: float32 (height, width), NaN where masked.
+      alpha: a number, or float32 weights of the newest image broadcasting against ``running``.
     """
     running = np.where(np.isnan(running), image, running)  # a pixel starts at its first valid value
     return np.where(np.isnan(image), running, (1 - alpha) * running + alpha * image).astype(np.float32)
+
+
+def tf_ema_update(value, seen, image, valid, alpha):
+    """``ema_update`` in TensorFlow, the recursion every TF EMA runs: where ``valid``, a pixel not yet
+    ``seen`` takes the image's value and a seen one ``(1 - α)·value + α·image``; elsewhere it keeps its value.
+
+    Args:
+      value: float32 running EMA (0 where not seen); seen: bool, same shape.
+      image: float32; valid: bool; both broadcasting against ``value``.
+
+    Returns:
+      (value, seen) after the step.
+    """
+    import tensorflow as tf
+
+    return tf.where(valid, tf.where(seen, (1 - alpha) * value + alpha * image, image), value), seen | valid
 
 
 def ema(stack: np.ndarray, target: int, fill_value: int, alpha: float | np.ndarray,
@@ -292,9 +312,7 @@ def tf_ema(stack, targets, fill_value: int, alpha: float):
         usable = (positions >= 0) & (positions < available)
         images = tf.gather(stack, tf.clip_by_value(positions, 0, available - 1))  # (years, n, h, w)
         valid = (images != fill_value) & usable[:, :, None, None]
-        image = tf.cast(images, tf.float32)
-        value = tf.where(valid, tf.where(seen, (1 - alpha) * value + alpha * image, image), value)
-        return k + 1, value, seen | valid
+        return (k + 1, *tf_ema_update(value, seen, tf.cast(images, tf.float32), valid, alpha))
 
     _, value, seen = tf.while_loop(lambda k, *_: k < back, step,
                                    (tf.constant(0), tf.zeros(shape, tf.float32), tf.zeros(shape, tf.bool)))

@@ -4,7 +4,7 @@ An image is one (zone, origin, lead) forecast of one month. Its score is the mea
 units (stored value / scale), over the pixels where the truth is valid. Images with no valid truth
 pixel (gap months) are not scored. Any aggregate — per zone, per lead, per calendar month, pooled over
 zones — is the root of the mean, over the images it covers, of the image MSEs. The baselines
-(``phenocast.evaluate``) and the model (``run.py``) are scored by this one module, so their numbers are
+(``phenocast.forecasters``) and the model (``run.py``) are scored by this one module, so their numbers are
 comparable.
 
 ``paired_bootstrap`` puts a confidence interval on the ratio RMSE(method) / RMSE(reference) over the images

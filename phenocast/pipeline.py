@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from phenocast.config import Config, save_config
+from phenocast.config import Config, flatten, save_config
 from phenocast.errors import PhenocastError
 from phenocast.io import atomic_write_text
 from phenocast.zones import Zone, discover_zones
@@ -58,17 +58,6 @@ STAGE_KEYS = {
 # (device data gives the same batches as tf.data up to float32 rounding)
 IGNORED_KEYS = ("train.memory_growth", "train.profile_batches", "train.keep_epochs", "finetune.refit",
                 "finetune.enabled", "train.ensemble", "train.device_data", "train.device_memory_share")
-
-
-def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} → {"a.b": 1}."""
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def stage_settings(config: Config, stage: str) -> dict[str, Any]:
@@ -137,30 +126,14 @@ class Pipeline:
         self.member = 0  # the ensemble member whose stages run (train.ensemble)
 
     def _damped_phi(self, name: str):
-        """The zone's damped φ, fitted on its training period (``evaluate.fit_damped_zone``: the same fit
-        the damped baseline is scored with), cached in ``baselines/<zone>-damped.json``."""
+        """The zone's damped φ (``forecasters.saved_damped``: fitted once per run on the training period, the
+        same fit the damped baseline is scored with, in ``baselines/<zone>-damped.json``), float32."""
         import numpy as np
 
-        from phenocast import features
-        from phenocast.evaluate import fit_damped_zone
-        from phenocast.origins import fit_end
-        from phenocast.zones import read_zone
+        from phenocast.forecasters import saved_damped
 
         zone = next(zone for zone in self.zones if zone.name == name)
-        config = self.config
-        key = {"inputs": self.manifest["zones"][name]["inputs"], "first": zone.first, "last": zone.last,
-               "settings": {k: v for k, v in flatten(config.to_dict()).items()
-                            if k.startswith("data.") or k in features.DAMPED_SETTINGS}}
-        path = self.run_dir / "baselines" / f"{name}-damped.json"
-        if path.is_file():
-            cached = json.loads(path.read_text())
-            if cached.get("key") == json.loads(json.dumps(key)):
-                return np.asarray(cached["phi"], np.float32)
-        stack = read_zone(zone, config.data.fill_value, config.data.valid_range)
-        fit = fit_damped_zone(stack, config, zone.first, fit_end(zone.first, zone.last, config))
-        atomic_write_text(path, json.dumps({"key": key, "phi": fit.phi.tolist()}) + "\n")
-        self.log(f"model.base damped: zone {name} φ per lead {fit.to_dict()['phi']}")
-        return fit.phi.astype(np.float32)
+        return saved_damped(zone, self.config, self.run_dir, log=self.log).phi.astype(np.float32)
 
     # ---- folders ------------------------------------------------------------------------------------
     @property

@@ -54,13 +54,12 @@ from rasterio.io import MemoryFile
 from phenocast import baselines
 from phenocast.config import Config, save_config
 from phenocast.errors import PhenocastError
-from phenocast.evaluate import BASELINE_METHODS, FittedBaselines, baseline_images, fit_baselines, load_oracle
 from phenocast.forecast import add_climatology, load_meta, load_windows, raw_path, stitch_differences
+from phenocast.forecasters import FittedBaselines, ZoneBaselines, load_oracle, saved_baselines
 from phenocast.io import atomic_path, atomic_write_text
 from phenocast.metrics import Scoreboard, image_mse, paired_bootstrap
 from phenocast.origins import (
     VALIDATION_PARTS,
-    fit_end,
     forecast_leads,
     forecast_origin,
     period_images,
@@ -318,7 +317,7 @@ def period_methods(zone: Zone, stack: np.ndarray, config: Config, run_dir: Path,
     and, when the run predicted the period, the model (its missing pixels take the base's value), and on
     the test period of a measured refit (``measured_refit``) the refit's raw forecast (``refit``)."""
     images = period_images(zone.first, zone.last, config, period)
-    methods = baseline_images(stack, config, zone.first, images, fitted)
+    methods = ZoneBaselines(stack, config, zone.first, fitted).forecasts(images)
     base = config.model.base
     sources = {"model": raw_path(run_dir, zone.name, period)}
     if period == "test" and measured_refit(config):
@@ -333,15 +332,18 @@ def period_methods(zone: Zone, stack: np.ndarray, config: Config, run_dir: Path,
     return methods
 
 
-def _zone_inputs(zone: Zone, config: Config) -> tuple[np.ndarray, FittedBaselines]:
-    """A zone's months (int16 stack) and its baselines fitted on the training period."""
+def _zone_inputs(zone: Zone, config: Config, run_dir: Path, log: Callable[[str], None] = print
+                 ) -> tuple[np.ndarray, FittedBaselines]:
+    """A zone's months (int16 stack) and its baselines fitted on the training period, as the run saved them
+    (``forecasters.saved_baselines``)."""
     stack = read_zone(zone, config.data.fill_value, config.data.valid_range)
-    return stack, fit_baselines(stack, config, zone.first, fit_end(zone.first, zone.last, config))
+    return stack, saved_baselines(zone, config, run_dir, stack, log)
 
 
-def zone_evidence(zone: Zone, config: Config, run_dir: Path) -> tuple[BlendEvidence | None, FittedBaselines]:
+def zone_evidence(zone: Zone, config: Config, run_dir: Path, log: Callable[[str], None] = print
+                  ) -> tuple[BlendEvidence | None, FittedBaselines]:
     """The ``BlendEvidence`` of a zone (None without validation predictions) and its fitted baselines."""
-    stack, fitted = _zone_inputs(zone, config)
+    stack, fitted = _zone_inputs(zone, config, run_dir, log)
     if zone_periods(zone.first, zone.last, config).validation is None:
         return None, fitted
     methods = period_methods(zone, stack, config, run_dir, "validation", fitted, None)
@@ -361,7 +363,7 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, decided: Blend, 
     if not forecast_path.is_file():
         raise FileNotFoundError(f"no forecast predictions for zone {zone.name} in {forecast_path.parent}")
     if fitted is None:
-        stack, fitted = _zone_inputs(zone, config)
+        stack, fitted = _zone_inputs(zone, config, run_dir, log)
     else:
         stack = read_zone(zone, fill, config.data.valid_range)
     oracle = load_oracle(config.data.dir, zone.name)
@@ -396,8 +398,8 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, decided: Blend, 
     leads = forecast_leads(zone.last, config)
     forecast = model_images(forecast_path, zone, stack, config, [(origin, lead) for lead in leads])
     # the fallback of the forecast, with the φ the network's base channels had (fitted on the training
-    # period); baseline_images already fills its gaps (climatology, persistence)
-    bases = baseline_images(stack, config, zone.first, [(origin, lead) for lead in leads], fitted)
+    # period); the baselines already fill their gaps (climatology, persistence)
+    bases = ZoneBaselines(stack, config, zone.first, fitted).forecasts([(origin, lead) for lead in leads])
     for lead in leads:
         reference = bases[origin, lead][fallback]
         values = blend(baselines.fill_gaps(forecast[origin, lead], reference), reference, weight)
@@ -510,13 +512,13 @@ def _check_member(data: bytes, where: str, profile: GeoProfile, config: Config,
 def headline(board: Scoreboard, config: Config) -> dict:
     """The numbers a run is judged by, on its test period (validation when there is none): for the model
     and the submitted blend, the pooled RMSE, its ratio to the EMA and to the best baseline (lowest
-    pooled RMSE among ``BASELINE_METHODS`` on the same period) with paired-bootstrap intervals over
+    pooled RMSE among ``baselines.BASELINES`` on the same period) with paired-bootstrap intervals over
     forecast origins (``metrics.paired_bootstrap``), the images where it beats the EMA, and on the
     sample the share of the EMA → oracle gap it closes. ``text`` says it in one sentence."""
     period = "test" if "test" in board.periods else "validation"
     scored = board.restrict_period(period)
     pooled = scored.summary()["pooled"]
-    present = [m for m in BASELINE_METHODS if pooled.get(m) is not None]
+    present = [m for m in baselines.BASELINES if pooled.get(m) is not None]
     best = min(present, key=lambda m: pooled[m]) if present else None
     evaluate = config.evaluate
     result = {"period": period, "images": len({(s.zone, s.origin, s.lead) for s in scored.scores}),
@@ -608,7 +610,7 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
     # first the evidence of every zone (the check half of its validation period), then one decision
     evidence, fitted = {}, {}
     for zone in present:
-        evidence[zone.name], fitted[zone.name] = zone_evidence(zone, config, run_dir)
+        evidence[zone.name], fitted[zone.name] = zone_evidence(zone, config, run_dir, log)
     decided = decide_blends(evidence, config)
     results: list[ZoneResult] = []
     for zone in present:

@@ -41,7 +41,7 @@ from phenocast.errors import PhenocastError
 from phenocast.io import atomic_path, remove_stale_temporaries
 from phenocast.origins import check_zone_length
 from phenocast.tiling import extract_window, window_grid
-from phenocast.zones import Zone, discover_zones, read_zone
+from phenocast.zones import Zone, discover_zones, input_fingerprint, read_zone
 
 # the config fields that change the records (anything else — model, training — does not)
 RECORD_KEYS = ["data.fill_value", "data.valid_range", "tiling.centre", "tiling.margin",
@@ -52,15 +52,6 @@ def record_settings_hash(config: Config) -> str:
     """Hash of the record-relevant config fields, the schema version and the data folder."""
     return f"v{records.SCHEMA_VERSION}-" + config_hash(config, RECORD_KEYS) + "-" + hashlib.sha256(
         str(Path(config.data.dir).resolve()).encode()).hexdigest()[:8]
-
-
-def input_fingerprint(zone: Zone) -> str:
-    """Hash of a zone's input files' names, sizes and modification times."""
-    digest = hashlib.sha256()
-    for month in sorted(zone.files):
-        status = zone.files[month].stat()
-        digest.update(f"{month}:{zone.files[month].name}:{status.st_size}:{status.st_mtime_ns};".encode())
-    return digest.hexdigest()[:16]
 
 
 CONTEXT_CHUNK = 12  # months block-averaged at once (the integer temporaries stay small)

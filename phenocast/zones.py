@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import re
 import warnings
 from collections.abc import Callable, Iterable
@@ -308,6 +309,15 @@ def discover_zones(data_dir: str | Path, selected: Iterable[str] | None = None,
                    f"{format_months(zone.gaps)}")
         zones.append(zone)
     return zones
+
+
+def input_fingerprint(zone: Zone) -> str:
+    """Hash of a zone's input files' names, sizes and modification times."""
+    digest = hashlib.sha256()
+    for month in sorted(zone.files):
+        status = zone.files[month].stat()
+        digest.update(f"{month}:{zone.files[month].name}:{status.st_size}:{status.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
 
 
 def format_months(months: list[int]) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from phenocast import baselines
 from phenocast.config import load_config
-from phenocast.evaluate import backtest_stack, score_predictions
+from phenocast.forecasters import backtest_stack, score_predictions
 from phenocast.metrics import image_mse
 from phenocast.zones import discover_zones, month_file_name, read_zone, write_geotiff
 

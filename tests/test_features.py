@@ -40,6 +40,21 @@ def test_ema_equals_numpy(stack: np.ndarray):
                                    rtol=1e-6)
 
 
+def test_one_ema_step_equals_numpy():
+    """The one recursion of each framework: ``tf_ema_update`` is ``ema_update`` up to float32 rounding (NaN ↔
+    not seen/valid)."""
+    rng = np.random.default_rng(1)
+    running = np.where(rng.random((3, 4, 5)) < 0.3, np.nan, rng.normal(3000, 900, (3, 4, 5))).astype(np.float32)
+    image = np.where(rng.random((4, 5)) < 0.3, np.nan, rng.normal(3000, 900, (4, 5))).astype(np.float32)
+    alpha = np.array([0.2, 0.4, 1.0], np.float32)[:, None, None]  # a grid of α, as the per-pixel fit runs it
+    expected = features.ema_update(running, image, alpha)
+    value, seen = features.tf_ema_update(tf.constant(np.nan_to_num(running)), tf.constant(np.isfinite(running)),
+                                         tf.constant(np.nan_to_num(image)), tf.constant(np.isfinite(image)),
+                                         tf.constant(alpha))
+    np.testing.assert_array_equal(seen.numpy(), np.isfinite(expected))
+    np.testing.assert_allclose(value.numpy()[np.isfinite(expected)], expected[np.isfinite(expected)], rtol=1e-6)
+
+
 def test_smooth_equals_numpy():
     rng = np.random.default_rng(0)
     values = rng.normal(size=(2, 10, 7)).astype(np.float32)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from phenocast.errors import PhenocastError
-from phenocast.evaluate import load_oracle
+from phenocast.forecasters import load_oracle
 from phenocast.synthetic import planted
 from phenocast.synthetic.planted import (
     PLANTED_WORLDS,

@@ -41,8 +41,8 @@ def pipeline(root: Path, output: Path, *overrides: str):
 
 @pytest.mark.parametrize("base", ["ema", "damped"])
 def test_an_untrained_model_forecasts_exactly_the_base(world: Path, tmp_path: Path, base: str):
-    from phenocast.evaluate import baseline_images, fit_baselines
     from phenocast.forecast import raw_path
+    from phenocast.forecasters import ZoneBaselines, fit_baselines
     from phenocast.origins import fit_end, period_images
     from phenocast.postprocess import model_images
     from phenocast.zones import read_zone
@@ -55,7 +55,7 @@ def test_an_untrained_model_forecasts_exactly_the_base(world: Path, tmp_path: Pa
         images = period_images(zone.first, zone.last, config, "test")
         predicted = model_images(raw_path(config.run_dir, zone.name, "test"), zone, stack, config, images)
         fitted = fit_baselines(stack, config, zone.first, fit_end(zone.first, zone.last, config))
-        expected = baseline_images(stack, config, zone.first, images, fitted)
+        expected = ZoneBaselines(stack, config, zone.first, fitted).forecasts(images)
         for key, image in predicted.items():
             finite = np.isfinite(image)
             assert finite.mean() > 0.9

@@ -16,7 +16,7 @@ from rasterio.crs import CRS
 from phenocast import sample
 from phenocast.config import load_config
 from phenocast.errors import PhenocastError
-from phenocast.evaluate import backtest_stack, load_oracle
+from phenocast.forecasters import backtest_stack, load_oracle
 from phenocast.sample import (
     DEFAULT_WORLD,
     ORACLE_FOLDER,

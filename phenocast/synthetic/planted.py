@@ -583,7 +583,7 @@ def planted_stacks(world: str, zones: int = 2, months: int = 120, size: int | No
 
     Returns:
       {zone name: (int16 (months, size, size) stack of month 1.., the oracle {(origin, lead): int16 image}
-      as ``phenocast.evaluate.load_oracle`` reads it)}.
+      as ``phenocast.forecasters.load_oracle`` reads it)}.
     """
     planted, size = _resolve(world, size, zones, months, seed, first_month, horizon, knobs)
     result = {}
@@ -605,7 +605,7 @@ def backtest_planted(zones: dict[str, tuple[np.ndarray, Oracle | None]], test_mo
                      val_months: int = 24, horizon: int = 3) -> dict[str, float]:
     """Test-period RMSE (NDVI) of the EMA, the oracle and the other baselines, pooled over zones and leads.
 
-    Scored like ``python -m phenocast.evaluate`` (``backtest_stack``): every origin of the last
+    Scored like ``python -m phenocast.evaluate`` (``forecasters.backtest_stack``): every origin of the last
     ``test_months`` months, the EMA of α 0.4, the damped φ and the per-pixel α fitted on the months before
     the validation and test periods.
 
@@ -616,7 +616,7 @@ def backtest_planted(zones: dict[str, tuple[np.ndarray, Oracle | None]], test_mo
       {method: RMSE} for ``ema``, ``oracle`` and every baseline.
     """
     from phenocast.config import load_config
-    from phenocast.evaluate import backtest_stack
+    from phenocast.forecasters import backtest_stack
     from phenocast.metrics import Scoreboard
 
     config = load_config()  # configs/default.yaml
@@ -636,7 +636,7 @@ def backtest_planted(zones: dict[str, tuple[np.ndarray, Oracle | None]], test_mo
 def planted_statistics(data_dir: str | Path, test_months: int = 24, val_months: int = 24, horizon: int = 3
                        ) -> dict[str, float]:
     """``backtest_planted`` of the zones of a data folder (month 1 first, no gaps) and their oracle."""
-    from phenocast.evaluate import load_oracle
+    from phenocast.forecasters import load_oracle
     from phenocast.zones import discover_zones, read_zone
 
     zones = {}
