@@ -24,7 +24,7 @@ def test_default_config_is_the_competition_setup():
     assert config.tiling.centre == 240 and config.tiling.margin == 24 and config.window == 288
     assert config.data.fill_value == -3000 and config.data.valid_range == [-2000, 10000]
     assert config.data.val_months == 24 and config.predict.horizon == 3
-    assert config.data.test_months == 24 and config.data.zones is None and config.finetune.refit
+    assert config.data.test_months == 24 and config.data.zones is None and not config.finetune.refit
     assert config.sequence.years == 10 and len(config.sequence.offsets) == 12
     assert config.sequence.context  # 12 month channels + 12 context channels
 
@@ -130,7 +130,7 @@ def test_a_config_without_base_starts_from_default_yaml(tmp_path: Path, monkeypa
     assert load_config(empty) == default and load_config() == default
     config = load_config(partial)
     assert config.train.lr == 3e-4 and config.train.batch_size == default.train.batch_size == 8
-    assert config.finetune == default.finetune and config.finetune.refit is True
+    assert config.finetune == default.finetune and config.finetune.refit is False
 
 
 def test_default_yaml_sets_every_key():
