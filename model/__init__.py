@@ -1,6 +1,10 @@
 """The phenocast network: ConvLSTM over the years between a DenseNet encoder and a DeepLabV3+ decoder.
 
-Public API (TensorFlow backend):
+Public API, on any Keras 3 backend (``KERAS_BACKEND=tensorflow|jax|torch``): the network, its layers, the
+losses, the metric, ``flops`` and ``health`` are written on ``keras.ops`` and import no TensorFlow. Only the
+fused ConvLSTM (``model.convlstm: fused``) needs TensorFlow; under that backend it is imported with the
+package, under the others never (a config that asks for it is an error there). The pipeline around the
+network (``phenocast/``: tf.data, TFRecords, tf.distribute) stays TensorFlow.
 
 - ``build_model(config) -> keras.Model``: input ``(batch, years, window, window, config.input_channels)``
   (month channels, their context versions, sin/cos calendar, the seasonal curve, the EMA: see
@@ -28,8 +32,9 @@ Public API (TensorFlow backend):
 - ``load_model(path)``: ``keras.models.load_model`` (works directly too once ``model`` is imported: every
   custom class is registered under the ``phenocast`` package). Saving: ``model.save("x.keras")``.
 - ``forecast_output(outputs)``: the forecast of a model's outputs (identity for single-output models).
-- ``ConvLSTM``: the fused ConvLSTM layer (``model/convlstm.py``), weight-compatible with
-  ``keras.layers.ConvLSTM2D``; ``model.convlstm: keras`` builds the same network with the stock layer.
+- ``ConvLSTM``: the fused ConvLSTM layer (``model/convlstm.py``, TensorFlow only, imported on first use),
+  weight-compatible with ``keras.layers.ConvLSTM2D``; ``model.convlstm: keras`` builds the same network with
+  the stock layer, on any backend.
 
 ``python -m model --config configs/default.yaml [--set model.filters=16 …]`` prints the summary.
 
@@ -43,7 +48,8 @@ import os
 
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
-from model.convlstm import ConvLSTM  # noqa: E402
+import keras  # noqa: E402
+
 from model.losses import MaskedForecastLoss, MaskedRMSE, make_loss  # noqa: E402
 from model.network import (  # noqa: E402
     AuxiliaryOutputsModel,
@@ -65,9 +71,21 @@ from model.training import (  # noqa: E402
     set_precision,
 )
 
+if keras.backend.backend() == "tensorflow":  # register the fused layer, so saved fused models load
+    from model.convlstm import ConvLSTM  # noqa: E402, F401
+
 __all__ = [
     "AuxiliaryOutputsModel", "ConvLSTM", "FoldYears", "InputScaling", "MaskedForecastLoss", "MaskedRMSE",
     "UnfoldYears", "build_model", "compile_model", "decayed_variables", "forecast_output", "initialise_from",
     "input_scaling", "load_model", "make_loss", "make_optimizer", "precision_policy", "set_input_statistics",
     "set_precision",
 ]
+
+
+def __getattr__(name: str):
+    """``model.ConvLSTM`` under another backend than TensorFlow: imported (with TensorFlow) when asked for."""
+    if name == "ConvLSTM":
+        from model.convlstm import ConvLSTM
+
+        return ConvLSTM
+    raise AttributeError(f"module 'model' has no attribute {name!r}")

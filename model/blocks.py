@@ -5,7 +5,7 @@ Every block takes its sizes as arguments (they come from ``config.model``) and n
 so one convolution call covers every year of every sample. Convolutions have a bias and their activation
 built in (no normalization layers): TensorFlow's graph optimizer fuses convolution + bias + ReLU into one
 oneDNN kernel on CPU, while a normalization layer would add several full passes over memory forward and
-backward.
+backward. Written on ``keras.layers`` and ``keras.ops``: any Keras 3 backend builds them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 import keras
-import tensorflow as tf
-from keras import layers
+from keras import layers, ops
 
 
 def conv_block(x, filters: int, kernel_size: int, activation: str | None, name: str, dilation_rate: int = 1):
@@ -62,10 +61,10 @@ class MaskedGlobalAveragePooling(layers.Layer):
 
     def call(self, inputs):
         x, mask = inputs
-        values, weights = tf.cast(x, tf.float32), tf.cast(mask, tf.float32)
-        total = tf.reduce_sum(values * weights, axis=[1, 2], keepdims=True)
-        count = tf.reduce_sum(weights, axis=[1, 2], keepdims=True)
-        return tf.cast(total / tf.maximum(count, 1e-6), x.dtype)
+        values, weights = ops.cast(x, "float32"), ops.cast(mask, "float32")
+        total = ops.sum(values * weights, axis=(1, 2), keepdims=True)
+        count = ops.sum(weights, axis=(1, 2), keepdims=True)
+        return ops.cast(total / ops.maximum(count, 1e-6), x.dtype)
 
     def compute_output_shape(self, input_shape):
         shape = input_shape[0]

@@ -12,16 +12,18 @@ layers of a built model (``model.build_model``), so every size comes from the mo
   is not counted.
 - ``activation_bytes(model, config, batch)``: bytes of the layer outputs one training step keeps for
   its backward pass (see its docstring for the assumptions).
+
+No TensorFlow: the counts read only Keras layers, so they work under every Keras backend (the fused
+ConvLSTM is recognised when its TensorFlow module has been imported, as it must be for a model to hold one).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 
 import keras
-import tensorflow as tf
 
-from model.convlstm import ConvLSTM
 from model.network import FoldYears, UnfoldYears
 
 CONVLSTM_STATE_TENSORS = 5  # per year the four gates (4·filters channels) and the cell state (filters)
@@ -30,6 +32,27 @@ CONVLSTM_STATE_TENSORS = 5  # per year the four gates (4·filters channels) and 
 def conv_flops(kernel_size: int, in_channels: int, out_channels: int, pixels: int) -> int:
     """Forward FLOPs (2 per multiply-add) of a 2-D convolution producing ``pixels`` output pixels."""
     return 2 * kernel_size * kernel_size * in_channels * out_channels * pixels
+
+
+def _is_fused_convlstm(layer) -> bool:
+    """Whether ``layer`` is the fused ``model.convlstm.ConvLSTM`` (only loaded with TensorFlow)."""
+    fused = sys.modules.get("model.convlstm")
+    return fused is not None and isinstance(layer, fused.ConvLSTM)
+
+
+def _is_convlstm(layer) -> bool:
+    return isinstance(layer, keras.layers.ConvLSTM2D) or _is_fused_convlstm(layer)
+
+
+def dtype_size(dtype) -> int:
+    """Bytes per element of a Keras dtype (``float32`` 4, ``bfloat16`` 2, ``bool`` 1)."""
+    name = keras.backend.standardize_dtype(dtype)
+    if name == "bool":
+        return 1
+    bits = name.lstrip("abcdefghijklmnopqrstuvwxyz_")
+    if not bits.isdigit():
+        raise ValueError(f"no element size is known for the dtype {name!r}; expected a name ending in its bits")
+    return int(bits) // 8
 
 
 def _kernel_side(layer) -> int:
@@ -54,7 +77,7 @@ def training_flops(model: keras.Model, config, batch: int) -> int:
         encoder = layer.name.startswith(("stem", "scale"))
         images = batch * years if (encoder or config.model.per_year_outputs) else batch
         backward = 1 if layer.name == "stem_conv" else 2
-        if isinstance(layer, (ConvLSTM, keras.layers.ConvLSTM2D)):
+        if _is_convlstm(layer):
             shape = layer.input.shape  # (years·batch, H, W, C) or (batch, years, H, W, C)
             height, width, channels = shape[-3:]
             size = _kernel_side(layer)
@@ -106,7 +129,7 @@ def activation_bytes(model: keras.Model, config, batch: int) -> int:
             is_folded = True
         elif isinstance(layer, UnfoldYears):
             is_folded = False
-        elif isinstance(layer, ConvLSTM):
+        elif _is_fused_convlstm(layer):
             is_folded = layer.years is not None and layer.return_sequences
         else:
             is_folded = any(id(tensor) in folded for tensor in inputs)
@@ -114,11 +137,11 @@ def activation_bytes(model: keras.Model, config, batch: int) -> int:
         for tensor in outputs:
             if is_folded:
                 folded.add(id(tensor))
-            itemsize = tf.as_dtype(tensor.dtype).size
+            itemsize = dtype_size(tensor.dtype)
             total += math.prod(tensor.shape[1:]) * images * itemsize
-        if isinstance(layer, (ConvLSTM, keras.layers.ConvLSTM2D)):
+        if _is_convlstm(layer):
             height, width = layer.input.shape[-3:-1]
-            itemsize = tf.as_dtype(layer.compute_dtype).size
+            itemsize = dtype_size(layer.compute_dtype)
             total += CONVLSTM_STATE_TENSORS * layer.filters * height * width * years * batch * itemsize
     return total
 

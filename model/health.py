@@ -17,6 +17,9 @@ a product of zeros). These measurements tell a live network from a dead one:
 ``collapse_reasons`` turns them into words when the network has collapsed: a group's kernels below
 ``COLLAPSED_KERNEL_RATIO`` of their initial RMS, or a departure whose variation over pixels is below
 ``CONSTANT_DEPARTURE_RATIO`` of its RMS (or a departure of exactly zero once the head has grown).
+
+Written on ``keras.ops`` and NumPy; only ``gradient_norm`` differentiates, with the backend's own
+autodiff (TensorFlow's tape, ``jax.grad``, ``torch.autograd``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import re
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from model.losses import MaskedRMSE, split_targets
 from model.network import HEAD_SUFFIX, forecast_output
@@ -65,11 +68,40 @@ def kernel_rms(model: keras.Model) -> dict[str, float]:
 
 def gradient_norm(model: keras.Model, x, y) -> float:
     """The global norm of the gradient of the compiled training loss on one batch (x, y)."""
-    with tf.GradientTape() as tape:
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            prediction = model(x, training=True)
+            loss = model.compute_loss(x=x, y=y, y_pred=prediction, training=True)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        return float(tf.linalg.global_norm([tf.cast(g, tf.float32) for g in gradients if g is not None]))
+    if backend == "jax":
+        import jax
+
+        non_trainable = [variable.value for variable in model.non_trainable_variables]
+        metrics = [variable.value for variable in model.metrics_variables]
+
+        def loss_of(trainable):
+            prediction, _ = model.stateless_call(trainable, non_trainable, x, training=True)
+            loss, _ = model.stateless_compute_loss(trainable, non_trainable, metrics, x=x, y=y, y_pred=prediction,
+                                                   training=True)
+            return loss
+
+        gradients = jax.grad(loss_of)([variable.value for variable in model.trainable_variables])
+    elif backend == "torch":
+        import torch
+
         prediction = model(x, training=True)
-        loss = model.compute_loss(x=x, y=y, y_pred=prediction, training=True)
-    gradients = tape.gradient(loss, model.trainable_variables)
-    return float(tf.linalg.global_norm([tf.cast(g, tf.float32) for g in gradients if g is not None]))
+        loss = model.compute_loss(x=x, y=ops.convert_to_tensor(y), y_pred=prediction, training=True)
+        gradients = torch.autograd.grad(loss, [variable.value for variable in model.trainable_variables],
+                                        allow_unused=True)
+    else:
+        raise ValueError(f"gradient_norm knows the tensorflow, jax and torch backends, not {backend!r}")
+    squares = [np.sum(np.square(ops.convert_to_numpy(ops.cast(gradient, "float32")), dtype=np.float64))
+               for gradient in gradients if gradient is not None]
+    return float(np.sqrt(sum(squares)))
 
 
 def departure(model: keras.Model, x, y, base_slice: tuple[int, int] | None) -> tuple[float, float]:
@@ -84,15 +116,15 @@ def departure(model: keras.Model, x, y, base_slice: tuple[int, int] | None) -> t
     Returns:
       (rms, spatial rms) in NDVI units; (0, 0) without a valid pixel.
     """
-    forecast = np.asarray(tf.cast(forecast_output(model(x, training=False)), tf.float32))
+    forecast = ops.convert_to_numpy(ops.cast(forecast_output(model(x, training=False)), "float32"))
     y = np.asarray(y, np.float32)
     if forecast.ndim == 5:  # (batch, years, H, W, horizon): the forecast is the last year-step
         forecast, y = forecast[:, -1], y[:, -1]
     horizon = forecast.shape[-1]
     base = (np.zeros_like(forecast) if base_slice is None
             else np.asarray(x, np.float32)[:, -1, ..., base_slice[0]:base_slice[1]])
-    _, mask = split_targets(tf.constant(y), horizon)
-    mask = mask.numpy().astype(np.float64)  # (batch, H, W, horizon)
+    _, mask = split_targets(y, horizon)
+    mask = mask.astype(np.float64)  # (batch, H, W, horizon)
     difference = (forecast - base).astype(np.float64) * mask
     count = mask.sum(axis=(1, 2))  # (batch, horizon)
     if count.sum() == 0:
@@ -109,7 +141,7 @@ def base_rmse(batches, base_slice: tuple[int, int] | None) -> float:
     metric = MaskedRMSE()
     for x, y in batches:
         horizon = y.shape[-1] // 2
-        base = (tf.zeros_like(y[..., :horizon]) if base_slice is None
+        base = (ops.zeros_like(y[..., :horizon]) if base_slice is None
                 else x[..., base_slice[0]:base_slice[1]] if len(y.shape) == 5
                 else x[:, -1, ..., base_slice[0]:base_slice[1]])
         metric.update_state(y, base)

@@ -3,7 +3,7 @@
 Targets arrive packed with their mask: ``y_true`` has the shape of ``y_pred`` with twice its last axis,
 ``y_true[..., :horizon]`` the target NDVI differences and ``y_true[..., horizon:]`` the mask (1 valid,
 0 masked: fill, gaps, padding). Masked targets may hold anything, NaN included: they are replaced with
-``tf.where`` before any arithmetic, so neither the loss nor its gradients can see them.
+``ops.where`` before any arithmetic, so neither the loss nor its gradients can see them.
 
 The loss per sample (and per year-step when the model predicts every year) is the mean squared error over
 the valid pixels of all horizon months, then:
@@ -23,6 +23,8 @@ A sample (or year-step) without any valid pixel counts 0. Year-steps are average
 (``uniform``, or ``linear``: step k of Y weighs k+1, so later years weigh more); then Keras averages the
 samples of the batch. Auxiliary heads use the same loss against targets average-pooled over the valid
 pixels of each ``pool×pool`` block.
+
+Written on ``keras.ops`` only: the same code runs under the TensorFlow, JAX and PyTorch backends.
 """
 
 from __future__ import annotations
@@ -30,18 +32,18 @@ from __future__ import annotations
 from typing import Literal
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 LossKind = Literal["sqrt_sqrt_mse", "rmse", "mse"]
 Normalization = Literal["sample", "pooled"]
 
 
-def split_targets(y_true: tf.Tensor, horizon: int) -> tuple[tf.Tensor, tf.Tensor]:
+def split_targets(y_true, horizon: int) -> tuple:
     """Packed ``(..., 2·horizon)`` -> (targets ``(..., horizon)``, boolean mask ``(..., horizon)``)."""
     return y_true[..., :horizon], y_true[..., horizon:] > 0.5
 
 
-def pool_targets(y_true: tf.Tensor, horizon: int, pool: int) -> tf.Tensor:
+def pool_targets(y_true, horizon: int, pool: int):
     """Average-pool packed targets over the valid pixels of each ``pool×pool`` block.
 
     Args:
@@ -55,19 +57,20 @@ def pool_targets(y_true: tf.Tensor, horizon: int, pool: int) -> tf.Tensor:
     if pool == 1:
         return y_true
     target, mask = split_targets(y_true, horizon)
-    mask = tf.cast(mask, y_true.dtype)
-    packed = tf.concat([tf.where(mask > 0, target, tf.zeros_like(target)), mask], axis=-1)
-    shape = tf.shape(packed)
-    folded = tf.reshape(packed, tf.concat([[-1], shape[-3:]], axis=0))  # (batch·years, H, W, 2h)
-    pooled = tf.nn.avg_pool2d(folded, pool, pool, "VALID")
+    mask = ops.cast(mask, y_true.dtype)
+    packed = ops.concatenate([ops.where(mask > 0, target, ops.zeros_like(target)), mask], axis=-1)
+    leading = tuple(packed.shape[:-3])  # (batch,) or (batch, years): static, as the model's outputs
+    folded = ops.reshape(packed, (-1, *packed.shape[-3:]))  # (batch·years, H, W, 2h)
+    pooled = ops.average_pool(folded, pool, pool, "valid")
     total, fraction = pooled[..., :horizon], pooled[..., horizon:]
     valid = fraction > 0
-    mean = tf.where(valid, total / tf.where(valid, fraction, tf.ones_like(fraction)), tf.zeros_like(total))
-    pooled = tf.concat([mean, tf.cast(valid, y_true.dtype)], axis=-1)
-    return tf.reshape(pooled, tf.concat([shape[:-3], tf.shape(pooled)[1:]], axis=0))
+    mean = ops.where(valid, total / ops.where(valid, fraction, ops.ones_like(fraction)), ops.zeros_like(total))
+    pooled = ops.concatenate([mean, ops.cast(valid, y_true.dtype)], axis=-1)
+    batch = ops.shape(packed)[0] if leading[0] is None else leading[0]
+    return ops.reshape(pooled, (batch, *leading[1:], *pooled.shape[1:]))
 
 
-def year_weights(years: int, weighting: Literal["uniform", "linear"]) -> tf.Tensor:
+def year_weights(years: int, weighting: Literal["uniform", "linear"]):
     """Weights of the year-steps, summing to 1: uniform, or linear (step k weighs k+1). Shape ``(years,)``."""
     if weighting == "uniform":
         weights = [1.0] * years
@@ -75,10 +78,10 @@ def year_weights(years: int, weighting: Literal["uniform", "linear"]) -> tf.Tens
         weights = [float(step + 1) for step in range(years)]
     else:
         raise ValueError(f"year_weighting must be 'uniform' or 'linear', received {weighting!r}")
-    return tf.constant(weights) / sum(weights)
+    return ops.convert_to_tensor(weights, "float32") / sum(weights)
 
 
-def masked_mse(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def masked_mse(y_true, y_pred) -> tuple:
     """Per-image masked mean squared error.
 
     Args:
@@ -90,10 +93,10 @@ def masked_mse(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tens
     """
     horizon = y_pred.shape[-1]
     target, mask = split_targets(y_true, horizon)
-    error = tf.where(mask, y_pred - target, tf.zeros_like(y_pred))  # never touches a masked target
-    squared = tf.reduce_sum(tf.square(error), axis=[-3, -2, -1])
-    count = tf.reduce_sum(tf.cast(mask, y_pred.dtype), axis=[-3, -2, -1])
-    return squared / tf.maximum(count, 1.0), count
+    error = ops.where(mask, y_pred - target, ops.zeros_like(y_pred))  # never touches a masked target
+    squared = ops.sum(ops.square(error), axis=(-3, -2, -1))
+    count = ops.sum(ops.cast(mask, y_pred.dtype), axis=(-3, -2, -1))
+    return squared / ops.maximum(count, 1.0), count
 
 
 @keras.saving.register_keras_serializable(package="phenocast")
@@ -126,22 +129,22 @@ class MaskedForecastLoss(keras.losses.Loss):
         self.pool = pool
 
     def call(self, y_true, y_pred):
-        y_pred = tf.cast(y_pred, tf.float32)
-        y_true = pool_targets(tf.cast(y_true, tf.float32), y_pred.shape[-1], self.pool)
+        y_pred = ops.cast(y_pred, "float32")
+        y_true = pool_targets(ops.cast(y_true, "float32"), y_pred.shape[-1], self.pool)
         mse, count = masked_mse(y_true, y_pred)  # (batch,) or (batch, years)
         if self.normalization == "pooled":  # every sample carries the batch's pooled MSE (per year-step)
-            pooled = tf.reduce_sum(mse * count, axis=0) / tf.maximum(tf.reduce_sum(count, axis=0), 1.0)
-            count = tf.broadcast_to(tf.reduce_sum(count, axis=0), tf.shape(count))
-            mse = tf.broadcast_to(pooled, tf.shape(mse))
+            pooled = ops.sum(mse * count, axis=0) / ops.maximum(ops.sum(count, axis=0), 1.0)
+            count = ops.broadcast_to(ops.sum(count, axis=0), ops.shape(count))
+            mse = ops.broadcast_to(pooled, ops.shape(mse))
         if self.kind == "mse":
             value = mse
         elif self.kind == "rmse":
-            value = tf.sqrt(mse + self.epsilon)
+            value = ops.sqrt(mse + self.epsilon)
         else:
-            value = tf.sqrt(tf.sqrt(mse + self.epsilon))
-        value = tf.where(count > 0, value, tf.zeros_like(value))  # no valid pixel: contributes 0
-        if value.shape.rank == 2:  # (batch, years)
-            value = tf.reduce_sum(value * year_weights(value.shape[1], self.year_weighting), axis=1)
+            value = ops.sqrt(ops.sqrt(mse + self.epsilon))
+        value = ops.where(count > 0, value, ops.zeros_like(value))  # no valid pixel: contributes 0
+        if len(value.shape) == 2:  # (batch, years)
+            value = ops.sum(value * year_weights(value.shape[1], self.year_weighting), axis=1)
         return value  # (batch,)
 
     def get_config(self):
@@ -165,16 +168,16 @@ class MaskedRMSE(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_pred = tf.cast(y_pred, tf.float32)
-        y_true = tf.cast(y_true, tf.float32)
-        if y_pred.shape.rank == 5:  # (batch, years, H, W, horizon): the forecast is the last step
+        y_pred = ops.cast(y_pred, "float32")
+        y_true = ops.cast(y_true, "float32")
+        if len(y_pred.shape) == 5:  # (batch, years, H, W, horizon): the forecast is the last step
             y_pred, y_true = y_pred[:, -1], y_true[:, -1]
         mse, count = masked_mse(y_true, y_pred)
-        self.squared_error.assign_add(tf.reduce_sum(mse * count))
-        self.count.assign_add(tf.reduce_sum(count))
+        self.squared_error.assign_add(ops.sum(mse * count))
+        self.count.assign_add(ops.sum(count))
 
     def result(self):
-        return tf.sqrt(self.squared_error / tf.maximum(self.count, 1.0))
+        return ops.sqrt(self.squared_error / ops.maximum(self.count, 1.0))
 
     def reset_state(self):
         self.squared_error.assign(0.0)

@@ -33,12 +33,10 @@ features, it keeps reflection padding out of the squeeze-excitation and ASPP ima
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
-from keras import layers
+from keras import layers, ops
 
 from model import blocks
 from model.advection import Advection
-from model.convlstm import ConvLSTM
 
 FORECAST = "forecast"  # name of the forecast output layer
 HEAD_SUFFIX = "_head"  # an output head's final convolution is named <output>_head: it starts at zero
@@ -97,7 +95,7 @@ class InputScaling(layers.Layer):
         self.scale.assign(self.scales)
 
     def call(self, inputs):
-        offset, scale = tf.cast(self.offset, inputs.dtype), tf.cast(self.scale, inputs.dtype)
+        offset, scale = ops.cast(self.offset, inputs.dtype), ops.cast(self.scale, inputs.dtype)
         return (inputs - offset) / scale
 
     def get_config(self):
@@ -115,13 +113,19 @@ def set_input_statistics(model: keras.Model, channels: list[int], mean, std) -> 
     layer.scale.assign(scale)
 
 
+def _static(tensor, start: int) -> tuple:
+    """The sizes of ``tensor``'s axes from ``start`` on: static where known, else read at run time."""
+    dynamic = ops.shape(tensor)
+    return tuple(dynamic[axis] if size is None else size
+                 for axis, size in enumerate(tensor.shape[start:], start))
+
+
 @keras.saving.register_keras_serializable(package="phenocast")
 class FoldYears(layers.Layer):
     """``(batch, years, H, W, C)`` -> year-major ``(years·batch, H, W, C)``, for per-year layers."""
 
     def call(self, inputs):
-        shape = tf.shape(inputs)
-        return tf.reshape(tf.transpose(inputs, [1, 0, 2, 3, 4]), tf.concat([[-1], shape[2:]], axis=0))
+        return ops.reshape(ops.transpose(inputs, (1, 0, 2, 3, 4)), (-1, *_static(inputs, 2)))
 
     def compute_output_shape(self, input_shape):
         batch, years = input_shape[:2]
@@ -138,9 +142,8 @@ class UnfoldYears(layers.Layer):
         self.years = years
 
     def call(self, inputs):
-        shape = tf.shape(inputs)
-        unfolded = tf.reshape(inputs, tf.concat([[self.years, -1], shape[1:]], axis=0))
-        return tf.transpose(unfolded, [1, 0, 2, 3, 4])
+        unfolded = ops.reshape(inputs, (self.years, -1, *_static(inputs, 1)))
+        return ops.transpose(unfolded, (1, 0, 2, 3, 4))
 
     def compute_output_shape(self, input_shape):
         folded = input_shape[0]
@@ -164,7 +167,7 @@ class ChannelSlice(layers.Layer):
         self.start, self.stop, self.last_year = start, stop, last_year
 
     def call(self, inputs):
-        values = tf.cast(inputs[..., self.start:self.stop], tf.float32)
+        values = ops.cast(inputs[..., self.start:self.stop], "float32")
         return values[:, -1] if self.last_year else values
 
     def compute_output_shape(self, input_shape):
@@ -223,6 +226,11 @@ def _convlstm(x, filters: int, years: int, return_sequences: bool, config, name:
     if years == 1:
         return blocks.conv_block(x, filters, model.kernel_size, model.activation, f"{name}_conv")
     if model.convlstm == "fused":
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError(f"model.convlstm: fused is written in TensorFlow, but the Keras backend is "
+                             f"{keras.backend.backend()!r}; use model.convlstm=keras (the same weights) there")
+        from model.convlstm import ConvLSTM  # TensorFlow only: imported when a config asks for it
+
         return ConvLSTM(filters, model.kernel_size, years=years, activation=model.cell_activation,
                         recurrent_activation=model.recurrent_activation, return_sequences=return_sequences,
                         unroll=model.unroll, name=name)(x)

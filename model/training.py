@@ -67,7 +67,23 @@ def precision_policy(setting: bool | str, capabilities: list[tuple[int, int]]) -
 
 
 def gpu_capabilities() -> list[tuple[int, int]]:
-    """(major, minor) compute capability of every visible GPU ((0, 0) where TensorFlow does not say)."""
+    """(major, minor) compute capability of every visible GPU, asked of the Keras backend's framework
+    ((0, 0) where it does not say)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        capabilities = []
+        for device in jax.devices():
+            if device.platform != "gpu":
+                continue
+            major, _, minor = str(getattr(device, "compute_capability", "0.0")).partition(".")
+            capabilities.append((int(major or 0), int(minor or 0)))
+        return capabilities
+    if backend == "torch":
+        import torch
+
+        return [tuple(torch.cuda.get_device_capability(index)) for index in range(torch.cuda.device_count())]
     import tensorflow as tf
 
     return [tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0))
@@ -83,7 +99,7 @@ def set_precision(config, capabilities: list[tuple[int, int]] | None = None) -> 
     ``precision_policy`` for the choice.
 
     Args:
-      capabilities: the GPUs' compute capabilities; None asks TensorFlow.
+      capabilities: the GPUs' compute capabilities; None asks the backend (``gpu_capabilities``).
 
     Returns:
       The policy name: ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.

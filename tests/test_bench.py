@@ -93,3 +93,24 @@ def test_scale_bench_runs_end_to_end_on_a_tiny_world(tmp_path):
     assert projection["total_this_device"] > projection["preprocess"] > 0
     assert projection["input_cores_needed"]["tf.data"] > 0
     assert not list(path.parent.glob(".*.tmp"))  # the atomic write left no temporary behind
+
+
+def test_train_step_bench_times_the_network_under_jax_without_tensorflow(tmp_path):
+    pytest.importorskip("jax", reason="jax is not installed: pip install 'jax[cpu]' (requirements-dev.txt)")
+    path = tmp_path / "train_step.json"
+    command = [sys.executable, str(ROOT / "bench" / "train_step.py"), "--backend", "jax", "--shapes", "sample",
+               "--batch-sizes", "1", "--precisions", "float32", "--jit", "on", "--steps", "1",
+               "--peak-tflops", "0.5", "--json", str(path), *(f"--set={override}" for override in TINY)]
+    environment = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = json.loads(path.read_text())
+    assert table["backend"] == "jax" and table["tensorflow_imported"] is False
+    (shape,) = table["shapes"]
+    assert shape["name"] == "sample" and shape["flops_per_sample"] > 0
+    (row,) = table["rows"]  # one batch size: each new one compiles the step again
+    assert (row["status"], row["batch"], row["precision"], row["jit"]) == ("measured", 1, "float32", True)
+    assert row["seconds_per_step"] > 0 and row["flops"] == shape["flops_per_sample"]
+    assert row["tflops_per_second"] == pytest.approx(row["flops"] / row["seconds_per_step"] / 1e12)
+    assert row["peak_share"] == pytest.approx(row["tflops_per_second"] / 0.5)
+    assert row["peak_bytes"] is None  # JAX keeps no memory statistics on a CPU
