@@ -20,7 +20,8 @@ TINY = ["tiling.centre=8", "tiling.margin=4", "sequence.years=2", "data.val_mont
         "model.lstm_filters=[4,4,4]", "model.aspp_filters=4", "model.dilation_rates=[1,2]",
         "model.decoder_filters=4", "train.epochs=2", "train.steps_per_epoch=2", "train.batch_size=2",
         "train.warmup_steps=1", "finetune.enabled=false", "finetune.epochs=1", "finetune.steps_per_epoch=1",
-        "finetune.batch_size=2", "predict.tta=false", "finetune.refit=true",  # TTA: tests/test_pipeline.py, test_dataset.py
+        "finetune.batch_size=2", "predict.tta=false",  # TTA: tests/test_pipeline.py, test_dataset.py
+        "finetune.refit=true",
         "records.workers=1", "train.validation_samples=16", "evaluate.bootstrap=300"]
 
 
