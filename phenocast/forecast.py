@@ -101,6 +101,9 @@ def predict_windows(model, zone, origins: list[int], config: Config, tta: bool =
                              np.asarray(origins, dtype=np.int64), differences)
 
 
+REFIT_TEST = "refit-test"  # the test origins predicted by a refit that stopped before them (origins.measured_refit)
+
+
 def raw_path(run_dir: Path, zone: str, kind: str) -> Path:
     """``<run>/predictions/raw/<zone>-<kind>.npz`` (kind: validation, test or forecast)."""
     return Path(run_dir) / "predictions" / "raw" / f"{zone}-{kind}.npz"

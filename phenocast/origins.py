@@ -131,6 +131,20 @@ def earliest_origin(first: int, config: Config) -> int:
     return first + config.history_months - 1
 
 
+def measured_refit(config: Config) -> bool:
+    """Whether the refit stops where the test period starts (``finetune.refit_through: validation``), so
+    the test period can score it beside the selected model."""
+    finetune = config.finetune
+    return finetune.refit and finetune.refit_through == "validation" and config.data.test_months > 0
+
+
+def refit_end(first: int, last: int, config: Config) -> int:
+    """The last month a refit's target may be: ``last``, or the month before the test period for a
+    measured refit (``measured_refit``)."""
+    test = zone_periods(first, last, config).test
+    return test.start - 1 if config.finetune.refit_through == "validation" and test is not None else last
+
+
 def training_origins(first: int, last: int, config: Config, refit: bool = False) -> list[int]:
     """Origins whose sample and targets lie in the training period (or, for a refit, in the zone).
 
@@ -139,13 +153,7 @@ def training_origins(first: int, last: int, config: Config, refit: bool = False)
       refit: train on every month: targets may reach ``last`` (with ``finetune.refit_through:
         validation``, the month before the test period).
     """
-    periods = zone_periods(first, last, config)
-    if not refit:
-        end = periods.training_end
-    elif config.finetune.refit_through == "validation" and periods.test is not None:
-        end = periods.test.start - 1  # a measured refit: the test period can score it
-    else:
-        end = last
+    end = refit_end(first, last, config) if refit else zone_periods(first, last, config).training_end
     return [origin for origin in range(earliest_origin(first, config), end - config.predict.horizon + 1)
             if _in_phase(origin, last, config)]
 

@@ -35,13 +35,13 @@ from typing import Any
 
 from phenocast.config import Config, flatten, save_config
 from phenocast.errors import PhenocastError
+from phenocast.forecast import REFIT_TEST
 from phenocast.io import atomic_write_text
 from phenocast.zones import Zone, discover_zones
 
 STAGES = ("pretrain", "finetune", "refit", "predict", "postprocess", "report")
 STAGE_FILE = "stage.json"
 PREDICTION_KINDS = ("validation", "test", "forecast")
-REFIT_TEST = "refit-test"  # the test origins predicted by a refit that stopped before them (refit_through)
 HEALTH_SAMPLES = 8  # validation samples whose forecasts measure the departure from the base every epoch
 
 # The config values each stage depends on (dotted prefixes) beyond those its samples are computed from
@@ -193,10 +193,10 @@ class Pipeline:
 
     def prediction_kinds(self) -> tuple[str, ...]:
         """validation, test, forecast, and with a refit that stops before the test period
-        (``finetune.refit_through: validation``) the test origins by that refit (``REFIT_TEST``)."""
-        finetune = self.config.finetune
-        return (*PREDICTION_KINDS, REFIT_TEST) if finetune.refit and finetune.refit_through == "validation" \
-            else PREDICTION_KINDS
+        (``origins.measured_refit``) the test origins by that refit (``REFIT_TEST``)."""
+        from phenocast.origins import measured_refit
+
+        return (*PREDICTION_KINDS, REFIT_TEST) if measured_refit(self.config) else PREDICTION_KINDS
 
     # ---- running ------------------------------------------------------------------------------------
     def run(self, stages: tuple[str, ...] = STAGES, restart: str | None = None) -> None:

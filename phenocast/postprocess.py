@@ -54,7 +54,7 @@ from rasterio.io import MemoryFile
 from phenocast import baselines
 from phenocast.config import Config, save_config
 from phenocast.errors import PhenocastError
-from phenocast.forecast import add_climatology, load_meta, load_windows, raw_path, stitch_differences
+from phenocast.forecast import REFIT_TEST, add_climatology, load_meta, load_windows, raw_path, stitch_differences
 from phenocast.forecasters import FittedBaselines, ZoneBaselines, load_oracle, saved_baselines
 from phenocast.io import atomic_path, atomic_write_text
 from phenocast.metrics import Scoreboard, image_mse, paired_bootstrap
@@ -62,7 +62,9 @@ from phenocast.origins import (
     VALIDATION_PARTS,
     forecast_leads,
     forecast_origin,
+    measured_refit,
     period_images,
+    refit_end,
     validation_part,
     zone_periods,
 )
@@ -191,7 +193,7 @@ def blend_evidence(zone: Zone, stack: np.ndarray, config: Config, methods: dict)
     if not check:
         return None
     board = Scoreboard()
-    candidates = sorted({config.model.base, "ema"} - {"climatology"} | {config.model.base})
+    candidates = sorted({config.model.base, "ema"})
     for (origin, lead), values in check.items():
         truth = stack[origin + lead - zone.first]
         for method in ("model", *candidates):
@@ -305,23 +307,17 @@ def _as_written(image: np.ndarray, config: Config) -> np.ndarray:
     return to_int16(image, config.data.fill_value, config.data.valid_range)
 
 
-def measured_refit(config: Config) -> bool:
-    """Whether the refit stopped before the test period (``finetune.refit_through: validation``), so the
-    test period scores it (method ``refit``) beside the selected model."""
-    return config.finetune.refit and config.finetune.refit_through == "validation" and config.data.test_months > 0
-
-
 def period_methods(zone: Zone, stack: np.ndarray, config: Config, run_dir: Path, period: str,
                    fitted: FittedBaselines, oracle: dict | None) -> dict[tuple[int, int], dict[str, np.ndarray]]:
     """Every method's float32 image of every image of a period: the baselines, the oracle where known
     and, when the run predicted the period, the model (its missing pixels take the base's value), and on
-    the test period of a measured refit (``measured_refit``) the refit's raw forecast (``refit``)."""
+    the test period of a measured refit (``origins.measured_refit``) the refit's raw forecast (``refit``)."""
     images = period_images(zone.first, zone.last, config, period)
     methods = ZoneBaselines(stack, config, zone.first, fitted).forecasts(images)
     base = config.model.base
     sources = {"model": raw_path(run_dir, zone.name, period)}
     if period == "test" and measured_refit(config):
-        sources["refit"] = raw_path(run_dir, zone.name, "refit-test")
+        sources["refit"] = raw_path(run_dir, zone.name, REFIT_TEST)
     for method, path in sources.items():
         if path.is_file():
             for key, image in model_images(path, zone, stack, config, images).items():
@@ -390,9 +386,8 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, decided: Blend, 
                                                             zone.profile, config)
     result.scores = board
     result.submission_model = load_meta(forecast_path).get("model")
-    periods = zone_periods(zone.first, zone.last, config)
-    result.trained_through = (periods.test.start - 1 if measured_refit(config) and periods.test is not None
-                              else zone.last if config.finetune.refit else periods.training_end)
+    result.trained_through = (refit_end(zone.first, zone.last, config) if config.finetune.refit
+                              else zone_periods(zone.first, zone.last, config).training_end)
     never_valid = ~(stack != fill).any(axis=0)
     origin = forecast_origin(zone.last, config)
     leads = forecast_leads(zone.last, config)

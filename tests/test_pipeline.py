@@ -109,8 +109,7 @@ def test_the_damped_base_settings_make_a_stage_stale_only_under_that_base(world:
 def test_a_refit_that_stops_before_the_test_period_is_scored_there(world: Path, tmp_path: Path):
     """``finetune.refit_through: validation``: the refit trains on targets up to the test period, predicts
     its origins, and the test period (only) scores it beside the selected model, with an interval."""
-    from phenocast.forecast import raw_path
-    from phenocast.pipeline import REFIT_TEST
+    from phenocast.forecast import REFIT_TEST, raw_path
 
     run = pipeline(world, tmp_path, "finetune.refit=true", "finetune.refit_through=validation",
                    "finetune.enabled=false", "evaluate.bootstrap=100")
