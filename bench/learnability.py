@@ -12,9 +12,10 @@ refit off, so the chosen pre-trained model is what is scored), then prints, on t
 - model/EMA with its 95 % paired-bootstrap interval over forecast origins (``scores.json``), and the
   number of images;
 - gap: the share of the base → optimum gap the model closes, (base − model) / (base − optimum);
-- ridge/EMA and its gap share: a ridge regression of the targets on the network's own input channels at
-  each pixel (the last year-step; λ chosen on the validation period), the reference a per-pixel linear
-  model reaches;
+- ridge/EMA and its gap share: a ridge regression of the targets on the network's raw input channels at
+  each pixel (the last year-step; λ chosen on the select half of validation; ``phenocast.ridge``), the
+  reference a per-pixel linear model reaches (``model.linear_path: ridge`` starts the network at the same
+  regression on its scaled inputs and advection channels);
 - the learning curve: the gap share on the test period after every epoch (``train.keep_epochs``), by
   training step.
 
@@ -50,7 +51,6 @@ import numpy as np  # noqa: E402
 import model as network  # noqa: E402
 from model.network import ChannelSlice  # noqa: E402
 from phenocast.config import Config, load_config  # noqa: E402
-from phenocast.dataset import origin_dataset  # noqa: E402
 from phenocast.forecast import Forecaster, predict_windows, raw_path, save_windows  # noqa: E402
 from phenocast.forecasters import fit_baselines, load_oracle  # noqa: E402
 from phenocast.metrics import Scoreboard, image_mse  # noqa: E402
@@ -58,6 +58,7 @@ from phenocast.origins import fit_end  # noqa: E402
 from phenocast.pipeline import Pipeline  # noqa: E402
 from phenocast.postprocess import period_methods  # noqa: E402
 from phenocast.preprocess import preprocess  # noqa: E402
+from phenocast.ridge import fit_ridge, pixel_table  # noqa: E402
 from phenocast.synthetic.planted import PLANTED_WORLDS, generate_planted  # noqa: E402
 from phenocast.training import epoch_model  # noqa: E402
 from phenocast.zones import read_zone, to_int16  # noqa: E402
@@ -67,9 +68,6 @@ SPATIAL_WORLDS = ("moving", "regional", "landcover")  # goal: ≥ 70 % of the ga
 GAP_GOAL = 0.7
 DAMPED_GAIN_GOAL = 0.9  # persistence: the share of the damped baseline's gain over the EMA
 CONTROL_LIMIT = 1.01  # control: model ÷ base
-RIDGE_SAMPLES = 96  # (window, origin) pairs of training (and validation) origins for the ridge reference
-RIDGE_PIXELS = 200_000
-RIDGE_PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # × the mean diagonal of XᵀX
 
 
 def world_config(args, world: str, data_dir: Path, out: Path) -> Config:
@@ -102,56 +100,22 @@ def period_scores(config: Config, run: Pipeline, scratch: Path, model_of, period
     return board.summary()["pooled"]
 
 
-def pixel_table(config: Config, run: Pipeline, period: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (pixels, channels) of the last year-step and targets (pixels, horizon) of a period's origins
-    (``train``, ``validation``), valid pixels of all leads, at most ``RIDGE_PIXELS``."""
-    horizon = config.predict.horizon
-    data = origin_dataset(list(run.samples.values()), config, lambda zone: zone.origins(period), limit=RIDGE_SAMPLES,
-                          seed=seed, centre_only=False,
-                          target_end_of=lambda zone: zone.target_end("train" if period == "train" else period))
-    features, targets = [], []
-    for inputs, y in data:
-        inputs, y = inputs.numpy()[-1], y.numpy()
-        y = y[-1] if y.ndim == 4 else y  # (size, size, 2·horizon): the last year-step
-        valid = (y[..., horizon:] > 0.5).all(axis=-1)
-        features.append(inputs[valid])
-        targets.append(y[..., :horizon][valid])
-    features, targets = np.concatenate(features).astype(np.float64), np.concatenate(targets).astype(np.float64)
-    if len(features) > RIDGE_PIXELS:
-        keep = np.random.default_rng(seed).choice(len(features), RIDGE_PIXELS, replace=False)
-        features, targets = features[keep], targets[keep]
-    return features, targets
-
-
 def ridge_model(config: Config, run: Pipeline) -> tuple[keras.Model, float]:
-    """A ridge regression of the targets on the input channels at each pixel, fitted on training origins
-    with the penalty that scores best on validation origins; as a Keras model of the network's interface."""
-    train_x, train_y = pixel_table(config, run, "train", config.seed)
-    valid_x, valid_y = pixel_table(config, run, "validation", config.seed + 1)
-    mean, std = train_x.mean(axis=0), train_x.std(axis=0)
-    std[std < 1e-9] = 1.0
-    standard = (train_x - mean) / std
-    design = np.hstack([standard, np.ones((len(standard), 1))])
-    gram, moment = design.T @ design, design.T @ train_y
-    scale = np.trace(gram) / len(gram)
-    best = None
-    for penalty in RIDGE_PENALTIES:
-        regulariser = penalty * scale * np.eye(len(gram))
-        regulariser[-1, -1] = 0.0  # the intercept is not shrunk
-        weights = np.linalg.solve(gram + regulariser, moment)
-        predicted = np.hstack([(valid_x - mean) / std, np.ones((len(valid_x), 1))]) @ weights
-        error = float(np.mean((predicted - valid_y) ** 2))
-        if best is None or error < best[0]:
-            best = (error, penalty, weights)
-    _, penalty, weights = best
-    kernel = weights[:-1] / std[:, None]  # on raw inputs: (x − mean)/std · w + b
-    bias = weights[-1] - (mean / std) @ weights[:-1]
+    """A ridge regression of the targets on the raw input channels at each pixel (``phenocast.ridge``: the
+    last year-step, fitted on training origins, the penalty chosen on the select half of validation); as a
+    Keras model of the network's interface."""
+    samples = list(run.samples.values())
+
+    def table(kind: str, target_end: str, seed: int):
+        return pixel_table(samples, config, lambda zone: zone.origins(kind), target_end, seed, residual=False)
+
+    fit = fit_ridge(table("train", "train", config.seed), table("select", "validation", config.seed + 1))
     inputs = keras.Input((config.sequence.years, config.window, config.window, config.input_channels))
     last = ChannelSlice(0, config.input_channels, last_year=True, name="last_year")(inputs)
     dense = keras.layers.Dense(config.predict.horizon, name="ridge")
     model = keras.Model(inputs, dense(last))
-    dense.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
-    return model, penalty
+    dense.set_weights([fit.kernel.astype(np.float32), fit.bias.astype(np.float32)])
+    return model, fit.penalty
 
 
 def bench_world(args, world: str) -> dict:

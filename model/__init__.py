@@ -18,6 +18,10 @@ network (``phenocast/``: tf.data, TFRecords, tf.distribute) stays TensorFlow.
   With ``model.aux_weight > 0`` the model is an ``AuxiliaryOutputsModel``: its auxiliary heads (one per
   decoder stage above full resolution) are only returned by training calls and only used by its loss;
   ``model(x)``, ``predict`` and ``evaluate`` see just the forecast tensor, as for the plain model.
+- ``linear_path_features(model)`` and ``set_linear_path(model, kernel, bias, value_scale)``: with
+  ``model.linear_path`` the forecast adds a 1×1 convolution of the scaled inputs (and advection channels)
+  beside the head; the first gives those features as a model, the second sets the map (the pipeline fits
+  it by ridge regression, ``phenocast.ridge``).
 - ``make_loss(config)``: ``loss(y_true, y_pred)`` with ``y_true = concat([targets, mask], -1)``
   (``(…, 2·horizon)``): masked ``sqrt_sqrt_mse`` / ``rmse`` / ``mse`` per sample, year-steps weighted, then
   the batch mean; masked targets (even NaN) never reach the value or the gradients.
@@ -59,7 +63,9 @@ from model.network import (  # noqa: E402
     build_model,
     forecast_output,
     input_scaling,
+    linear_path_features,
     set_input_statistics,
+    set_linear_path,
 )
 from model.training import (  # noqa: E402
     compile_model,
@@ -77,8 +83,8 @@ if keras.backend.backend() == "tensorflow":  # register the fused layer, so save
 __all__ = [
     "AuxiliaryOutputsModel", "ConvLSTM", "FoldYears", "InputScaling", "MaskedForecastLoss", "MaskedRMSE",
     "UnfoldYears", "build_model", "compile_model", "decayed_variables", "forecast_output", "initialise_from",
-    "input_scaling", "load_model", "make_loss", "make_optimizer", "precision_policy", "set_input_statistics",
-    "set_precision",
+    "input_scaling", "linear_path_features", "load_model", "make_loss", "make_optimizer", "precision_policy",
+    "set_input_statistics", "set_linear_path", "set_precision",
 ]
 
 

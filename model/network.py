@@ -14,6 +14,7 @@ Data flow (default config: window 288, 10 years, 24 channels, 3 scales, horizon 
       ASPP on the coarsest ConvLSTM states        (…, 72, 72, aspp_filters)
       per finer scale: upsample ×2, concatenate that scale's ConvLSTM states, conv → decoder_filters
       head: 1×1 conv → horizon, float32           (…, 288, 288, horizon)   zero-initialised
+        [+ linear path]                           + a zero-initialised 1×1 conv of the scaled inputs
       unfold_years (per_year_outputs)             (batch, years, 288, 288, horizon)
       forecast = base channels + residual         (batch, years, 288, 288, horizon)
 
@@ -40,6 +41,7 @@ from model.advection import Advection
 
 FORECAST = "forecast"  # name of the forecast output layer
 HEAD_SUFFIX = "_head"  # an output head's final convolution is named <output>_head: it starts at zero
+LINEAR_HEAD = f"{FORECAST}_linear{HEAD_SUFFIX}"  # the forecast's linear path (``model.linear_path``)
 INPUT_SCALING = "input_scale"  # the layer that brings every input channel to unit scale
 
 # How each channel group (``Config.channel_groups``) reaches unit scale: NDVI differences (from the
@@ -111,6 +113,22 @@ def set_input_statistics(model: keras.Model, channels: list[int], mean, std) -> 
         offset[channel], scale[channel] = float(mu), float(sigma) if sigma > 1e-6 else 1.0
     layer.offset.assign(offset)
     layer.scale.assign(scale)
+
+
+def linear_path_features(model: keras.Model) -> keras.Model:
+    """The inputs of the forecast's linear path (``model.linear_path``) as a model of the network's input:
+    the scaled input channels and the advection channels at each pixel, ``(years·batch, H, W, C)`` with
+    per-year outputs, else the last year's ``(batch, H, W, C)``."""
+    return keras.Model(model.input, model.get_layer(LINEAR_HEAD).input)
+
+
+def set_linear_path(model: keras.Model, kernel, bias, value_scale: float) -> None:
+    """Set the linear path to ``residual = features · kernel + bias`` (NDVI differences per unit of the
+    ``linear_path_features``): ``kernel`` (C, horizon), ``bias`` (horizon,). The head adds it before its
+    × ``value_scale``, so both are divided by it here."""
+    layer = model.get_layer(LINEAR_HEAD)
+    layer.kernel.assign(ops.reshape(ops.convert_to_tensor(kernel, "float32") / value_scale, layer.kernel.shape))
+    layer.bias.assign(ops.convert_to_tensor(bias, "float32") / value_scale)
 
 
 def _static(tensor, start: int) -> tuple:
@@ -268,6 +286,7 @@ def build_model(config) -> keras.Model:
     if model.advection:  # the origin's anomaly moved at the window's velocity, one channel per lead
         moved = _advection(x, config)  # (years·batch, window, window, horizon)
         x = layers.Concatenate(name="advection_concat")([x, moved])
+    linear = _linear_inputs(x, years, per_year) if model.linear_path != "none" else None
     masks = _inside_masks(inputs, config, scales)  # per scale: (years·batch, H_s, W_s, 1), or Nones
     x = blocks.conv_block(x, model.filters, size, activation, "stem_conv")
     states = []
@@ -292,7 +311,8 @@ def build_model(config) -> keras.Model:
                                           f"auxiliary_scale{scale + 1}", _base(inputs, config, 2 ** (scale + 1))))
         x = blocks.decoder_stage(x, states[scale], model.decoder_filters, size, model.upsampling, activation,
                                  f"decoder_scale{scale}")
-    forecast = _output_head(x, horizon, years, per_year, model.value_scale, FORECAST, _base(inputs, config, 1))
+    forecast = _output_head(x, horizon, years, per_year, model.value_scale, FORECAST, _base(inputs, config, 1),
+                            linear)
     if auxiliary:
         return AuxiliaryOutputsModel(inputs, [forecast, *auxiliary], name="phenocast")
     return keras.Model(inputs, forecast, name="phenocast")
@@ -349,16 +369,33 @@ def _base(inputs, config, pool: int):
     return layers.AveragePooling2D(pool, dtype="float32", name=f"{name}_avg")(base)
 
 
-def _output_head(x, horizon: int, years: int, per_year: bool, value_scale: float, name: str, base=None):
+def _linear_inputs(x, years: int, per_year: bool):
+    """The inputs of ``model.linear_path``: the scaled, folded inputs ``(years·batch, H, W, C)`` as they are
+    with per-year outputs, else the last year's ``(batch, H, W, C)``."""
+    if per_year:
+        return x
+    unfolded = UnfoldYears(years, name="linear_unfold")(x)
+    return ChannelSlice(0, x.shape[-1], last_year=True, name="linear_last_year")(unfolded)
+
+
+def _output_head(x, horizon: int, years: int, per_year: bool, value_scale: float, name: str, base=None,
+                 linear=None):
     """Linear float32 1×1 convolution to ``horizon`` channels, rescaled to NDVI differences (× value_scale),
     unfolded to ``(batch, years, …)`` if per year, plus the base forecast (if not None).
 
     1×1 as DeepLabV3+'s classifier: the decoder's last 3×3 convolution already mixes neighbours. The
-    convolution starts at zero (kernel and bias), so the untrained head outputs exactly the base.
+    convolution starts at zero (kernel and bias), so the untrained head outputs exactly the base. With
+    ``linear`` (the scaled inputs, ``model.linear_path``) a second zero-initialised 1×1 convolution maps them
+    to the same ``horizon`` channels, added before the rescaling: the per-pixel linear model (the damped
+    anomaly, the advected field) is one step of gradient away, and the layers learn what it misses.
     """
     residual = name if base is None else f"{name}_residual"
     x = layers.Conv2D(horizon, 1, kernel_initializer="zeros", dtype="float32",
                       name=f"{name}{HEAD_SUFFIX}")(x)  # (…, H, W, horizon)
+    if linear is not None:
+        direct = layers.Conv2D(horizon, 1, kernel_initializer="zeros", dtype="float32",
+                               name=LINEAR_HEAD)(linear)
+        x = layers.Add(dtype="float32", name=f"{name}_linear_sum")([x, direct])
     x = layers.Rescaling(value_scale, dtype="float32", name=f"{residual}_scale" if per_year else residual)(x)
     if per_year:
         x = UnfoldYears(years, dtype="float32", name=residual)(x)  # (batch, years, H, W, horizon)

@@ -185,6 +185,13 @@ class ModelConfig(Section):
     # needs offsets 0 and −1 in sequence.offsets.
     advection: bool
     advection_smoothing: float = Field(gt=0)  # pixels: σ of the Gaussian that smooths both anomalies first
+    # A 1×1 convolution from the network's inputs (scaled, with the advection channels) to the forecast,
+    # beside the head: the per-pixel linear model every forecast can fall back on (the damped anomaly, the
+    # advected field), so the layers only learn what it misses. none: no such path; zero: it starts at
+    # zero and trains with the rest; ridge: it starts at the ridge regression of the residual on those
+    # channels (training origins, penalty chosen on the select half), and pre-training scores it first, so
+    # an epoch must beat it on validation to be chosen.
+    linear_path: Literal["none", "zero", "ridge"]
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

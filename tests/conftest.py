@@ -14,6 +14,10 @@ from phenocast.zones import GeoProfile, month_file_name, write_geotiff
 ROOT = Path(__file__).resolve().parents[1]
 FILL = -3000
 VALID_RANGE = (-2000, 10000)
+# the sample network shrunk for planted-world tests through the real pipeline (32² zones, 32-px windows)
+TINY_NETWORK = ["tiling.centre=16", "tiling.margin=8", "model.filters=8", "model.growth_rate=8",
+                "model.lstm_filters=[8,8,8]", "model.aspp_filters=8", "model.dilation_rates=[1,2]",
+                "model.decoder_filters=8"]
 SINUSOIDAL = CRS.from_proj4("+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs")
 
 

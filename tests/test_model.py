@@ -203,6 +203,29 @@ def test_weight_decay_shrinks_only_kernels_below_the_head():
     assert not np.any(built.get_layer("forecast_head").kernel.numpy())
 
 
+@pytest.mark.parametrize("per_year", [True, False], ids=["per_year", "last_year"])
+def test_the_linear_path_maps_the_scaled_inputs_to_the_forecast(per_year):
+    """``model.linear_path``: a zero-initialised 1×1 convolution from the scaled inputs, kept out of weight
+    decay; with its kernel picking the origin month's channel the forecast is the base plus that
+    difference (÷ value_scale at the input, × value_scale at the output), whatever the layers hold."""
+    config = tiny_config("model.linear_path=zero", f"model.per_year_outputs={str(per_year).lower()}")
+    built = network.build_model(config)
+    linear = built.get_layer("forecast_linear_head")
+    assert not np.any(linear.kernel.numpy())
+    assert not {id(variable) for variable in linear.trainable_variables} & {
+        id(variable) for variable in network.decayed_variables(built)}
+    x, _ = tiny_batch(config)
+    base_channels = slice(*config.channel_slice("base"))
+    origin = config.channel_slice("months")[0] + config.sequence.offsets.index(0)
+    base = x[..., base_channels] if per_year else x[:, -1, ..., base_channels]
+    np.testing.assert_allclose(np.asarray(built(x)), base, atol=1e-6)
+    kernel = np.zeros(linear.kernel.shape, np.float32)
+    kernel[0, 0, origin, :] = 1.0
+    linear.kernel.assign(kernel)
+    moved = x[..., origin:origin + 1] if per_year else x[:, -1, ..., origin:origin + 1]
+    np.testing.assert_allclose(np.asarray(built(x)), base + moved, atol=1e-5)
+
+
 def test_training_step_and_metric():
     config = tiny_config(*SMALLEST, "model.unroll=false")
     built = network.build_model(config)
@@ -280,8 +303,9 @@ def test_forced_mixed_precision_outputs_float32_and_trains(precision: str, compu
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-@pytest.mark.parametrize("overrides", [[], ["model.per_year_outputs=false", "model.advection=true"]],
-                         ids=["per_year", "last_year_advection"])
+@pytest.mark.parametrize("overrides", [[], ["model.per_year_outputs=false", "model.advection=true"],
+                                       ["model.linear_path=zero"]],
+                         ids=["per_year", "last_year_advection", "per_year_linear"])
 def test_an_untrained_model_is_its_base_exactly_under_mixed_precision(policy, overrides):
     """The base and inside-mask channels stay float32 from the input to the final Add: a layer of the
     mixed policy would round them to 8 (bfloat16) or 11 (float16) significant bits first."""

@@ -22,6 +22,7 @@ TINY = ["tiling.centre=8", "tiling.margin=4", "sequence.years=2", "data.val_mont
         "train.warmup_steps=1", "finetune.enabled=false", "finetune.epochs=1", "finetune.steps_per_epoch=1",
         "finetune.batch_size=2", "predict.tta=false",  # TTA: tests/test_pipeline.py, test_dataset.py
         "finetune.refit=true",
+        "model.linear_path=zero",  # a ridge start (tests/test_ridge.py) beats 2-step epochs: nothing to refit
         "records.workers=1", "train.validation_samples=16", "evaluate.bootstrap=300"]
 
 

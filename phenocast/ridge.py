@@ -1,0 +1,98 @@
+"""Per-pixel ridge regression of the forecast's residual on the network's features.
+
+The linear path of the network (``model.linear_path: ridge``) starts at the least-squares map from each
+pixel's features (the scaled input channels and the advection channels, ``model.linear_path_features``)
+to the residual the network must add to its base (targets − base, one column per lead); the
+learnability bench fits the same regression on the raw input channels as its reference. One definition
+of both here:
+
+- ``pixel_table``: features and residual targets at the valid pixels (every lead valid) of a fixed
+  random subset of (window, origin) pairs, the last year-step, at most ``pixels`` rows;
+- ``fit_ridge``: the features standardised, the intercept not shrunk, the penalty (× the mean diagonal of
+  XᵀX) of ``PENALTIES`` that gives the smallest mean squared error on a second table (validation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from phenocast.config import Config
+from phenocast.dataset import ZoneSamples, origin_dataset
+
+SAMPLES = 96  # (window, origin) pairs per table
+PIXELS = 200_000  # rows kept per table (a random subset of the valid pixels, fixed by the seed)
+PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # × the mean diagonal of XᵀX
+
+
+@dataclass(frozen=True)
+class RidgeFit:
+    """``targets ≈ features · kernel + bias``: kernel (channels, horizon), bias (horizon,)."""
+
+    kernel: np.ndarray
+    bias: np.ndarray
+    penalty: float
+    validation_mse: float
+    rows: int
+
+
+def pixel_table(zones: list[ZoneSamples], config: Config, origins_of: Callable[[ZoneSamples], list[int]],
+                target_end: str, seed: int, features_of: Callable[[np.ndarray], np.ndarray] | None = None,
+                residual: bool = True, samples: int = SAMPLES, pixels: int = PIXELS
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Features (rows, channels) and targets (rows, horizon), float64, at the valid pixels of ``samples``
+    (window, origin) pairs of ``origins_of(zone)`` (targets up to ``zone.target_end(target_end)``).
+
+    Args:
+      features_of: inputs ``(1, years, size, size, channels)`` → features whose last leading entry is the
+        last year-step's ``(size, size, C)`` (default: the raw input channels of the last year-step).
+      residual: targets minus the base channels (the network's residual), else the targets.
+    """
+    horizon = config.predict.horizon
+    base = config.channel_slice("base")
+    data = origin_dataset(zones, config, origins_of, limit=samples, seed=seed, centre_only=False,
+                          target_end_of=lambda zone: zone.target_end(target_end))
+    rng = np.random.default_rng(seed)
+    features, targets = [], []
+    for inputs, y in data:
+        inputs, y = inputs.numpy(), y.numpy()
+        y = y[-1] if y.ndim == 4 else y  # (size, size, 2·horizon): the last year-step
+        valid = (y[..., horizon:] > 0.5).all(axis=-1)
+        values = inputs[-1] if features_of is None else np.asarray(features_of(inputs[None]))[-1]
+        wanted = y[..., :horizon] - (inputs[-1][..., base[0]:base[1]] if residual and base else 0.0)
+        rows = np.flatnonzero(valid.ravel())
+        if len(rows) > pixels // samples:
+            rows = np.sort(rng.choice(rows, pixels // samples, replace=False))
+        features.append(values.reshape(-1, values.shape[-1])[rows])
+        targets.append(wanted.reshape(-1, horizon)[rows])
+    if not features or not sum(len(rows) for rows in features):
+        raise ValueError("no valid pixel to fit the ridge regression on")
+    return np.concatenate(features).astype(np.float64), np.concatenate(targets).astype(np.float64)
+
+
+def fit_ridge(train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray],
+              penalties: tuple[float, ...] = PENALTIES) -> RidgeFit:
+    """The ridge regression of ``train``'s targets on its features with the penalty that scores best on
+    ``validation`` (mean squared error over rows and leads)."""
+    train_x, train_y = train
+    valid_x, valid_y = validation
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0)
+    std[std < 1e-9] = 1.0  # a constant feature: only centred (its weight is shrunk to 0)
+    design = np.hstack([(train_x - mean) / std, np.ones((len(train_x), 1))])
+    check = np.hstack([(valid_x - mean) / std, np.ones((len(valid_x), 1))])
+    gram, moment = design.T @ design, design.T @ train_y
+    scale = np.trace(gram) / len(gram)
+    best = None
+    for penalty in penalties:
+        regulariser = penalty * scale * np.eye(len(gram))
+        regulariser[-1, -1] = 0.0  # the intercept is not shrunk
+        weights = np.linalg.solve(gram + regulariser, moment)
+        error = float(np.mean((check @ weights - valid_y) ** 2))
+        if best is None or error < best[0]:
+            best = (error, penalty, weights)
+    error, penalty, weights = best
+    kernel = weights[:-1] / std[:, None]  # on raw features: (x − mean)/std · w + b
+    bias = weights[-1] - (mean / std) @ weights[:-1]
+    return RidgeFit(kernel, bias, penalty, error, len(train_x))

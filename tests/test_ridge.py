@@ -1,0 +1,77 @@
+"""The per-pixel ridge regression (phenocast/ridge.py) and the network's linear path started at it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from phenocast.config import load_config  # noqa: E402
+from phenocast.preprocess import preprocess  # noqa: E402
+from phenocast.ridge import fit_ridge  # noqa: E402
+from phenocast.synthetic.planted import generate_planted  # noqa: E402
+
+from conftest import ROOT, TINY_NETWORK  # noqa: E402
+
+
+def planted_table(rng, rows: int, kernel: np.ndarray, bias: np.ndarray, noise: float):
+    features = rng.normal(0, 1, (rows, kernel.shape[0])) * np.arange(1, kernel.shape[0] + 1)  # unequal scales
+    features[:, -1] = 3.0  # a constant feature: centred away, weight 0
+    return features, features @ kernel + bias + rng.normal(0, noise, (rows, kernel.shape[1]))
+
+
+def test_the_ridge_recovers_a_planted_linear_map_and_shrinks_noise_away():
+    rng = np.random.default_rng(0)
+    kernel = np.array([[0.5, -1.0], [0.0, 2.0], [1.5, 0.0], [0.0, 0.0]])
+    bias = np.array([0.1, -0.2])
+    fit = fit_ridge(planted_table(rng, 5000, kernel, bias, 0.01), planted_table(rng, 2000, kernel, bias, 0.01))
+    np.testing.assert_allclose(fit.kernel[:-1], kernel[:-1], atol=2e-3)
+    assert fit.kernel[-1].tolist() == [0.0, 0.0]
+    np.testing.assert_allclose(fit.bias, bias, atol=2e-3)
+    assert fit.penalty == 1e-4 and fit.rows == 5000
+    # targets unrelated to the features: validation chooses the strongest penalty, the map shrinks to ~0
+    def pure_noise(features, targets):
+        return features, rng.normal(0, 1, targets.shape)
+
+    fit = fit_ridge(pure_noise(*planted_table(rng, 200, kernel, bias, 0)),
+                    pure_noise(*planted_table(rng, 200, kernel, bias, 0)))
+    assert fit.penalty == 10.0
+    assert np.abs(fit.kernel[:-1] * np.arange(1, 4)[:, None]).max() < 0.2
+
+
+def test_a_ridge_started_network_forecasts_the_ridge_before_training(tmp_path):
+    """``model.linear_path: ridge`` with no training epoch: the pre-trained model is base + the ridge
+    fitted on training origins; on a persistence world it already beats its base on held-out months, and
+    pre-training scored it first (epoch 0 is the stage's model)."""
+    import model as network
+    from model.health import base_rmse
+    from phenocast.dataset import origin_dataset
+    from phenocast.pipeline import Pipeline
+    from phenocast.training import StageResult
+
+    generate_planted(tmp_path / "data", "persistence", zones=2, months=72, size=32, seed=3)
+    config = load_config(ROOT / "configs" / "sample.yaml", [
+        *TINY_NETWORK, f"data.dir={tmp_path / 'data'}", "data.sample=false", f"records.dir={tmp_path / 'records'}",
+        f"output.dir={tmp_path / 'out'}", "data.val_months=12", "data.test_months=12", "train.epochs=0",
+        "train.validation_samples=32", "finetune.enabled=false", "records.workers=1",
+        "finetune.refit=true", "model.linear_path=ridge"])
+    preprocess(config, progress=False, log=lambda message: None)
+    lines = []
+    run = Pipeline(config, log=lines.append)
+    result = run.pretrain()
+    assert result.best_epoch == 0
+    run.refit()  # as many epochs as pre-training chose: none, the refit is base + its own ridge start
+    refit = StageResult.load(run.stage_folder("refit-pretrain"))
+    assert (refit.epochs, refit.best_epoch) == (0, 0)
+    assert any(line.startswith("linear path: ridge regression") for line in lines), lines
+    model = network.load_model(run.stage_folder("pretrain") / "best.keras")
+    assert np.any(model.get_layer("forecast_linear_head").kernel.numpy())
+    assert not np.any(model.get_layer("forecast_head").kernel.numpy())
+    test = origin_dataset(list(run.samples.values()), config, lambda zone: zone.test,
+                          target_end_of=lambda zone: zone.target_end("test")).batch(8)
+    network.compile_model(model, config, network.make_optimizer(model, 1e-3, 0.0))
+    ridge = model.evaluate(test, verbose=0, return_dict=True)["masked_rmse"]
+    base = base_rmse(test, config.channel_slice("base"))
+    assert ridge < 0.9 * base, (ridge, base)
