@@ -104,8 +104,15 @@ def load_sweep(path: str | Path) -> Sweep:
         raise PhenocastError(f"sweep {path}: expected members or a grid, found neither")
     sweep = Sweep(str(name), (path.parent / values["base"]).resolve(), [str(s) for s in values.get("set") or []],
                   [Member(index, member) for index, member in enumerate(overrides)])
-    for member in sweep.members:  # every member's config must load: fail before any training
-        sweep.member_config(member)
+    seen: dict[str, Member] = {}
+    for member in sweep.members:  # every member's config must load and differ: fail before any training
+        settings = sweep.member_config(member).model_dump(mode="json")
+        settings["output"].pop("name")
+        key = json.dumps(settings, sort_keys=True)
+        if key in seen:
+            raise PhenocastError(f"sweep {path}: member {member.index} ({member.label()}) gives the same config as "
+                                 f"member {seen[key].index} ({seen[key].label()}); drop it or change a value")
+        seen[key] = member
     return sweep
 
 

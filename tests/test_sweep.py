@@ -109,6 +109,10 @@ def test_sweep_files_are_checked_before_any_training(tmp_path: Path):
                    f"extra: 1\n")
     with pytest.raises(PhenocastError, match="unknown sweep key extra"):
         load_sweep(bad)
+    # a member that changes nothing (the base already holds the value) would only repeat a run
+    bad.write_text(f"base: {ROOT / 'configs' / 'sample.yaml'}\nmembers:\n  - {{}}\n  - {{model.loss: mse}}\n")
+    with pytest.raises(PhenocastError, match=r"member 1 \(model.loss=mse\) gives the same config as member 0"):
+        load_sweep(bad)
     grid = tmp_path / "grid.yaml"
     grid.write_text(f"name: g\nbase: {ROOT / 'configs' / 'sample.yaml'}\n"
                     f"grid: {{train.weight_decay: [1.0e-7, 1.0e-5], tiling.margin: [0, 8]}}\n")
@@ -117,7 +121,7 @@ def test_sweep_files_are_checked_before_any_training(tmp_path: Path):
     assert sweep.member_config(sweep.members[3]).tiling.margin == 8
 
 
-@pytest.mark.parametrize("name", ["lambda.yaml", "overlap.yaml"])
+@pytest.mark.parametrize("name", ["lambda.yaml", "overlap.yaml", "recipes.yaml", "recipes-small.yaml"])
 def test_shipped_sweeps_load(name: str):
     sweep = load_sweep(ROOT / "configs" / "sweeps" / name)
     assert len(sweep.members) >= 3
