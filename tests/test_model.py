@@ -183,7 +183,7 @@ def test_weight_decay_shrinks_only_kernels_below_the_head():
     assert {variable.name for variable in decayed} == {"kernel", "recurrent_kernel"}
     heads = [layer for layer in built.layers if layer.name.endswith("_head")]
     assert sorted(layer.name for layer in heads) == ["auxiliary_scale1_head", "auxiliary_scale2_head",
-                                                     "forecast_head"]
+                                                     "forecast_head", "forecast_linear_head"]
     spared = {id(variable) for layer in heads for variable in layer.trainable_variables}
     assert not spared & {id(variable) for variable in decayed}
     # with every target masked the data gives no gradient: only the decay moves the weights, by exactly
