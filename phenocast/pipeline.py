@@ -430,12 +430,11 @@ class Pipeline:
             return pixel_table(samples, self.config, lambda zone: zone.origins(kind), target_end, seed,
                                features_of=lambda inputs: features(inputs, training=False))
 
-        train = table("train", "train", self.config.seed)
         if not any(sample.origins("select") for sample in samples):
-            raise PhenocastError("model.linear_path: ridge chooses its penalty on the select half of validation, "
-                                 "but no zone has a validation origin; set data.val_months or "
-                                 "model.linear_path=zero")
-        fit = fit_ridge(train, table("select", "validation", self.config.seed + 1))
+            self.log("linear path: no zone has a validation origin to choose the ridge penalty on (data.val_months), "
+                     "so it starts at zero")
+            return
+        fit = fit_ridge(table("train", "train", self.config.seed), table("select", "validation", self.config.seed + 1))
         network.set_linear_path(model, fit.kernel, fit.bias, self.config.model.value_scale)
         self.log(f"linear path: ridge regression of the residual on {fit.kernel.shape[0]} channel(s) at "
                  f"{fit.rows} pixel(s) of training origins, penalty {fit.penalty:g} chosen on the select half "

@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from phenocast.config import load_config  # noqa: E402
 from phenocast.preprocess import preprocess  # noqa: E402
@@ -41,7 +42,24 @@ def test_the_ridge_recovers_a_planted_linear_map_and_shrinks_noise_away():
     assert np.abs(fit.kernel[:-1] * np.arange(1, 4)[:, None]).max() < 0.2
 
 
-def test_a_ridge_started_network_forecasts_the_ridge_before_training(tmp_path):
+@pytest.fixture(scope="module")
+def persistence_world(tmp_path_factory):
+    """A 2-zone 32² persistence world (φ = 0.8) of 72 months and its records."""
+    root = tmp_path_factory.mktemp("ridge")
+    generate_planted(root / "data", "persistence", zones=2, months=72, size=32, seed=3)
+    preprocess(ridge_config(root, root / "unused"), progress=False, log=lambda message: None)
+    return root
+
+
+def ridge_config(root, output, *overrides: str):
+    return load_config(ROOT / "configs" / "sample.yaml", [
+        *TINY_NETWORK, f"data.dir={root / 'data'}", "data.sample=false", f"records.dir={root / 'records'}",
+        f"output.dir={output}", "data.val_months=12", "data.test_months=12", "train.epochs=0",
+        "train.validation_samples=32", "finetune.enabled=false", "records.workers=1",
+        "finetune.refit=true", "model.linear_path=ridge", *overrides])
+
+
+def test_a_ridge_started_network_forecasts_the_ridge_before_training(persistence_world, tmp_path):
     """``model.linear_path: ridge`` with no training epoch: the pre-trained model is base + the ridge
     fitted on training origins; on a persistence world it already beats its base on held-out months, and
     pre-training scored it first (epoch 0 is the stage's model)."""
@@ -51,13 +69,7 @@ def test_a_ridge_started_network_forecasts_the_ridge_before_training(tmp_path):
     from phenocast.pipeline import Pipeline
     from phenocast.training import StageResult
 
-    generate_planted(tmp_path / "data", "persistence", zones=2, months=72, size=32, seed=3)
-    config = load_config(ROOT / "configs" / "sample.yaml", [
-        *TINY_NETWORK, f"data.dir={tmp_path / 'data'}", "data.sample=false", f"records.dir={tmp_path / 'records'}",
-        f"output.dir={tmp_path / 'out'}", "data.val_months=12", "data.test_months=12", "train.epochs=0",
-        "train.validation_samples=32", "finetune.enabled=false", "records.workers=1",
-        "finetune.refit=true", "model.linear_path=ridge"])
-    preprocess(config, progress=False, log=lambda message: None)
+    config = ridge_config(persistence_world, tmp_path)
     lines = []
     run = Pipeline(config, log=lines.append)
     result = run.pretrain()
@@ -75,3 +87,17 @@ def test_a_ridge_started_network_forecasts_the_ridge_before_training(tmp_path):
     ridge = model.evaluate(test, verbose=0, return_dict=True)["masked_rmse"]
     base = base_rmse(test, config.channel_slice("base"))
     assert ridge < 0.9 * base, (ridge, base)
+
+
+def test_without_validation_the_linear_path_starts_at_zero_and_says_so(persistence_world, tmp_path):
+    """The ridge's penalty is chosen on the select half of validation; a run without validation months
+    (a short record) starts the path at zero, with a log line, rather than fail or guess a penalty."""
+    import model as network
+    from phenocast.pipeline import Pipeline
+
+    lines = []
+    run = Pipeline(ridge_config(persistence_world, tmp_path, "data.val_months=0"), log=lines.append)
+    run.pretrain()
+    assert any("no zone has a validation origin to choose the ridge penalty on" in line for line in lines), lines
+    model = network.load_model(run.stage_folder("pretrain") / "best.keras")
+    assert not np.any(model.get_layer("forecast_linear_head").kernel.numpy())
