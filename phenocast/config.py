@@ -189,8 +189,8 @@ class ModelConfig(Section):
     # beside the head: the per-pixel linear model every forecast can fall back on (the damped anomaly, the
     # advected field), so the layers only learn what it misses. none: no such path; zero: it starts at
     # zero and trains with the rest; ridge: it starts at the ridge regression of the residual on those
-    # channels (training origins, penalty chosen on the select half), and pre-training scores it first, so
-    # an epoch must beat it on validation to be chosen.
+    # channels (training origins, penalty chosen on the select half; without validation months: zero), and
+    # pre-training scores it first, so an epoch must beat it on validation to be chosen.
     linear_path: Literal["none", "zero", "ridge"]
 
     @model_validator(mode="after")
