@@ -38,6 +38,9 @@ class RidgeFit:
     rows: int
 
 
+BATCH = 16  # samples per call of ``features_of``
+
+
 def pixel_table(zones: list[ZoneSamples], config: Config, origins_of: Callable[[ZoneSamples], list[int]],
                 target_end: str, seed: int, features_of: Callable[[np.ndarray], np.ndarray] | None = None,
                 residual: bool = True, samples: int = SAMPLES, pixels: int = PIXELS
@@ -46,8 +49,9 @@ def pixel_table(zones: list[ZoneSamples], config: Config, origins_of: Callable[[
     (window, origin) pairs of ``origins_of(zone)`` (targets up to ``zone.target_end(target_end)``).
 
     Args:
-      features_of: inputs ``(1, years, size, size, channels)`` → features whose last leading entry is the
-        last year-step's ``(size, size, C)`` (default: the raw input channels of the last year-step).
+      features_of: a batch of inputs ``(batch, years, size, size, channels)`` → features whose last
+        ``batch`` entries are the last year-step's ``(batch, size, size, C)`` (year-major folded years, or the
+        last year alone); default: the raw input channels of the last year-step.
       residual: targets minus the base channels (the network's residual), else the targets.
     """
     horizon = config.predict.horizon
@@ -56,17 +60,18 @@ def pixel_table(zones: list[ZoneSamples], config: Config, origins_of: Callable[[
                           target_end_of=lambda zone: zone.target_end(target_end))
     rng = np.random.default_rng(seed)
     features, targets = [], []
-    for inputs, y in data:
+    for inputs, y in data.batch(BATCH):
         inputs, y = inputs.numpy(), y.numpy()
-        y = y[-1] if y.ndim == 4 else y  # (size, size, 2·horizon): the last year-step
-        valid = (y[..., horizon:] > 0.5).all(axis=-1)
-        values = inputs[-1] if features_of is None else np.asarray(features_of(inputs[None]))[-1]
-        wanted = y[..., :horizon] - (inputs[-1][..., base[0]:base[1]] if residual and base else 0.0)
-        rows = np.flatnonzero(valid.ravel())
-        if len(rows) > pixels // samples:
-            rows = np.sort(rng.choice(rows, pixels // samples, replace=False))
-        features.append(values.reshape(-1, values.shape[-1])[rows])
-        targets.append(wanted.reshape(-1, horizon)[rows])
+        count = len(inputs)
+        values = inputs[:, -1] if features_of is None else np.asarray(features_of(inputs))[-count:]
+        y = y[:, -1] if y.ndim == 5 else y  # (batch, size, size, 2·horizon): the last year-step
+        wanted = y[..., :horizon] - (inputs[:, -1, ..., base[0]:base[1]] if residual and base else 0.0)
+        for index in range(count):
+            rows = np.flatnonzero((y[index, ..., horizon:] > 0.5).all(axis=-1).ravel())
+            if len(rows) > pixels // samples:
+                rows = np.sort(rng.choice(rows, pixels // samples, replace=False))
+            features.append(values[index].reshape(-1, values.shape[-1])[rows])
+            targets.append(wanted[index].reshape(-1, horizon)[rows])
     if not features or not sum(len(rows) for rows in features):
         raise ValueError("no valid pixel to fit the ridge regression on")
     return np.concatenate(features).astype(np.float64), np.concatenate(targets).astype(np.float64)
