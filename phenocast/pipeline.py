@@ -337,8 +337,7 @@ class Pipeline:
             health.validation = self._first_batch(validation_data, HEALTH_SAMPLES)
             image_batch = (health.validation[0][:4], health.validation[1][:4])
             health.base_rmse = base_rmse(validation_data, self.config.channel_slice("base"))
-            if score_start or (start is None and self.config.model.linear_path == "ridge"
-                               and not self.config.train.init_from):
+            if score_start or self._ridge_start(start):
                 initial = float(model.evaluate(validation_data, verbose=0, return_dict=True)["masked_rmse"])
                 self.log(f"{name}: the starting weights score {initial:.5f} on validation (the base "
                          f"{health.base_rmse:.5f})")
@@ -390,8 +389,8 @@ class Pipeline:
                     raise PhenocastError(f"train.init_from: {error}") from None
             elif start is None:
                 self._set_input_statistics(model)
-                if self.config.model.linear_path == "ridge":
-                    self._set_linear_path(model)
+            if self._ridge_start(start):
+                self._set_linear_path(model)
             rate = learning_rate(schedule, schedule.epochs * schedule.steps_per_epoch)
             network.compile_model(model, self.config, network.make_optimizer(model, rate, schedule.weight_decay))
         if start is not None:
@@ -414,6 +413,11 @@ class Pipeline:
         self.log(f"input statistics of {len(channels)} standardised channel(s) from training origins: mean "
                  f"{np.round(mean, 3).tolist()}, sd {np.round(std, 3).tolist()}")
 
+    def _ridge_start(self, start: Path | None) -> bool:
+        """Whether the stage's network starts its linear path at the ridge regression: a new network
+        (no ``start`` checkpoint, no ``train.init_from``) with ``model.linear_path: ridge``."""
+        return start is None and not self.config.train.init_from and self.config.model.linear_path == "ridge"
+
     def _set_linear_path(self, model) -> None:
         """Start the linear path of a new network (``model.linear_path: ridge``) at the ridge regression of
         the residual (targets − base) on its features at each pixel: training origins of every zone, the
@@ -423,17 +427,17 @@ class Pipeline:
         import model as network
         from phenocast.ridge import fit_ridge, pixel_table
 
-        features = network.linear_path_features(model)
         samples = list(self.samples.values())
+        if not any(sample.origins("select") for sample in samples):
+            self.log("linear path: no zone has a validation origin to choose the ridge penalty on (data.val_months), "
+                     "so it starts at zero")
+            return
+        features = network.linear_path_features(model)
 
         def table(kind: str, target_end: str, seed: int):
             return pixel_table(samples, self.config, lambda zone: zone.origins(kind), target_end, seed,
                                features_of=lambda inputs: features(inputs, training=False))
 
-        if not any(sample.origins("select") for sample in samples):
-            self.log("linear path: no zone has a validation origin to choose the ridge penalty on (data.val_months), "
-                     "so it starts at zero")
-            return
         fit = fit_ridge(table("train", "train", self.config.seed), table("select", "validation", self.config.seed + 1))
         network.set_linear_path(model, fit.kernel, fit.bias, self.config.model.value_scale)
         self.log(f"linear path: ridge regression of the residual on {fit.kernel.shape[0]} channel(s) at "

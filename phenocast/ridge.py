@@ -25,6 +25,7 @@ from phenocast.dataset import ZoneSamples, origin_dataset
 SAMPLES = 96  # (window, origin) pairs per table
 PIXELS = 200_000  # rows kept per table (a random subset of the valid pixels, fixed by the seed)
 PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # × the mean diagonal of XᵀX
+BATCH = 16  # samples per call of ``features_of``
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,6 @@ class RidgeFit:
     penalty: float
     validation_mse: float
     rows: int
-
-
-BATCH = 16  # samples per call of ``features_of``
 
 
 def pixel_table(zones: list[ZoneSamples], config: Config, origins_of: Callable[[ZoneSamples], list[int]],
@@ -72,7 +70,7 @@ def pixel_table(zones: list[ZoneSamples], config: Config, origins_of: Callable[[
                 rows = np.sort(rng.choice(rows, pixels // samples, replace=False))
             features.append(values[index].reshape(-1, values.shape[-1])[rows])
             targets.append(wanted[index].reshape(-1, horizon)[rows])
-    if not features or not sum(len(rows) for rows in features):
+    if not sum(len(part) for part in features):
         raise ValueError("no valid pixel to fit the ridge regression on")
     return np.concatenate(features).astype(np.float64), np.concatenate(targets).astype(np.float64)
 
