@@ -58,7 +58,7 @@ from phenocast.origins import fit_end  # noqa: E402
 from phenocast.pipeline import Pipeline  # noqa: E402
 from phenocast.postprocess import period_methods  # noqa: E402
 from phenocast.preprocess import preprocess  # noqa: E402
-from phenocast.ridge import fit_ridge, pixel_table  # noqa: E402
+from phenocast.ridge import fit_zones  # noqa: E402
 from phenocast.synthetic.planted import PLANTED_WORLDS, generate_planted  # noqa: E402
 from phenocast.training import epoch_model  # noqa: E402
 from phenocast.zones import read_zone, to_int16  # noqa: E402
@@ -104,12 +104,7 @@ def ridge_model(config: Config, run: Pipeline) -> tuple[keras.Model, float]:
     """A ridge regression of the targets on the raw input channels at each pixel (``phenocast.ridge``: the
     last year-step, fitted on training origins, the penalty chosen on the select half of validation); as a
     Keras model of the network's interface."""
-    samples = list(run.samples.values())
-
-    def table(kind: str, target_end: str, seed: int):
-        return pixel_table(samples, config, lambda zone: zone.origins(kind), target_end, seed, residual=False)
-
-    fit = fit_ridge(table("train", "train", config.seed), table("select", "validation", config.seed + 1))
+    fit = fit_zones(list(run.samples.values()), config, residual=False)
     inputs = keras.Input((config.sequence.years, config.window, config.window, config.input_channels))
     last = ChannelSlice(0, config.input_channels, last_year=True, name="last_year")(inputs)
     dense = keras.layers.Dense(config.predict.horizon, name="ridge")

@@ -425,7 +425,7 @@ class Pipeline:
         import numpy as np
 
         import model as network
-        from phenocast.ridge import fit_ridge, pixel_table
+        from phenocast.ridge import fit_zones
 
         samples = list(self.samples.values())
         if not any(sample.origins("select") for sample in samples):
@@ -433,12 +433,7 @@ class Pipeline:
                      "so it starts at zero")
             return
         features = network.linear_path_features(model)
-
-        def table(kind: str, target_end: str, seed: int):
-            return pixel_table(samples, self.config, lambda zone: zone.origins(kind), target_end, seed,
-                               features_of=lambda inputs: features(inputs, training=False))
-
-        fit = fit_ridge(table("train", "train", self.config.seed), table("select", "validation", self.config.seed + 1))
+        fit = fit_zones(samples, self.config, features_of=lambda inputs: features(inputs, training=False))
         network.set_linear_path(model, fit.kernel, fit.bias, self.config.model.value_scale)
         self.log(f"linear path: ridge regression of the residual on {fit.kernel.shape[0]} channel(s) at "
                  f"{fit.rows} pixel(s) of training origins, penalty {fit.penalty:g} chosen on the select half "

@@ -9,7 +9,9 @@ of both here:
 - ``pixel_table``: features and residual targets at the valid pixels (every lead valid) of a fixed
   random subset of (window, origin) pairs, the last year-step, at most ``pixels`` rows;
 - ``fit_ridge``: the features standardised, the intercept not shrunk, the penalty (× the mean diagonal of
-  XᵀX) of ``PENALTIES`` that gives the smallest mean squared error on a second table (validation).
+  XᵀX) of ``PENALTIES`` that gives the smallest mean squared error on a second table (validation);
+- ``fit_zones``: both tables as the project draws them, training origins to fit and the select half of
+  validation to choose the penalty, then ``fit_ridge``.
 """
 
 from __future__ import annotations
@@ -99,3 +101,14 @@ def fit_ridge(train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray
     kernel = weights[:-1] / std[:, None]  # on raw features: (x − mean)/std · w + b
     bias = weights[-1] - (mean / std) @ weights[:-1]
     return RidgeFit(kernel, bias, penalty, error, len(train_x))
+
+
+def fit_zones(zones: list[ZoneSamples], config: Config, features_of: Callable[[np.ndarray], np.ndarray] | None = None,
+              residual: bool = True) -> RidgeFit:
+    """The ridge regression fitted on pixels of the zones' training origins (seed ``config.seed``), its
+    penalty chosen on the select half of validation (``config.seed + 1``); arguments as ``pixel_table``'s."""
+
+    def table(kind: str, target_end: str, seed: int):
+        return pixel_table(zones, config, lambda zone: zone.origins(kind), target_end, seed, features_of, residual)
+
+    return fit_ridge(table("train", "train", config.seed), table("select", "validation", config.seed + 1))
