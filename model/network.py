@@ -47,7 +47,7 @@ INPUT_SCALING = "input_scale"  # the layer that brings every input channel to un
 # How each channel group (``Config.channel_groups``) reaches unit scale: NDVI differences (from the
 # climatology) are divided by ``model.value_scale``; sin/cos and the 0/1 inside mask already are at unit
 # scale; absolute values (the seasonal curve) are standardised with statistics of the training origins.
-DIFFERENCE_GROUPS = ("months", "context", "base")
+DIFFERENCE_GROUPS = ("months", "context", "zone", "base")
 UNIT_GROUPS = ("calendar", "inside")
 STANDARDIZED_GROUPS = ("climatology",)
 

@@ -130,6 +130,7 @@ class SequenceConfig(Section):
     years: int = Field(ge=1)
     offsets: list[int]  # months relative to the origin, all <= 0
     context: bool  # add the zone-wide block-averaged ("global context") version of every channel
+    zone_mean: bool  # add every channel's mean over the zone (from the context), the same at every pixel
     calendar: bool  # add sin/cos channels of the first target month's calendar month
     climatology: bool  # add the seasonal curve: climatology at the origin, its change over 11 months
     origins: Literal["fixed", "all"]  # fixed: only the forecast's calendar phase; all: any month
@@ -237,7 +238,8 @@ class TrainConfig(Schedule):
     jit_compile: bool  # XLA; about 10× slower for a ConvLSTM step on CPU
     memory_growth: bool  # GPU memory grows as needed
     cpu_devices: int = Field(ge=1)  # > 1: split the CPU into logical devices and mirror (tests the multi-GPU path)
-    init_from: str | None  # a .keras file of another run (same network shapes): pre-training starts there
+    init_from: str | None  # a .keras file of another run (same network shapes): pre-training starts there;
+    #   "sample": the network configs/sample.yaml pre-trains on the built-in sample (built once per output.dir)
     ensemble: int = Field(ge=1)  # members trained from different seeds, each through every stage; forecasts averaged
     profile_batches: list[int] | None  # [start, stop]: TensorBoard-profile these training batches
     keep_epochs: bool  # also keep every epoch's model (epoch-<k>.keras in the stage folder)
@@ -394,6 +396,7 @@ class Config(Section):
     @property
     def input_channels(self) -> int:
         """Channels of one year-step: the offsets' months, their context versions (``sequence.context``),
+        their zone-wide means (``sequence.zone_mean``),
         sin/cos of the calendar month (``sequence.calendar``), the 12-month climatology
         (``sequence.climatology``), the base forecast of the ``predict.horizon`` target months (``model.base``
         other than climatology), the inside-the-zone mask (``model.masked_pooling``), in that order."""
@@ -406,6 +409,8 @@ class Config(Section):
         groups = [("months", len(sequence.offsets))]
         if sequence.context:
             groups.append(("context", len(sequence.offsets)))
+        if sequence.zone_mean:
+            groups.append(("zone", len(sequence.offsets)))
         if sequence.calendar:
             groups.append(("calendar", 2))
         if sequence.climatology:

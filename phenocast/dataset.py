@@ -10,6 +10,8 @@ d of ``sequence.offsets``, the month p_k + d, as the difference from the climato
 so no step — neither its inputs nor its targets — ever sees a month after its own origin through the
 climatology (the cumulative sums over years make this cheap). With ``sequence.context`` the same is done
 on the zone's block-averaged context stack, placed centred in a window-sized canvas; with
+``sequence.zone_mean`` each of those context channels' mean over its valid pixels (the zone-wide anomaly of
+each month) fills one channel at every pixel; with
 ``sequence.calendar`` two channels carry sin/cos of the calendar month of the first target month.
 With ``sequence.climatology``, 12 channels give the seasonal curve as of each step: climatology_k of the
 origin's month (NDVI), then its change to each of the 11 following months, so the network sees the
@@ -18,8 +20,8 @@ With ``model.base`` ema or damped, ``horizon`` channels carry the base forecast 
 EMA, or the damped-anomaly forecast with the zone's φ; ``phenocast.features``) as the difference from
 climatology_k, and the network adds them to its output (``model.network``); with ``model.masked_pooling``
 one channel is 1 inside the zone and 0 in reflection padding.
-Channel order: month channels, context channels, calendar channels, climatology channels, base channels,
-the inside mask (``Config.channel_groups``).
+Channel order: month channels, context channels, zone-mean channels, calendar channels, climatology
+channels, base channels, the inside mask (``Config.channel_groups``).
 
 Targets of step k are months p_k+1 .. p_k+horizon as differences from climatology_k, packed with their
 mask into the last axis: ``y[..., :horizon]`` targets, ``y[..., horizon:]`` mask (1 = valid pixel inside
@@ -183,15 +185,16 @@ class SampleAssembler:
 
     def _channels(self, stack, origin, with_targets: bool, seasonal: bool = False, base: str | None = None,
                   inside=None, phi=None):
-        """Month channels (years, offsets, h, w), targets and validity (or None), and extra channels
-        (or None): with ``seasonal`` the climatology of the 12 months after each step's origin
+        """Month channels (years, offsets, h, w) and their validity, targets and validity (or None), and
+        extra channels (or None): with ``seasonal`` the climatology of the 12 months after each step's origin
         (years, 12, h, w), NDVI units; with ``base`` (ema or damped) then the base forecast of the target
         months as differences from the step's climatology (years, horizon, h, w); ``inside`` (h, w) bool
         marks pixels inside the zone and ``phi`` (horizon, 12, 2) the damped weights."""
         step_origins = self._step_origins(origin)
         sums, counts = features.tf_cumulative_sums(stack, origin, self.fill)
         mean, exists = features.tf_climatology_per_step(sums, counts, step_origins)
-        channels, _ = self._differences(stack, step_origins[:, None] + self.offsets[None, :], mean, exists)
+        channels, channel_valid = self._differences(stack, step_origins[:, None] + self.offsets[None, :], mean,
+                                                    exists)
         extra = []
         if seasonal:  # climatology at the origin's month, then its change over the next 11 months
             phases = tf.math.floormod(step_origins[:, None] + tf.range(MONTHS_PER_YEAR)[None, :],
@@ -203,10 +206,10 @@ class SampleAssembler:
             extra.append(self._base(stack, step_origins, mean, exists, base, inside, phi))
         extra = tf.concat(extra, axis=1) if extra else None
         if not with_targets:
-            return channels, None, None, extra
+            return channels, channel_valid, None, None, extra
         leads = tf.range(1, self.horizon + 1, dtype=tf.int32)
         targets, valid = self._differences(stack, step_origins[:, None] + leads[None, :], mean, exists)
-        return channels, targets, valid, extra
+        return channels, channel_valid, targets, valid, extra
 
     def _base(self, stack, step_origins, mean, exists, base: str, inside, phi):
         """The base forecast of each step's target months, as differences from that step's climatology.
@@ -247,14 +250,25 @@ class SampleAssembler:
         line = (tf.range(self.size) >= self.margin) & (tf.range(self.size) < self.margin + self.centre)
         return line[:, None] & line[None, :]
 
-    def _context_canvas(self, context, origin):
-        """Context channels (years, size, size, channels): the zone's context centred in the window."""
-        values, _, _, _ = self._channels(context, origin, with_targets=False)  # (years, ch, h, w)
-        values = tf.transpose(values, [0, 2, 3, 1])
-        height, width = tf.shape(values)[1], tf.shape(values)[2]
-        top, left = (self.size - height) // 2, (self.size - width) // 2
-        return tf.pad(values, [[0, 0], [top, self.size - height - top], [left, self.size - width - left],
-                               [0, 0]])
+    def _context(self, context, origin):
+        """The channels computed on the zone's context stack, each (years, size, size, channels): with
+        ``sequence.context`` the context centred in the window (0 around it), with ``sequence.zone_mean``
+        every channel's mean over the valid context pixels (the zone-wide anomaly; 0 when none is valid)
+        at every pixel of the window."""
+        values, valid, _, _, _ = self._channels(context, origin, with_targets=False)  # (years, ch, h, w)
+        parts = []
+        if self.config.sequence.context:
+            canvas = tf.transpose(values, [0, 2, 3, 1])
+            height, width = tf.shape(canvas)[1], tf.shape(canvas)[2]
+            top, left = (self.size - height) // 2, (self.size - width) // 2
+            parts.append(tf.pad(canvas, [[0, 0], [top, self.size - height - top],
+                                         [left, self.size - width - left], [0, 0]]))
+        if self.config.sequence.zone_mean:  # invalid values are 0: the sum over valid pixels is the sum
+            counts = tf.reduce_sum(tf.cast(valid, tf.float32), axis=[2, 3])  # (years, ch)
+            means = tf.math.divide_no_nan(tf.reduce_sum(values, axis=[2, 3]), counts)
+            parts.append(tf.broadcast_to(means[:, None, None, :], [self.years, self.size, self.size,
+                                                                   tf.shape(means)[1]]))
+        return parts
 
     def _calendar(self, first_month, origin):
         """sin/cos of the calendar month of the first target month, (years, size, size, 2)."""
@@ -284,12 +298,12 @@ class SampleAssembler:
         sequence = self.config.sequence
         inside = self.inside_mask(window["position"], window["zone_size"])  # (size, size)
         phi = self._zone_phi(window["zone"]) if self.base == "damped" else None
-        channels, targets, valid, extra = self._channels(window["stack"], origin, with_targets,
+        channels, _, targets, valid, extra = self._channels(window["stack"], origin, with_targets,
                                                          seasonal=sequence.climatology, base=self.base,
                                                          inside=inside, phi=phi)
         parts = [tf.transpose(channels, [0, 2, 3, 1])]  # (years, size, size, offsets)
-        if sequence.context:
-            parts.append(self._context_canvas(context["stack"], origin))
+        if sequence.context or sequence.zone_mean:
+            parts += self._context(context["stack"], origin)
         if sequence.calendar:
             parts.append(self._calendar(window["first_month"], origin))
         if extra is not None:  # the seasonal curve (12) then the base forecast (horizon)

@@ -67,11 +67,15 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
     for k in range(years):
         step_origin = origin - 12 * (years - 1 - k)
         channels, _ = differences(stack, step_origin, [step_origin + d for d in offsets])
-        context_values, _ = differences(context, step_origin, [step_origin + d for d in offsets])
+        context_values, context_valid = differences(context, step_origin, [step_origin + d for d in offsets])
         canvas = np.zeros((size, size, len(offsets)))
         top, left = (size - context.shape[1]) // 2, (size - context.shape[2]) // 2
         canvas[top:top + context.shape[1], left:left + context.shape[2]] = context_values
         parts = [channels, canvas]
+        if config.sequence.zone_mean:  # each channel's mean over its valid context pixels, everywhere
+            means = [context_values[..., c][context_valid[..., c]].mean() if context_valid[..., c].any() else 0.0
+                     for c in range(len(offsets))]
+            parts.append(np.broadcast_to(np.array(means), (size, size, len(offsets))))
         if config.sequence.climatology:
             curve = [np.nan_to_num(baselines.climatology(stack, step_origin + j, FILL, end=step_origin + 1))
                      / scale for j in range(12)]
@@ -101,19 +105,21 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
     return np.stack(inputs), np.stack(targets)
 
 
-@pytest.mark.parametrize("climatology, base, masked", [
-    (False, "climatology", False), (True, "climatology", True), (False, "ema", True), (True, "damped", True)])
+@pytest.mark.parametrize("climatology, base, masked, zone_mean", [
+    (False, "climatology", False, False), (True, "climatology", True, False), (False, "ema", True, True),
+    (True, "damped", True, False)])
 def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path: Path, climatology: bool,
-                                                        base: str, masked: bool):
+                                                        base: str, masked: bool, zone_mean: bool):
     config = make_config(prepared, tmp_path, f"sequence.climatology={str(climatology).lower()}",
-                         f"model.base={base}", f"model.masked_pooling={str(masked).lower()}")
+                         f"model.base={base}", f"model.masked_pooling={str(masked).lower()}",
+                         f"sequence.zone_mean={str(zone_mean).lower()}")
     preprocess(config, progress=False, log=lambda message: None)
     _, zone_records = load_zone_records(config)
     rng = np.random.default_rng(3)
     phis = {records.name: rng.uniform(-0.5, 0.8, (3, 12, 2)).astype(np.float32) for records in zone_records}
     assembler = SampleAssembler(config, phis)
-    assert config.input_channels == (24 + (12 if climatology else 0) + (3 if base != "climatology" else 0)
-                                     + (1 if masked else 0))
+    assert config.input_channels == (24 + (12 if zone_mean else 0) + (12 if climatology else 0)
+                                     + (3 if base != "climatology" else 0) + (1 if masked else 0))
     for records in zone_records:
         context = read_context(records, config.records.compression)
         for window in list(iterate_windows(records, config.records.compression))[:2]:
