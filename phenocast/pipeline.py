@@ -43,6 +43,10 @@ STAGES = ("pretrain", "finetune", "refit", "predict", "postprocess", "report")
 STAGE_FILE = "stage.json"
 PREDICTION_KINDS = ("validation", "test", "forecast")
 HEALTH_SAMPLES = 8  # validation samples whose forecasts measure the departure from the base every epoch
+SAMPLE_PRIOR = "sample"  # train.init_from: start from the built-in sample's pre-trained network
+PRIOR_RUN = "sample-prior"  # that network's run, under output.dir
+PRIOR_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "sample.yaml"
+PRIOR_OVERRIDES: tuple[str, ...] = ()  # --set values for that run (the tests shrink its world and network)
 
 # The config values each stage depends on (dotted prefixes) beyond those its samples are computed from
 # (``dataset.input_settings``, which follows the base); ``IGNORED`` never changes a result.
@@ -124,6 +128,7 @@ class Pipeline:
         self.zone_index = {name: index for index, name in enumerate(names)}  # seeds do not depend on --zones
         self._compiled: dict[int, tuple] = {}  # schedule → (compiled model, its optimizer's initial state)
         self.member = 0  # the ensemble member whose stages run (train.ensemble)
+        self._prior: Path | None = None  # the resolved train.init_from file
 
     def _damped_phi(self, name: str):
         """The zone's damped φ (``forecasters.saved_damped``: fitted once per run on the training period, the
@@ -270,15 +275,24 @@ class Pipeline:
                 **{f"zone {name}": [entries[name]["first"], entries[name]["last"], entries[name]["inputs"]]
                    for name in zones}}
 
+    def _init_file(self) -> Path | None:
+        """The file pre-training starts from (``train.init_from``): a path, or for ``sample`` the built-in
+        sample's pre-trained network (``sample_prior``, built on first use); None without one."""
+        value = self.config.train.init_from
+        if not value:
+            return None
+        if self._prior is None:
+            self._prior = sample_prior(self.config, self.log, PRIOR_OVERRIDES) if value == SAMPLE_PRIOR else Path(value)
+        if not self._prior.is_file():
+            raise PhenocastError(f"train.init_from: expected a .keras file of another run or {SAMPLE_PRIOR!r}, "
+                                 f"found no file {value}; give the path of e.g. "
+                                 f"outputs/<run>/checkpoints/pretrain/best.keras")
+        return self._prior
+
     def _init_inputs(self) -> dict[str, Any]:
         """The start model of pre-training (``train.init_from``), as a stage input."""
-        path = self.config.train.init_from
-        if not path:
-            return {}
-        if not Path(path).is_file():
-            raise PhenocastError(f"train.init_from: expected a .keras file of another run, found no file "
-                                 f"{path}; give the path of e.g. outputs/<run>/checkpoints/pretrain/best.keras")
-        return {"start model": file_digest(Path(path))}
+        path = self._init_file()
+        return {} if path is None else {"start model": file_digest(path)}
 
     def _check_stage(self, folder: Path, name: str, stage: str, record: dict[str, Any]):
         """Return the finished result of a stage whose record matches, None to run it; refuse a stage
@@ -337,7 +351,7 @@ class Pipeline:
             health.validation = self._first_batch(validation_data, HEALTH_SAMPLES)
             image_batch = (health.validation[0][:4], health.validation[1][:4])
             health.base_rmse = base_rmse(validation_data, self.config.channel_slice("base"))
-            if score_start or self._ridge_start(start):
+            if score_start or self._informed_start(start):
                 initial = float(model.evaluate(validation_data, verbose=0, return_dict=True)["masked_rmse"])
                 self.log(f"{name}: the starting weights score {initial:.5f} on validation (the base "
                          f"{health.base_rmse:.5f})")
@@ -384,7 +398,7 @@ class Pipeline:
             model = network.load_model(start) if start is not None else network.build_model(self.config)
             if start is None and self.config.train.init_from:
                 try:
-                    network.initialise_from(model, self.config.train.init_from)
+                    network.initialise_from(model, self._init_file())
                 except ValueError as error:
                     raise PhenocastError(f"train.init_from: {error}") from None
             elif start is None:
@@ -417,6 +431,12 @@ class Pipeline:
         """Whether the stage's network starts its linear path at the ridge regression: a new network
         (no ``start`` checkpoint, no ``train.init_from``) with ``model.linear_path: ridge``."""
         return start is None and not self.config.train.init_from and self.config.model.linear_path == "ridge"
+
+    def _informed_start(self, start: Path | None) -> bool:
+        """Whether a new network starts from weights that already forecast (another run's, ``train.init_from``,
+        or the ridge start): pre-training then scores the start on validation first, and keeps it (epoch 0)
+        unless an epoch beats it."""
+        return start is None and (bool(self.config.train.init_from) or self._ridge_start(start))
 
     def _set_linear_path(self, model) -> None:
         """Start the linear path of a new network (``model.linear_path: ridge``) at the ridge regression of
@@ -598,3 +618,32 @@ class Pipeline:
 
         return write_report(self.config, self.zones, self.log)
 
+
+
+def sample_prior(config: Config, log: Callable[[str], None], overrides: tuple[str, ...] = ()) -> Path:
+    """``train.init_from: sample``: the network ``configs/sample.yaml`` pre-trains on the built-in synthetic
+    sample (generated into its ``data.dir`` if missing), run into ``<output.dir>/sample-prior`` on first use
+    and reused after (its finished stage is skipped); ``overrides`` are ``--set`` values for that run.
+
+    Returns:
+      Its ``checkpoints/pretrain/best.keras``.
+    """
+    from phenocast.config import load_config
+    from phenocast.preprocess import preprocess
+    from phenocast.sample import ensure_sample
+
+    prior = load_config(PRIOR_CONFIG, [f"output.dir={config.output.dir}", f"output.name={PRIOR_RUN}",
+                                       "finetune.refit=false", "train.init_from=null", *overrides])
+    ensure_sample(prior)
+
+    def prefixed(message: str) -> None:
+        log(f"{PRIOR_RUN}: {message}")
+
+    preprocess(prior, progress=False, log=prefixed)  # skips records that are up to date
+    run = Pipeline(prior, log=prefixed)
+    best = run.stage_folder("pretrain") / "best.keras"
+    if not best.is_file():
+        log(f"train.init_from: sample: pre-training configs/sample.yaml on the built-in sample first, into "
+            f"{prior.run_dir} (once; later runs reuse it)")
+    run.pretrain()  # skipped when finished
+    return best

@@ -110,6 +110,37 @@ def test_init_from_checks_shapes_and_starts_from_the_file(world: Path, tmp_path:
         missing.pretrain()
 
 
+def test_init_from_sample_pretrains_the_built_in_sample_once_and_starts_there(world: Path, tmp_path: Path,
+                                                                               monkeypatch):
+    """``train.init_from: sample``: the first run generates the built-in sample and pre-trains
+    configs/sample.yaml on it under output.dir (shrunk here, as the test's network), then starts from it;
+    a second run reuses that network without training it again."""
+    import model as network
+    import phenocast.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "PRIOR_OVERRIDES", (
+        *TINY, "data.sample=true", f"data.dir={tmp_path / 'sample'}", "sample.size=24", "sample.months=60",
+        "sample.zones=1", "records.workers=1", "train.validation_samples=8"))
+    lines = []
+    first = pipeline_module.Pipeline(make_config(world, tmp_path / "out", "train.init_from=sample", "train.epochs=0"),
+                                     log=lines.append)
+    first.pretrain()
+    prior = tmp_path / "out" / "sample-prior" / "checkpoints" / "pretrain" / "best.keras"
+    assert prior.is_file() and (tmp_path / "sample" / "Z1").is_dir()
+    assert sum("pre-training configs/sample.yaml on the built-in sample first" in line for line in lines) == 1
+    for ours, theirs in zip(network.load_model(first.stage_folder("pretrain") / "best.keras").get_weights(),
+                            network.load_model(prior).get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    written = prior.stat().st_mtime_ns
+    lines.clear()
+    second = pipeline_module.Pipeline(make_config(world, tmp_path / "out", "train.init_from=sample", "train.epochs=0",
+                                                  "output.name=again"), log=lines.append)
+    second.pretrain()
+    assert prior.stat().st_mtime_ns == written
+    assert not any("built-in sample first" in line for line in lines)
+    assert any(line.startswith("sample-prior: pretrain: finished earlier") for line in lines), lines
+
+
 def test_an_ensemble_forecasts_the_mean_of_its_members(world: Path, tmp_path: Path):
     import model as network
     from phenocast.forecast import load_meta, load_windows, predict_windows, raw_path
@@ -139,7 +170,7 @@ def test_the_small_config_runs_on_a_zone_of_a_few_dozen_pixels(tmp_path: Path):
     config = load_config(ROOT / "configs" / "small.yaml", [
         f"data.dir={data_dir}", f"output.dir={tmp_path / 'outputs'}", "records.workers=1", "train.epochs=1",
         "train.steps_per_epoch=2", "report.maps=false", "evaluate.bootstrap=200", "train.validation_samples=8",
-        "finetune.refit=false"])
+        "finetune.refit=false", "train.init_from=null"])  # the sample prior: the test above
     assert config.window == 32 and config.model.base == "damped" and config.model.masked_pooling
     preprocess(config, progress=False, log=lambda message: None)
     run = Pipeline(config, log=lambda message: None)
