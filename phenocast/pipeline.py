@@ -12,6 +12,9 @@ Everything goes to ``<output.dir>/<output.name>/``:
 - ``predictions/raw/<zone>-{validation,test,forecast}.npz`` (window predictions: validation and test by
   the chosen model, the forecast by the submission model), then what ``phenocast.postprocess`` writes.
 
+With ``train.init_from: sample`` pre-training starts from ``configs/sample.yaml``'s network pre-trained on
+the built-in sample, a run of its own built once into ``<output.dir>/sample-prior`` (``sample_prior``).
+
 Each training stage folder holds ``stage.json``: the config values and inputs (records, start model,
 chosen epochs) it depends on. A finished stage with the same ``stage.json`` is skipped; one whose
 settings changed is refused with the keys named (``--restart STAGE`` rebuilds it and what follows, or
@@ -128,7 +131,7 @@ class Pipeline:
         self.zone_index = {name: index for index, name in enumerate(names)}  # seeds do not depend on --zones
         self._compiled: dict[int, tuple] = {}  # schedule → (compiled model, its optimizer's initial state)
         self.member = 0  # the ensemble member whose stages run (train.ensemble)
-        self._prior: Path | None = None  # the resolved train.init_from file
+        self._start_file: Path | None = None  # train.init_from, resolved (``_init_file``)
 
     def _damped_phi(self, name: str):
         """The zone's damped φ (``forecasters.saved_damped``: fitted once per run on the training period, the
@@ -281,13 +284,14 @@ class Pipeline:
         value = self.config.train.init_from
         if not value:
             return None
-        if self._prior is None:
-            self._prior = sample_prior(self.config, self.log, PRIOR_OVERRIDES) if value == SAMPLE_PRIOR else Path(value)
-        if not self._prior.is_file():
+        if self._start_file is None:
+            self._start_file = (sample_prior(self.config, self.log, PRIOR_OVERRIDES) if value == SAMPLE_PRIOR
+                                else Path(value))
+        if not self._start_file.is_file():
             raise PhenocastError(f"train.init_from: expected a .keras file of another run or {SAMPLE_PRIOR!r}, "
                                  f"found no file {value}; give the path of e.g. "
                                  f"outputs/<run>/checkpoints/pretrain/best.keras")
-        return self._prior
+        return self._start_file
 
     def _init_inputs(self) -> dict[str, Any]:
         """The start model of pre-training (``train.init_from``), as a stage input."""
@@ -617,7 +621,6 @@ class Pipeline:
         from phenocast.report import write_report
 
         return write_report(self.config, self.zones, self.log)
-
 
 
 def sample_prior(config: Config, log: Callable[[str], None], overrides: tuple[str, ...] = ()) -> Path:
