@@ -103,7 +103,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys):
     assert planted.main(["--world", "moving", "--out", str(tmp_path), "--set", "velocity=3"]) == 2
     assert "anomaly_sd" in capsys.readouterr().err  # the valid knobs are listed
     assert planted.main(["--world", "moving", "--out", str(tmp_path), "--set", "speed=fast"]) == 2
-    assert "(3.0, 4.0)" in capsys.readouterr().err
+    assert "[3.0, 4.0]" in capsys.readouterr().err  # the YAML form --set takes, not Python's tuple
     assert planted.main(["--world", "moving", "--out", str(tmp_path), "--months", "12"]) == 2
     assert "at least 24 planted months" in capsys.readouterr().err
     with pytest.raises(PhenocastError, match=r"persistence in \[0, 1\)"):

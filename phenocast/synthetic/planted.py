@@ -292,8 +292,9 @@ def parse_knob(world: str, text: str) -> tuple[str, Any]:
     if (isinstance(default, tuple) and all(isinstance(item, float) for item in default)
             and isinstance(value, list) and len(value) == len(default) and all(number(item) for item in value)):
         return name, tuple(float(item) for item in value)
+    shown = list(default) if isinstance(default, tuple) else default  # as YAML writes it: [3.0, 4.0]
     raise PhenocastError(
-        f"expected knob {name} of the planted world {world!r} to be like {default!r}, got {raw.strip()!r}; "
+        f"expected knob {name} of the planted world {world!r} to be like {shown!r}, got {raw.strip()!r}; "
         f"set it from Python (generate_planted(..., {name}=...)) if it is not a number or a pair")
 
 
