@@ -299,8 +299,8 @@ class SampleAssembler:
         inside = self.inside_mask(window["position"], window["zone_size"])  # (size, size)
         phi = self._zone_phi(window["zone"]) if self.base == "damped" else None
         channels, _, targets, valid, extra = self._channels(window["stack"], origin, with_targets,
-                                                         seasonal=sequence.climatology, base=self.base,
-                                                         inside=inside, phi=phi)
+                                                            seasonal=sequence.climatology, base=self.base,
+                                                            inside=inside, phi=phi)
         parts = [tf.transpose(channels, [0, 2, 3, 1])]  # (years, size, size, offsets)
         if sequence.context or sequence.zone_mean:
             parts += self._context(context["stack"], origin)

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from phenocast.config import Config, flatten, save_config
+from phenocast.config import DEFAULTS_PATH, Config, flatten, save_config
 from phenocast.errors import PhenocastError
 from phenocast.forecast import REFIT_TEST
 from phenocast.io import atomic_write_text
@@ -48,7 +48,7 @@ PREDICTION_KINDS = ("validation", "test", "forecast")
 HEALTH_SAMPLES = 8  # validation samples whose forecasts measure the departure from the base every epoch
 SAMPLE_PRIOR = "sample"  # train.init_from: start from the built-in sample's pre-trained network
 PRIOR_RUN = "sample-prior"  # that network's run, under output.dir
-PRIOR_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "sample.yaml"
+PRIOR_CONFIG = DEFAULTS_PATH.parent / "sample.yaml"  # beside configs/default.yaml
 PRIOR_OVERRIDES: tuple[str, ...] = ()  # --set values for that run (the tests shrink its world and network)
 
 # The config values each stage depends on (dotted prefixes) beyond those its samples are computed from
