@@ -16,6 +16,7 @@ from types import SimpleNamespace
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import model as network  # noqa: E402
@@ -114,3 +115,42 @@ def test_train_step_bench_times_the_network_under_jax_without_tensorflow(tmp_pat
     assert row["tflops_per_second"] == pytest.approx(row["flops"] / row["seconds_per_step"] / 1e12)
     assert row["peak_share"] == pytest.approx(row["tflops_per_second"] / 0.5)
     assert row["peak_bytes"] is None  # JAX keeps no memory statistics on a CPU
+
+
+def test_variants_of_a_real_zone_keep_its_months_and_georeference(tiny_data, tmp_path):
+    """bench/variants.py's zones: crops that stay georeferenced, the zone's gaps kept, the short zone
+    shorter, the shifted one renumbered by 6 months, the cloudy one with more fill, the flat one flatter."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from variants import CLOUD_SHARE, SHIFT, SHORT_CUT, VARIANTS, write_variants
+
+    from phenocast.zones import discover_zones, read_zone
+
+    config = load_config(ROOT / "configs" / "small.yaml")
+    (zone,) = discover_zones(tiny_data, ["Z2"], report=None)  # 16 × 16, 40 months, gaps at 5 and 17
+    out = tmp_path / "variants"
+    write_variants(zone, out, config.data.fill_value, config.data.valid_range, config.data.scale, seed=3)
+    variants = {found.name: found for found in discover_zones(out, report=None)}
+    assert sorted(variants) == sorted(VARIANTS)
+    assert variants["small"].shape == (8, 8) and variants["whole"].shape == (16, 16)
+    assert variants["cloudy"].shape == (16, 16) and variants["short"].shape == (12, 16)  # clipped to the zone
+    assert variants["whole"].gaps == [5, 17] and variants["whole"].last == 40
+    assert variants["short"].last == 40 - SHORT_CUT
+    assert variants["shifted"].first == 1 and variants["shifted"].gaps == [17 - SHIFT]
+
+    original = read_zone(zone, config.data.fill_value, config.data.valid_range).astype(float)
+    whole = read_zone(variants["whole"], config.data.fill_value, config.data.valid_range).astype(float)
+    assert np.array_equal(whole, original)
+    small = variants["small"]
+    a, _, c, _, e, f = small.profile.transform
+    column, row = (round(value) for value in ~zone.profile.affine * (c, f))  # the crop's corner in the zone
+    assert zone.profile.affine * (column, row) == pytest.approx((c, f)) and (a, e) == zone.profile.transform[::4]
+    cropped = read_zone(small, config.data.fill_value, config.data.valid_range)
+    assert np.array_equal(cropped, original[:, row:row + 8, column:column + 8])
+
+    fill = config.data.fill_value
+    cloudy = read_zone(variants["cloudy"], fill, config.data.valid_range)
+    present = [month - zone.first for month in zone.files]
+    assert np.mean(cloudy[present] == fill) > np.mean(original[present] == fill) + CLOUD_SHARE / 2
+    flat = read_zone(variants["flat"], fill, config.data.valid_range).astype(float)
+    flat_valid = flat[present][flat[present] != fill]
+    assert flat_valid.std() < 0.5 * original[present][original[present] != fill].std()

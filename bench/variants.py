@@ -1,0 +1,186 @@
+"""Does a config hold up on zones unlike the one it was chosen on? Variants of one real zone, run together.
+
+A config chosen on one real zone (``configs/small.yaml`` on Benelux) is meant for zones nobody measured:
+other sizes, sensors, climates. This bench writes six variants of a real zone that stand in for them, runs
+the real pipeline on all six together (they share the pre-trained network, as a user's zones do), and
+prints, per zone and pooled, what validation saw and what the test period then scored:
+
+- ``small``: an 8 × 8 crop (the smallest zones the competition has);
+- ``whole``: the zone as it is;
+- ``short``: a 12 × 20 crop whose last ``SHORT_CUT`` months are dropped (the periods end earlier);
+- ``cloudy``: a 16 × 16 crop with ``CLOUD_SHARE`` of the pixels set to fill at random every month (a
+  sensor with gaps);
+- ``shifted``: a 10 × 24 crop whose first ``SHIFT`` months are dropped and the rest renumbered, so the
+  seasons fall 6 months off the calendar the config declares (the other hemisphere's calendar);
+- ``flat``: a 14 × 14 crop whose values are pulled to ``FLAT_SCALE`` of their distance from the zone's
+  mean, with noise of ``FLAT_NOISE`` NDVI (a low-amplitude, semi-arid-like zone).
+
+Crops are clipped to the zone (a zone smaller than a crop gives it whole) and placed at the seed's offsets;
+month numbers keep the zone's gaps. The columns, from the run's ``scores.json`` (each RMSE pooled over the
+period's images; the test period chose nothing): validation model ÷ EMA and ÷ damped, test model ÷ EMA,
+the submitted blend ÷ EMA and ÷ damped, the blend's weight on the model. Then the pooled test headline with
+its 95 % paired-bootstrap intervals over forecast origins and the number of images.
+
+Usage::
+
+    python bench/variants.py --data ../shared/data/benelux-mod13a3 --set data.first_month=2
+        [--zone Z1] [--config configs/small.yaml] [--set key=value …] [--seed 0] [--out outputs/variants]
+        [--json results.json]
+
+The variants are written once into ``<out>/data`` (kept when they exist) and the run goes to
+``<out>/<config name>``: a rerun reuses finished stages, so an interrupted bench continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from phenocast.config import load_config  # noqa: E402
+from phenocast.errors import PhenocastError  # noqa: E402
+from phenocast.zones import GeoProfile, Zone, discover_zones, month_file_name, read_month, write_geotiff  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHORT_CUT = 14  # months dropped from the end of ``short``
+CLOUD_SHARE = 0.15  # share of ``cloudy``'s pixels set to fill each month
+SHIFT = 6  # months dropped from the start of ``shifted`` (its seasons move by as much)
+FLAT_SCALE = 0.35  # ``flat``: values pulled to this share of their distance from the zone's mean
+FLAT_NOISE = 0.015  # ``flat``: NDVI SD of the noise added
+VARIANTS = {  # name: (rows, columns of the crop or None for the whole zone, kind)
+    "small": ((8, 8), "plain"),
+    "whole": (None, "plain"),
+    "short": ((12, 20), "short"),
+    "cloudy": ((16, 16), "cloudy"),
+    "shifted": ((10, 24), "shifted"),
+    "flat": ((14, 14), "flat"),
+}
+
+
+def crop_profile(profile: GeoProfile, row: int, column: int, height: int, width: int) -> GeoProfile:
+    """The georeference of the window (row, column, height, width) of a zone."""
+    a, b, c, d, e, f = profile.transform
+    return GeoProfile(height=height, width=width, crs=profile.crs,
+                      transform=(a, b, c + a * column + b * row, d, e, f + d * column + e * row))
+
+
+def write_variants(zone: Zone, out: Path, fill_value: int, valid_range: list[int], scale: float,
+                   seed: int = 0) -> dict[str, str]:
+    """Write the ``VARIANTS`` of ``zone`` into ``out/<name>/<name>-NNN.tif``.
+
+    Returns:
+      {zone name: the variant's description}.
+    """
+    rng = np.random.default_rng(seed)
+    height, width = zone.shape
+    months = sorted(zone.files)
+    stack = {month: read_month(zone, month, fill_value, valid_range) for month in months}
+    valid_values = np.concatenate([image[image != fill_value] for image in stack.values()])
+    centre = float(valid_values.mean()) if valid_values.size else 0.0
+    described = {}
+    for name, (size, kind) in VARIANTS.items():
+        rows, columns = (height, width) if size is None else (min(size[0], height), min(size[1], width))
+        row, column = int(rng.integers(0, height - rows + 1)), int(rng.integers(0, width - columns + 1))
+        profile = crop_profile(zone.profile, row, column, rows, columns)
+        kept = months[:-SHORT_CUT] if kind == "short" else months
+        shift = SHIFT if kind == "shifted" else 0
+        noise = np.random.default_rng([seed, len(described)])
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for month in kept:
+            if month <= shift:
+                continue
+            image = stack[month][row:row + rows, column:column + columns].astype(np.float64)
+            missing = image == fill_value
+            if kind == "cloudy":
+                missing |= noise.random(image.shape) < CLOUD_SHARE
+            if kind == "flat":
+                image = centre + FLAT_SCALE * (image - centre) + noise.normal(0, FLAT_NOISE * scale, image.shape)
+            image[missing] = np.nan
+            write_geotiff(folder / month_file_name(name, month - shift), image, profile, fill_value, valid_range)
+        written = [month - shift for month in kept if month > shift]
+        described[name] = f"{kind}, {rows}×{columns} px at ({row}, {column}), months {written[0]}..{written[-1]}"
+    return described
+
+
+def ratio(rmse: dict, method: str, reference: str) -> float:
+    return rmse[method] / rmse[reference] if rmse.get(reference) else float("nan")
+
+
+def table(scores: dict, blends: dict) -> list[dict]:
+    """One row per zone from a run's ``scores.json``."""
+    rows = []
+    for zone, values in scores["test"]["zones"].items():
+        test = values["rmse"]
+        validation = scores["validation"]["zones"].get(zone, {}).get("rmse", {})
+        rows.append({"zone": zone,
+                     "validation_model_over_ema": ratio(validation, "model", "ema"),
+                     "validation_model_over_damped": ratio(validation, "model", "damped"),
+                     "test_model_over_ema": ratio(test, "model", "ema"),
+                     "test_blend_over_ema": ratio(test, "blend", "ema"),
+                     "test_blend_over_damped": ratio(test, "blend", "damped"),
+                     "weight": blends.get(zone, {}).get("weight", float("nan"))})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, help="a data folder holding the real zone")
+    parser.add_argument("--zone", help="the zone to vary (default: the first)")
+    parser.add_argument("--config", default=str(ROOT / "configs" / "small.yaml"))
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    parser.add_argument("--seed", type=int, default=0, help="the crops' offsets and the added noise")
+    parser.add_argument("--out", default=str(ROOT / "outputs" / "variants"))
+    parser.add_argument("--json", help="also write the rows and the headline here")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out).resolve()
+    config = load_config(args.config, args.overrides)
+    zones = discover_zones(args.data, [args.zone] if args.zone else None, report=None)
+    if not zones:
+        raise PhenocastError(f"expected at least one zone folder in {args.data}, found none; point --data at "
+                             f"the folder that holds <zone>/<zone>-NNN.tif")
+    data = out / "data"
+    if not data.is_dir():
+        staging = out / "data.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        described = write_variants(zones[0], staging, config.data.fill_value, config.data.valid_range,
+                                   config.data.scale, args.seed)
+        staging.rename(data)
+        for name, text in described.items():
+            print(f"variant {name}: {text}")
+    name = Path(args.config).stem
+    sets = [*args.overrides, f"data.dir={data}", "data.sample=false", f"output.dir={out}", f"output.name={name}"]
+    command = [arg for pair in (("--set", value) for value in sets) for arg in pair]
+    for script in ("preprocess.py", "run.py"):
+        subprocess.run([sys.executable, str(ROOT / script), "--config", args.config, *command], check=True)
+
+    scores = json.loads((out / name / "scores.json").read_text())
+    rows = table(scores, scores.get("model_weight", {}))
+    print(f"\n{'zone':8s} {'val model/ema':>13s} {'val model/damped':>16s} {'test model/ema':>14s} "
+          f"{'test blend/ema':>14s} {'blend/damped':>12s} {'w':>5s}")
+    for row in rows:
+        print(f"{row['zone']:8s} {row['validation_model_over_ema']:13.3f} {row['validation_model_over_damped']:16.3f} "
+              f"{row['test_model_over_ema']:14.3f} {row['test_blend_over_ema']:14.3f} "
+              f"{row['test_blend_over_damped']:12.3f} {row['weight']:5.2f}")
+    print(f"\npooled: {scores['headline']['text']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "headline": scores["headline"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except PhenocastError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
