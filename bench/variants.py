@@ -45,10 +45,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from rasterio import windows  # noqa: E402
 
 from phenocast.config import load_config  # noqa: E402
 from phenocast.errors import PhenocastError  # noqa: E402
-from phenocast.zones import GeoProfile, Zone, discover_zones, month_file_name, read_month, write_geotiff  # noqa: E402
+from phenocast.zones import GeoProfile, Zone, discover_zones, month_file_name, read_zone, write_geotiff  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT_CUT = 14  # months dropped from the end of ``short``
@@ -68,9 +69,8 @@ VARIANTS = {  # name: (rows, columns of the crop or None for the whole zone, kin
 
 def crop_profile(profile: GeoProfile, row: int, column: int, height: int, width: int) -> GeoProfile:
     """The georeference of the window (row, column, height, width) of a zone."""
-    a, b, c, d, e, f = profile.transform
-    return GeoProfile(height=height, width=width, crs=profile.crs,
-                      transform=(a, b, c + a * column + b * row, d, e, f + d * column + e * row))
+    affine = windows.transform(windows.Window(column, row, width, height), profile.affine)
+    return GeoProfile(height=height, width=width, crs=profile.crs, transform=tuple(affine)[:6])
 
 
 def write_variants(zone: Zone, out: Path, fill_value: int, valid_range: list[int], scale: float,
@@ -83,8 +83,8 @@ def write_variants(zone: Zone, out: Path, fill_value: int, valid_range: list[int
     rng = np.random.default_rng(seed)
     height, width = zone.shape
     months = sorted(zone.files)
-    stack = {month: read_month(zone, month, fill_value, valid_range) for month in months}
-    valid_values = np.concatenate([image[image != fill_value] for image in stack.values()])
+    stack = read_zone(zone, fill_value, valid_range)  # gap months are all fill
+    valid_values = stack[stack != fill_value]
     centre = float(valid_values.mean()) if valid_values.size else 0.0
     described = {}
     for name, (size, kind) in VARIANTS.items():
@@ -93,22 +93,21 @@ def write_variants(zone: Zone, out: Path, fill_value: int, valid_range: list[int
         profile = crop_profile(zone.profile, row, column, rows, columns)
         kept = months[:-SHORT_CUT] if kind == "short" else months
         shift = SHIFT if kind == "shifted" else 0
+        renumbered = [(month, month - shift) for month in kept if month > shift]  # (read, written)
         noise = np.random.default_rng([seed, len(described)])
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        for month in kept:
-            if month <= shift:
-                continue
-            image = stack[month][row:row + rows, column:column + columns].astype(np.float64)
+        for month, written in renumbered:
+            image = stack[month - zone.first, row:row + rows, column:column + columns].astype(np.float64)
             missing = image == fill_value
             if kind == "cloudy":
                 missing |= noise.random(image.shape) < CLOUD_SHARE
             if kind == "flat":
                 image = centre + FLAT_SCALE * (image - centre) + noise.normal(0, FLAT_NOISE * scale, image.shape)
             image[missing] = np.nan
-            write_geotiff(folder / month_file_name(name, month - shift), image, profile, fill_value, valid_range)
-        written = [month - shift for month in kept if month > shift]
-        described[name] = f"{kind}, {rows}×{columns} px at ({row}, {column}), months {written[0]}..{written[-1]}"
+            write_geotiff(folder / month_file_name(name, written), image, profile, fill_value, valid_range)
+        described[name] = (f"{kind}, {rows}×{columns} px at ({row}, {column}), months {renumbered[0][1]}.."
+                           f"{renumbered[-1][1]}")
     return described
 
 
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"variant {name}: {text}")
     name = Path(args.config).stem
     sets = [*args.overrides, f"data.dir={data}", "data.sample=false", f"output.dir={out}", f"output.name={name}"]
-    command = [arg for pair in (("--set", value) for value in sets) for arg in pair]
+    command = [arg for value in sets for arg in ("--set", value)]
     for script in ("preprocess.py", "run.py"):
         subprocess.run([sys.executable, str(ROOT / script), "--config", args.config, *command], check=True)
 
