@@ -13,8 +13,12 @@ of it inside the network, with no trainable weight, and hands the result to the 
    v should match a₀; each of ``ADVECTION_ITERATIONS`` steps solves the 2×2 least-squares system of the
    linearised mismatch over the pixels inside the zone (Tikhonov-damped, so a window without texture
    gets v ≈ 0) and moves a₁ again; |v| is capped at ``MAX_SPEED_SHARE`` of the window per month;
-3. a₀ moved by lead·v for every lead 1..horizon (bilinear, edges repeated): ``(…, H, W, horizon)``; what
-   moves in from outside the zone (reflection padding) is 0, the anomaly's mean, not the padding's mirror.
+3. a₀ moved by lead·v for every lead 1..horizon (bilinear): ``(…, H, W, horizon)``. What moves in from
+   outside the zone's pixels in the window (reflection padding, or beyond the window's edge) continues the
+   nearest pixel inside: the field is smooth, so its edge is a better guess than its mean (0) or the
+   padding's mirror. On the planted moving world (4–5 px a month, 64² zones) a forecast of these channels
+   times one weight per lead went from 65 % to 77 % of the EMA → oracle gap with it, because at lead 3 a
+   fifth of each window's centre is reached from outside the zone.
 
 The channels are the forecast of a field that keeps moving and does not change; the network decides how
 far to trust them (where nothing moves, they are the persistent anomaly). A window at a zone's edge
@@ -49,18 +53,23 @@ def _blur(images, kernel):
     return ops.conv(ops.conv(images, column, padding="same"), row, padding="same")
 
 
-def shift_images(images, shift):
+def shift_images(images, shift, bounds=None):
     """Move images by a shift per sample: ``out[y, x] = image[y − s_y, x − s_x]``, bilinear, edges repeated.
 
     Args:
       images: ``(batch, H, W, C)``.
       shift: ``(batch, 2)``: rows, columns (pixels; content moves by +shift).
+      bounds: ``(batch, 4)``: first and last row, first and last column (inclusive) the content is read
+        from; a source position outside them reads their edge. None: the whole image.
     """
     height, width = images.shape[1], images.shape[2]
+    if bounds is None:
+        bounds = ops.convert_to_tensor([[0.0, height - 1.0, 0.0, width - 1.0]], images.dtype)
+        bounds = ops.broadcast_to(bounds, (ops.shape(shift)[0], 4))
 
-    def interpolate(values, axis, length, amount):
+    def interpolate(values, axis, length, amount, first, last):
         positions = ops.arange(length, dtype=values.dtype)[None, :] - amount[:, None]  # (batch, length)
-        positions = ops.clip(positions, 0.0, length - 1.0)
+        positions = ops.minimum(ops.maximum(positions, first[:, None]), last[:, None])
         low = ops.floor(positions)
         fraction = positions - low
         low = ops.cast(low, "int32")
@@ -75,8 +84,33 @@ def shift_images(images, shift):
         weight = ops.reshape(fraction, shape)
         return take(low) * (1.0 - weight) + take(high) * weight
 
-    rows = interpolate(images, 1, height, shift[:, 0])
-    return interpolate(rows, 2, width, shift[:, 1])
+    rows = interpolate(images, 1, height, shift[:, 0], bounds[:, 0], bounds[:, 1])
+    return interpolate(rows, 2, width, shift[:, 1], bounds[:, 2], bounds[:, 3])
+
+
+def inside_bounds(weight):
+    """The rectangle of pixels inside the zone of each window, as ``shift_images``'s ``bounds``.
+
+    Args:
+      weight: ``(batch, H, W, 1)``: 1 inside the zone (a window's inside is a rectangle: the zone's
+        pixels; padding surrounds them), 0 elsewhere.
+
+    Returns:
+      ``(batch, 4)`` float: first and last inside row, first and last inside column; the whole window
+      when no pixel is inside.
+    """
+    def extent(covered, length):  # covered: (batch, length) 1/0
+        index = ops.arange(length, dtype=weight.dtype)[None, :]
+        far = float(length)
+        first = ops.min(index + (1.0 - covered) * far, axis=1)
+        last = ops.max(index - (1.0 - covered) * far, axis=1)
+        empty = ops.max(covered, axis=1) < 0.5
+        return ops.where(empty, 0.0, first), ops.where(empty, length - 1.0, last)
+
+    inside = ops.cast(weight > 0.5, weight.dtype)
+    first_row, last_row = extent(ops.max(inside, axis=(2, 3)), weight.shape[1])
+    first_column, last_column = extent(ops.max(inside, axis=(1, 3)), weight.shape[2])
+    return ops.stack([first_row, last_row, first_column, last_column], axis=1)
 
 
 def _gradients(images):
@@ -151,11 +185,12 @@ class Advection(layers.Layer):
         weight = (ops.ones_like(frames[0]) if self.inside is None
                   else ops.cast(inputs[..., self.inside:self.inside + 1] > 0.5, "float32"))
         velocity = estimate_velocity(frames, weight, self.smoothing)
-        # lightly smoothed (the noise does not move); what would move in from outside the zone (padding)
-        # is unknown: 0, the anomaly's prior mean
+        # lightly smoothed (the noise does not move); what moves in from outside the zone continues the
+        # nearest pixel inside (module docstring)
         kernel = gaussian_kernel(OUTPUT_SMOOTHING)
         known = _blur(frames[-1] * weight, kernel) / ops.maximum(_blur(weight, kernel), 1e-3) * weight
-        moved = [shift_images(known, velocity * float(lead)) for lead in range(1, self.horizon + 1)]
+        bounds = inside_bounds(weight)
+        moved = [shift_images(known, velocity * float(lead), bounds) for lead in range(1, self.horizon + 1)]
         return ops.concatenate(moved, axis=-1) * weight
 
     def compute_output_shape(self, input_shape):

@@ -12,7 +12,7 @@ from scipy import ndimage  # noqa: E402
 from test_model import tiny_batch, tiny_config  # noqa: E402
 
 import model as network  # noqa: E402
-from model.advection import estimate_velocity, shift_images  # noqa: E402
+from model.advection import Advection, estimate_velocity, inside_bounds, shift_images  # noqa: E402
 from phenocast.errors import PhenocastError  # noqa: E402
 
 
@@ -60,6 +60,39 @@ def test_shift_images_moves_content_and_repeats_edges():
     expected = np.concatenate([expected_rows[:, :1], (expected_rows[:, :-1] + expected_rows[:, 1:]) / 2], axis=1)
     np.testing.assert_allclose(moved, expected)
     np.testing.assert_allclose(np.asarray(shift_images(image, np.zeros((1, 2), np.float32))), image)
+
+
+def test_shifting_within_bounds_repeats_their_edges():
+    image = np.arange(25, dtype=np.float32).reshape(1, 5, 5, 1)
+    bounds = np.array([[1.0, 4.0, 0.0, 2.0]], np.float32)  # rows 1-4, columns 0-2
+    moved = np.asarray(shift_images(image, np.array([[0.0, -2.0]], np.float32), bounds))[0, ..., 0]
+    # out[y, x] = image[clip(y, 1, 4), clip(x + 2, 0, 2)]
+    expected = image[0, [1, 1, 2, 3, 4]][:, [2, 2, 2, 2, 2], 0]
+    np.testing.assert_allclose(moved, expected)
+
+
+def test_inside_bounds_are_the_rectangle_of_the_zone_in_each_window():
+    weight = np.zeros((2, 8, 6, 1), np.float32)
+    weight[0, 2:7, :4] = 1
+    np.testing.assert_allclose(np.asarray(inside_bounds(weight)), [[2, 6, 0, 3], [0, 7, 0, 5]])
+
+
+def test_what_moves_in_from_outside_the_zone_continues_its_edge():
+    """A field moving 3 px a month to the right in a window whose 16 left columns are padding: the pixels
+    just inside the zone's left edge are reached from the padding; they carry the edge's anomaly, which is
+    closer to what comes (the field is smooth) than 0 or the padding's garbage."""
+    current, previous = moving_pair((0.0, 3.0), noise=0.05, seed=3)
+    after = moving_pair((0.0, 6.0), noise=0.0, seed=3)[0]  # the same field one month later
+    inside = np.ones_like(current)
+    inside[:, :, :16] = 0
+    garbage = np.random.default_rng(4).normal(size=current.shape).astype(np.float32) * 5
+    channels = [np.where(inside > 0, image, garbage) for image in (previous, current)] + [inside]
+    moved = np.asarray(Advection([0, 1], 2, 1, 2.0)(np.concatenate(channels, axis=-1)))[0, :, :, 0]
+    strip = after[0, :, 16:19, 0]  # reached from columns 13-15 at lead 1
+    edge = np.asarray(current)[0, :, 16:17, 0]
+    np.testing.assert_allclose(moved[:, 16:19], np.broadcast_to(edge, strip.shape), atol=0.35)
+    assert np.sqrt(np.mean((moved[:, 16:19] - strip) ** 2)) < 0.7 * np.sqrt(np.mean(strip ** 2))
+    assert np.all(moved[:, :16] == 0)
 
 
 def test_the_network_with_advection_is_still_its_base_untrained(tmp_path):
