@@ -50,6 +50,7 @@ SAMPLE_PRIOR = "sample"  # train.init_from: start from the built-in sample's pre
 PRIOR_RUN = "sample-prior"  # that network's run, under output.dir
 PRIOR_CONFIG = DEFAULTS_PATH.parent / "sample.yaml"  # beside configs/default.yaml
 PRIOR_OVERRIDES: tuple[str, ...] = ()  # --set values for that run (the tests shrink its world and network)
+MEMBER_SEED_STEP = 100_003  # ensemble member k trains with seed + k × this (a large prime: no overlap)
 
 # The config values each stage depends on (dotted prefixes) beyond those its samples are computed from
 # (``dataset.input_settings``, which follows the base); ``IGNORED`` never changes a result.
@@ -131,7 +132,7 @@ class Pipeline:
         self.zone_index = {name: index for index, name in enumerate(names)}  # seeds do not depend on --zones
         self._compiled: dict[int, tuple] = {}  # schedule → (compiled model, its optimizer's initial state)
         self.member = 0  # the ensemble member whose stages run (train.ensemble)
-        self._start_file: Path | None = None  # train.init_from, resolved (``_init_file``)
+        self._start_files: dict[int, Path] = {}  # train.init_from per member, resolved (``_init_file``)
 
     def _damped_phi(self, name: str):
         """The zone's damped φ (``forecasters.saved_damped``: fitted once per run on the training period, the
@@ -170,7 +171,7 @@ class Pipeline:
     @property
     def seed(self) -> int:
         """The current member's seed (members differ by a large prime)."""
-        return self.config.seed + 100_003 * self.member
+        return self.config.seed + MEMBER_SEED_STEP * self.member
 
     @property
     def logs(self) -> Path:
@@ -280,18 +281,21 @@ class Pipeline:
 
     def _init_file(self) -> Path | None:
         """The file pre-training starts from (``train.init_from``): a path, or for ``sample`` the built-in
-        sample's pre-trained network (``sample_prior``, built on first use); None without one."""
+        sample's pre-trained network (``sample_prior``, built on first use; ensemble member k starts from
+        the one pre-trained with member k's seed, so the members do not share one draw of it); None
+        without one."""
         value = self.config.train.init_from
         if not value:
             return None
-        if self._start_file is None:
-            self._start_file = (sample_prior(self.config, self.log, PRIOR_OVERRIDES) if value == SAMPLE_PRIOR
-                                else Path(value))
-        if not self._start_file.is_file():
+        if self.member not in self._start_files:
+            self._start_files[self.member] = (sample_prior(self.config, self.log, PRIOR_OVERRIDES, self.member)
+                                              if value == SAMPLE_PRIOR else Path(value))
+        start = self._start_files[self.member]
+        if not start.is_file():
             raise PhenocastError(f"train.init_from: expected a .keras file of another run or {SAMPLE_PRIOR!r}, "
                                  f"found no file {value}; give the path of e.g. "
                                  f"outputs/<run>/checkpoints/pretrain/best.keras")
-        return self._start_file
+        return start
 
     def _init_inputs(self) -> dict[str, Any]:
         """The start model of pre-training (``train.init_from``), as a stage input."""
@@ -623,10 +627,13 @@ class Pipeline:
         return write_report(self.config, self.zones, self.log)
 
 
-def sample_prior(config: Config, log: Callable[[str], None], overrides: tuple[str, ...] = ()) -> Path:
+def sample_prior(config: Config, log: Callable[[str], None], overrides: tuple[str, ...] = (),
+                 member: int = 0) -> Path:
     """``train.init_from: sample``: the network ``configs/sample.yaml`` pre-trains on the built-in synthetic
     sample (generated into its ``data.dir`` if missing), run into ``<output.dir>/sample-prior`` on first use
     and reused after (its finished stage is skipped); ``overrides`` are ``--set`` values for that run.
+    For ensemble member k ≥ 1 the same run with its seed + k × ``MEMBER_SEED_STEP``, into
+    ``<output.dir>/sample-prior-member<k>``.
 
     Returns:
       Its ``checkpoints/pretrain/best.keras``.
@@ -635,12 +642,16 @@ def sample_prior(config: Config, log: Callable[[str], None], overrides: tuple[st
     from phenocast.preprocess import preprocess
     from phenocast.sample import ensure_sample
 
-    prior = load_config(PRIOR_CONFIG, [f"output.dir={config.output.dir}", f"output.name={PRIOR_RUN}",
-                                       "finetune.refit=false", "train.init_from=null", *overrides])
+    name = PRIOR_RUN if member == 0 else f"{PRIOR_RUN}-member{member}"
+    settings = [f"output.dir={config.output.dir}", f"output.name={name}", "finetune.refit=false",
+                "train.init_from=null", *overrides]
+    prior = load_config(PRIOR_CONFIG, settings)
+    if member:
+        prior = load_config(PRIOR_CONFIG, [*settings, f"seed={prior.seed + MEMBER_SEED_STEP * member}"])
     ensure_sample(prior)
 
     def prefixed(message: str) -> None:
-        log(f"{PRIOR_RUN}: {message}")
+        log(f"{name}: {message}")
 
     preprocess(prior, progress=False, log=prefixed)  # skips records that are up to date
     run = Pipeline(prior, log=prefixed)

@@ -114,7 +114,8 @@ def test_init_from_sample_pretrains_the_built_in_sample_once_and_starts_there(wo
                                                                                monkeypatch):
     """``train.init_from: sample``: the first run generates the built-in sample and pre-trains
     configs/sample.yaml on it under output.dir (shrunk here, as the test's network), then starts from it;
-    a second run reuses that network without training it again."""
+    a second run reuses that network without training it again; an ensemble's members start from draws of
+    it with their own seeds."""
     import model as network
     import phenocast.pipeline as pipeline_module
 
@@ -139,6 +140,23 @@ def test_init_from_sample_pretrains_the_built_in_sample_once_and_starts_there(wo
     assert prior.stat().st_mtime_ns == written
     assert not any("built-in sample first" in line for line in lines)
     assert any(line.startswith("sample-prior: pretrain: finished earlier") for line in lines), lines
+    # an ensemble: member 0 starts from that network, member 1 from the sample's network pre-trained with
+    # member 1's seed (its own run), so the members average two draws of the prior instead of sharing one
+    third = pipeline_module.Pipeline(make_config(world, tmp_path / "out", "train.init_from=sample",
+                                                 "train.epochs=0", "train.ensemble=2", "output.name=ensemble"),
+                                     log=lambda message: None)
+    for _ in third.each_member():
+        third.pretrain()
+    assert prior.stat().st_mtime_ns == written
+    other = tmp_path / "out" / "sample-prior-member1" / "checkpoints" / "pretrain"
+    seeds = [load_config(folder / "config.resolved.yaml").seed for folder in (prior.parent, other)]
+    assert seeds[1] == seeds[0] + pipeline_module.MEMBER_SEED_STEP
+    starts = [network.load_model(path) for path in (prior, other / "best.keras")]
+    assert not np.array_equal(*(model.get_layer("stem_conv").kernel.numpy() for model in starts))
+    for member, start in enumerate(starts):
+        ours = network.load_model(third.run_dir / "checkpoints" / f"member{member}" / "pretrain" / "best.keras")
+        for mine, theirs in zip(ours.get_weights(), start.get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
 
 
 def test_an_ensemble_forecasts_the_mean_of_its_members(world: Path, tmp_path: Path):
