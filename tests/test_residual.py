@@ -188,7 +188,7 @@ def test_the_small_config_runs_on_a_zone_of_a_few_dozen_pixels(tmp_path: Path):
     config = load_config(ROOT / "configs" / "small.yaml", [
         f"data.dir={data_dir}", f"output.dir={tmp_path / 'outputs'}", "records.workers=1", "train.epochs=1",
         "train.steps_per_epoch=2", "report.maps=false", "evaluate.bootstrap=200", "train.validation_samples=8",
-        "finetune.refit=false", "train.init_from=null"])  # the sample prior: the test above
+        "finetune.refit=false", "train.init_from=null", "train.ensemble=1"])  # the prior and members: above
     assert config.window == 32 and config.model.base == "damped" and config.model.masked_pooling
     preprocess(config, progress=False, log=lambda message: None)
     run = Pipeline(config, log=lambda message: None)
