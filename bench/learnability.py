@@ -53,6 +53,7 @@ from model.network import ChannelSlice  # noqa: E402
 from phenocast.config import Config, load_config  # noqa: E402
 from phenocast.forecast import Forecaster, predict_windows, raw_path, save_windows  # noqa: E402
 from phenocast.forecasters import fit_baselines, load_oracle  # noqa: E402
+from phenocast.io import atomic_write_text  # noqa: E402
 from phenocast.metrics import Scoreboard, image_mse  # noqa: E402
 from phenocast.origins import fit_end  # noqa: E402
 from phenocast.pipeline import Pipeline  # noqa: E402
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(rows[-1:], args.config)
     print_table(rows, args.config)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        atomic_write_text(args.json, json.dumps(rows, indent=1) + "\n")
     return 0
 
 

@@ -48,7 +48,8 @@ import numpy as np  # noqa: E402
 from rasterio import windows  # noqa: E402
 
 from phenocast.config import load_config  # noqa: E402
-from phenocast.errors import PhenocastError  # noqa: E402
+from phenocast.errors import PhenocastError, cli_main  # noqa: E402
+from phenocast.io import atomic_write_text  # noqa: E402
 from phenocast.zones import GeoProfile, Zone, discover_zones, month_file_name, read_zone, write_geotiff  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +132,7 @@ def table(scores: dict, blends: dict) -> list[dict]:
     return rows
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="a data folder holding the real zone")
@@ -173,13 +175,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['test_blend_over_damped']:12.3f} {row['weight']:5.2f}")
     print(f"\npooled: {scores['headline']['text']}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "headline": scores["headline"]}, indent=1))
+        atomic_write_text(args.json, json.dumps({"rows": rows, "headline": scores["headline"]}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except PhenocastError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())
