@@ -15,10 +15,11 @@ of it inside the network, with no trainable weight, and hands the result to the 
    gets v ≈ 0) and moves a₁ again; |v| is capped at ``MAX_SPEED_SHARE`` of the window per month;
 3. a₀ moved by lead·v for every lead 1..horizon (bilinear): ``(…, H, W, horizon)``. What moves in from
    outside the zone's pixels in the window (reflection padding, or beyond the window's edge) continues the
-   nearest pixel inside: the field is smooth, so its edge is a better guess than its mean (0) or the
-   padding's mirror. On the planted moving world (4–5 px a month, 64² zones) a forecast of these channels
-   times one weight per lead went from 65 % to 77 % of the EMA → oracle gap with it, because at lead 3 a
-   fifth of each window's centre is reached from outside the zone.
+   nearest pixel inside (``edge="nearest"``, ``model.advection_edge``): the field is smooth, so its edge is
+   a better guess than its mean (0) or the padding's mirror. On the planted moving world (4–5 px a month,
+   64² zones) a forecast of these channels times one weight per lead went from 65 % to 77 % of the EMA →
+   oracle gap with it, because at lead 3 a fifth of each window's centre is reached from outside the zone.
+   ``edge="zero"`` moves in 0 there (the window's own edge continues beyond it): the layer before that.
 
 The channels are the forecast of a field that keeps moving and does not change; the network decides how
 far to trust them (where nothing moves, they are the persistent anomaly). A window at a zone's edge
@@ -36,6 +37,7 @@ ADVECTION_ITERATIONS = 3  # Lucas–Kanade steps (each moves a₁ by the current
 MAX_SPEED_SHARE = 0.25  # |v| ≤ this share of the window side, per month
 DAMPING = 1e-3  # Tikhonov damping of the 2×2 system, relative to its trace
 OUTPUT_SMOOTHING = 1.0  # pixels: σ of the Gaussian that smooths the anomaly that is moved
+EDGES = ("nearest", "zero")  # what moves in from outside the zone's pixels (``Advection``'s ``edge``)
 
 
 def gaussian_kernel(sigma: float) -> list[float]:
@@ -179,13 +181,17 @@ class Advection(layers.Layer):
     """``(batch, H, W, C)`` channels → ``(batch, H, W, horizon)``: the origin month's anomaly (the last of
     the channels ``months``, consecutive months oldest first) moved by lead·v, v estimated over every
     consecutive pair of them (module docstring). Pixels count where channel ``inside`` is 1 (every pixel when
-    it is None). No weights; computed in float32 and without gradients (it only reads the inputs)."""
+    it is None). ``edge``: what moves in from outside those pixels, ``"nearest"`` or ``"zero"`` (module
+    docstring). No weights; computed in float32 and without gradients (it only reads the inputs)."""
 
-    def __init__(self, months: list[int], inside: int | None, horizon: int, smoothing: float, **kwargs):
+    def __init__(self, months: list[int], inside: int | None, horizon: int, smoothing: float,
+                 edge: str = "nearest", **kwargs):
+        if edge not in EDGES:
+            raise ValueError(f"Advection edge: expected one of {', '.join(EDGES)}, found {edge!r}")
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.months, self.inside = list(months), inside
-        self.horizon, self.smoothing = horizon, smoothing
+        self.horizon, self.smoothing, self.edge = horizon, smoothing, edge
 
     def call(self, inputs):
         inputs = ops.stop_gradient(ops.cast(inputs, "float32"))
@@ -194,10 +200,10 @@ class Advection(layers.Layer):
                   else ops.cast(inputs[..., self.inside:self.inside + 1] > 0.5, "float32"))
         velocity = estimate_velocity(frames, weight, self.smoothing)
         # lightly smoothed (the noise does not move); what moves in from outside the zone continues the
-        # nearest pixel inside (module docstring)
+        # nearest pixel inside, or is 0 (module docstring)
         kernel = gaussian_kernel(OUTPUT_SMOOTHING)
         known = _blur(frames[-1] * weight, kernel) / ops.maximum(_blur(weight, kernel), 1e-3) * weight
-        bounds = inside_bounds(weight)
+        bounds = inside_bounds(weight) if self.edge == "nearest" else None
         moved = [shift_images(known, velocity * float(lead), bounds) for lead in range(1, self.horizon + 1)]
         return ops.concatenate(moved, axis=-1) * weight
 
@@ -206,4 +212,4 @@ class Advection(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "months": self.months, "inside": self.inside, "horizon": self.horizon,
-                "smoothing": self.smoothing}
+                "smoothing": self.smoothing, "edge": self.edge}

@@ -328,7 +328,8 @@ def _advection(x, config):
     while -len(months) in offsets:
         months.insert(0, -len(months))
     return Advection([start + offsets.index(offset) for offset in months], None if inside is None else inside[0],
-                     config.predict.horizon, config.model.advection_smoothing, name="advection")(x)
+                     config.predict.horizon, config.model.advection_smoothing, config.model.advection_edge,
+                     name="advection")(x)
 
 
 def _inside_masks(inputs, config, scales: int) -> list:

@@ -186,6 +186,9 @@ class ModelConfig(Section):
     # needs offsets 0 and −1 in sequence.offsets.
     advection: bool
     advection_smoothing: float = Field(gt=0)  # pixels: σ of the Gaussian that smooths both anomalies first
+    # What the moved field holds where it comes from outside the zone's pixels in a window (reflection
+    # padding): nearest: the nearest pixel inside continues; zero: 0, the mean anomaly (model/advection.py).
+    advection_edge: Literal["nearest", "zero"]
     # A 1×1 convolution from the network's inputs (scaled, with the advection channels) to the forecast,
     # beside the head: the per-pixel linear model every forecast can fall back on (the damped anomaly, the
     # advected field), so the layers only learn what it misses. none: no such path; zero: it starts at

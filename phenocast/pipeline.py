@@ -627,27 +627,39 @@ class Pipeline:
         return write_report(self.config, self.zones, self.log)
 
 
+def prior_config(config: Config, overrides: tuple[str, ...] = (), member: int = 0) -> Config:
+    """The config of the sample's network that ``config``'s ensemble member ``member`` starts from
+    (``sample_prior``): configs/sample.yaml with ``overrides``, the run's output folder and advection edge,
+    and the member's seed and run name."""
+    from phenocast.config import load_config
+
+    edge = config.model.advection_edge
+    shipped = load_config(PRIOR_CONFIG, overrides)
+    name = PRIOR_RUN if shipped.model.advection_edge == edge else f"{PRIOR_RUN}-edge-{edge}"
+    name = name if member == 0 else f"{name}-member{member}"
+    return load_config(PRIOR_CONFIG, [*overrides, f"output.dir={config.output.dir}", f"output.name={name}",
+                                      "finetune.refit=false", "train.init_from=null", f"model.advection_edge={edge}",
+                                      f"seed={shipped.seed + MEMBER_SEED_STEP * member}"])
+
+
 def sample_prior(config: Config, log: Callable[[str], None], overrides: tuple[str, ...] = (),
                  member: int = 0) -> Path:
     """``train.init_from: sample``: the network ``configs/sample.yaml`` pre-trains on the built-in synthetic
     sample (generated into its ``data.dir`` if missing), run into ``<output.dir>/sample-prior`` on first use
     and reused after (its finished stage is skipped); ``overrides`` are ``--set`` values for that run.
     For ensemble member k ≥ 1 the same run with its seed + k × ``MEMBER_SEED_STEP``, into
-    ``<output.dir>/sample-prior-member<k>``.
+    ``<output.dir>/sample-prior-member<k>``. Its advection channels are computed as the run's are: a run
+    whose ``model.advection_edge`` differs from sample.yaml's gets that network trained with the run's
+    value, into ``sample-prior-edge-<value>`` (``…-member<k>``).
 
     Returns:
       Its ``checkpoints/pretrain/best.keras``.
     """
-    from phenocast.config import load_config
     from phenocast.preprocess import preprocess
     from phenocast.sample import ensure_sample
 
-    name = PRIOR_RUN if member == 0 else f"{PRIOR_RUN}-member{member}"
-    settings = [f"output.dir={config.output.dir}", f"output.name={name}", "finetune.refit=false",
-                "train.init_from=null", *overrides]
-    prior = load_config(PRIOR_CONFIG, settings)
-    if member:
-        prior = load_config(PRIOR_CONFIG, [*settings, f"seed={prior.seed + MEMBER_SEED_STEP * member}"])
+    prior = prior_config(config, overrides, member)
+    name = prior.output.name
     ensure_sample(prior)
 
     def prefixed(message: str) -> None:

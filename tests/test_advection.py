@@ -87,12 +87,18 @@ def test_what_moves_in_from_outside_the_zone_continues_its_edge():
     inside[:, :, :16] = 0
     garbage = np.random.default_rng(4).normal(size=current.shape).astype(np.float32) * 5
     channels = [np.where(inside > 0, image, garbage) for image in (previous, current)] + [inside]
-    moved = np.asarray(Advection([0, 1], 2, 1, 2.0)(np.concatenate(channels, axis=-1)))[0, :, :, 0]
+    moved, zero = (np.asarray(Advection([0, 1], 2, 1, 2.0, edge)(np.concatenate(channels, axis=-1)))[0, :, :, 0]
+                   for edge in ("nearest", "zero"))
     strip = after[0, :, 16:19, 0]  # reached from columns 13-15 at lead 1
     edge = np.asarray(current)[0, :, 16:17, 0]
     np.testing.assert_allclose(moved[:, 16:19], np.broadcast_to(edge, strip.shape), atol=0.35)
     assert np.sqrt(np.mean((moved[:, 16:19] - strip) ** 2)) < 0.7 * np.sqrt(np.mean(strip ** 2))
     assert np.all(moved[:, :16] == 0)
+    # model.advection_edge: zero moves in the padding's 0 instead; inside, away from the edge, the same field
+    np.testing.assert_allclose(zero[:, 16:18], 0.0, atol=1e-6)
+    np.testing.assert_allclose(zero[:, 24:], moved[:, 24:], atol=1e-6)
+    with pytest.raises(ValueError, match="expected one of nearest, zero, found 'mirror'"):
+        Advection([0, 1], 2, 1, 2.0, "mirror")
 
 
 def test_the_network_with_advection_is_still_its_base_untrained(tmp_path):

@@ -166,6 +166,23 @@ def test_init_from_sample_pretrains_the_built_in_sample_once_and_starts_there(wo
     assert len(load_meta(path)["model"]) == 2
 
 
+def test_the_prior_follows_the_runs_advection_edge_in_a_folder_of_its_own(tmp_path: Path):
+    """The sample's network is trained with the advection edge of the run that starts from it (its channels
+    are computed as they will be), apart from sample.yaml's own when the two differ; members get their seeds."""
+    from phenocast.pipeline import MEMBER_SEED_STEP, prior_config
+
+    small = ROOT / "configs" / "small.yaml"
+    shipped = load_config(ROOT / "configs" / "sample.yaml")
+    edge = shipped.model.advection_edge
+    other = "zero" if edge == "nearest" else "nearest"
+    same = prior_config(load_config(small, [f"output.dir={tmp_path}", f"model.advection_edge={edge}"]))
+    assert (same.output.name, same.model.advection_edge, same.seed) == ("sample-prior", edge, shipped.seed)
+    assert same.run_dir == tmp_path / "sample-prior" and same.train.init_from is None
+    moved = prior_config(load_config(small, [f"output.dir={tmp_path}", f"model.advection_edge={other}"]), member=2)
+    assert (moved.output.name, moved.model.advection_edge, moved.seed) == (
+        f"sample-prior-edge-{other}-member2", other, shipped.seed + 2 * MEMBER_SEED_STEP)
+
+
 def test_the_small_config_runs_on_a_zone_of_a_few_dozen_pixels(tmp_path: Path):
     """configs/small.yaml on an 8×8 zone (one 32-px window, 94 % padding) runs to a checked submission."""
     from phenocast.pipeline import Pipeline
