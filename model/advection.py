@@ -87,12 +87,17 @@ def shift_images(images, shift, bounds=None):
 
 def _take(values, index, axis: int):
     """``values`` ``(batch, H, W, C)`` at ``index`` ``(batch, length)`` along ``axis`` (1 or 2), per sample.
-    Under TensorFlow one batched gather (``keras.ops.take_along_axis`` broadcasts the index to the whole
-    image first: the same values, at twice the run time and thrice the tracing)."""
+    Under TensorFlow one batched gather; elsewhere ``_take_along_axis``, which broadcasts the index to the
+    whole image first (the same values: ``bench/advection.py`` times both under TensorFlow)."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         return tf.gather(values, index, axis=axis, batch_dims=1)
+    return _take_along_axis(values, index, axis)
+
+
+def _take_along_axis(values, index, axis: int):
+    """``_take`` with ``keras.ops.take_along_axis`` on any backend."""
     shape = [-1, 1, 1, 1]
     shape[axis] = values.shape[axis]
     return ops.take_along_axis(values, ops.broadcast_to(ops.reshape(index, shape), ops.shape(values)), axis=axis)

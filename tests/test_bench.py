@@ -154,3 +154,15 @@ def test_variants_of_a_real_zone_keep_its_months_and_georeference(tiny_data, tmp
     flat = read_zone(variants["flat"], fill, config.data.valid_range).astype(float)
     flat_valid = flat[present][flat[present] != fill]
     assert flat_valid.std() < 0.5 * original[present][original[present] != fill].std()
+
+
+def test_advection_bench_times_both_gathers_and_finds_them_equal(tmp_path: Path):
+    """bench/advection.py on a tiny batch: both gathers timed, their outputs equal (no timing asserted)."""
+    out = tmp_path / "advection.json"
+    result = subprocess.run([sys.executable, "bench/advection.py", "--size", "16", "--batch", "2", "--repeats", "1",
+                             "--json", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "ratio (take_along_axis ÷ batched gather)" in result.stdout
+    written = json.loads(out.read_text())
+    assert written["max_difference"] == 0.0 and set(written["results"]) == {"batched gather", "take_along_axis"}
+    assert all(entry["trace_s"] > 0 and entry["run_s"] > 0 for entry in written["results"].values())
