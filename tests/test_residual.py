@@ -118,7 +118,6 @@ def test_init_from_sample_pretrains_the_built_in_sample_once_and_starts_there(wo
     it with their own seeds."""
     import model as network
     import phenocast.pipeline as pipeline_module
-    from phenocast.forecast import load_meta, load_windows, predict_windows, raw_path
 
     monkeypatch.setattr(pipeline_module, "PRIOR_OVERRIDES", (
         *TINY, "data.sample=true", f"data.dir={tmp_path / 'sample'}", "sample.size=24", "sample.months=60",
@@ -142,12 +141,12 @@ def test_init_from_sample_pretrains_the_built_in_sample_once_and_starts_there(wo
     assert not any("built-in sample first" in line for line in lines)
     assert any(line.startswith("sample-prior: pretrain: finished earlier") for line in lines), lines
     # an ensemble: member 0 starts from that network, member 1 from the sample's network pre-trained with
-    # member 1's seed (its own run), so the members average two draws of the prior instead of sharing one;
-    # its forecast is the mean of its members'
+    # member 1's seed (its own run), so the members average two draws of the prior instead of sharing one
     third = pipeline_module.Pipeline(make_config(world, tmp_path / "out", "train.init_from=sample",
-                                                 "train.epochs=0", "train.ensemble=2", "output.name=ensemble",
-                                                 "data.zones=[Z2]"), log=lambda message: None)
-    third.run(("pretrain", "predict"))
+                                                 "train.epochs=0", "train.ensemble=2", "output.name=ensemble"),
+                                     log=lambda message: None)
+    for _ in third.each_member():
+        third.pretrain()
     assert prior.stat().st_mtime_ns == written
     other = tmp_path / "out" / "sample-prior-member1" / "checkpoints" / "pretrain"
     seeds = [load_config(folder / "config.resolved.yaml").seed for folder in (prior.parent, other)]
@@ -158,12 +157,6 @@ def test_init_from_sample_pretrains_the_built_in_sample_once_and_starts_there(wo
         ours = network.load_model(third.run_dir / "checkpoints" / f"member{member}" / "pretrain" / "best.keras")
         for mine, theirs in zip(ours.get_weights(), start.get_weights()):
             np.testing.assert_array_equal(mine, theirs)
-    sample = third.samples["Z2"]
-    path = raw_path(third.run_dir, "Z2", "test")
-    expected = np.mean([predict_windows(model, sample, sample.test, third.config).differences for model in starts],
-                       axis=0)
-    np.testing.assert_allclose(load_windows(path).differences, expected, rtol=1e-5, atol=1e-7)
-    assert len(load_meta(path)["model"]) == 2
 
 
 def test_the_prior_follows_the_runs_advection_edge_in_a_folder_of_its_own(tmp_path: Path):
@@ -181,6 +174,26 @@ def test_the_prior_follows_the_runs_advection_edge_in_a_folder_of_its_own(tmp_pa
     moved = prior_config(load_config(small, [f"output.dir={tmp_path}", f"model.advection_edge={other}"]), member=2)
     assert (moved.output.name, moved.model.advection_edge, moved.seed) == (
         f"sample-prior-edge-{other}-member2", other, shipped.seed + 2 * MEMBER_SEED_STEP)
+
+
+def test_an_ensemble_forecasts_the_mean_of_its_members(world: Path, tmp_path: Path):
+    import model as network
+    from phenocast.forecast import load_meta, load_windows, predict_windows, raw_path
+
+    run = pipeline(world, tmp_path, "train.ensemble=2", "train.epochs=1", "train.steps_per_epoch=1",
+                   "data.zones=[Z2]")
+    run.run(("pretrain", "predict"))
+    members = [run.run_dir / "checkpoints" / f"member{k}" / "pretrain" / "best.keras" for k in (0, 1)]
+    first, second = (network.load_model(path) for path in members)
+    kernels = [model.get_layer("stem_conv").kernel.numpy() for model in (first, second)]
+    assert not np.array_equal(*kernels)  # different seeds
+    sample = run.samples["Z2"]
+    path = raw_path(run.run_dir, "Z2", "test")
+    expected = np.mean([predict_windows(model, sample, sample.test, run.config).differences
+                        for model in (first, second)], axis=0)
+    np.testing.assert_allclose(load_windows(path).differences, expected, rtol=1e-5, atol=1e-7)
+    assert len(load_meta(path)["model"]) == 2
+    assert (run.run_dir / "logs" / "m1-pretrain.csv").is_file()
 
 
 def test_the_small_config_runs_on_a_zone_of_a_few_dozen_pixels(tmp_path: Path):
