@@ -1,8 +1,8 @@
 """Does a config hold up on zones unlike the one it was chosen on? Variants of one real zone, run together.
 
 A config chosen on one real zone (``configs/small.yaml`` on Benelux) is meant for zones nobody measured:
-other sizes, sensors, climates. This bench writes six variants of a real zone that stand in for them, runs
-the real pipeline on all six together (they share the pre-trained network, as a user's zones do), and
+other sizes, sensors, climates. This bench writes nine variants of a real zone that stand in for them, runs
+the real pipeline on all nine together (they share the pre-trained network, as a user's zones do), and
 prints, per zone and pooled, what validation saw and what the test period then scored:
 
 - ``small``: an 8 × 8 crop (the smallest zones the competition has);
@@ -13,7 +13,14 @@ prints, per zone and pooled, what validation saw and what the test period then s
 - ``shifted``: a 10 × 24 crop whose first ``SHIFT`` months are dropped and the rest renumbered, so the
   seasons fall 6 months off the calendar the config declares (the other hemisphere's calendar);
 - ``flat``: a 14 × 14 crop whose values are pulled to ``FLAT_SCALE`` of their distance from the zone's
-  mean, with noise of ``FLAT_NOISE`` NDVI (a low-amplitude, semi-arid-like zone).
+  mean, with noise of ``FLAT_NOISE`` NDVI (a low-amplitude, semi-arid-like zone);
+- ``snowy``: a 16 × 16 crop with ``SNOW_SHARE`` of the pixels set to fill at random in the zone's
+  ``SNOW_MONTHS`` calendar months of lowest mean NDVI, every year (a boreal zone: snow and winter cloud);
+- ``noisy``: a 16 × 16 crop where ``NOISY_SHARE`` of the pixels at random every month are lowered by
+  ``NOISY_DROP`` NDVI (uniform), not marked as fill (cloud residue a coarser cloud mask lets through);
+- ``tropical``: a 14 × 20 crop whose seasonal curve (each pixel's mean per calendar month) is cut to
+  ``TROPICAL_SEASON`` of its amplitude, its anomalies kept (a weakly seasonal zone where the anomaly is
+  most of the signal).
 
 Crops are clipped to the zone (a zone smaller than a crop gives it whole) and placed at the seed's offsets;
 month numbers keep the zone's gaps. The columns, from the run's ``scores.json`` (each RMSE pooled over the
@@ -39,6 +46,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -58,6 +66,11 @@ CLOUD_SHARE = 0.15  # share of ``cloudy``'s pixels set to fill each month
 SHIFT = 6  # months dropped from the start of ``shifted`` (its seasons move by as much)
 FLAT_SCALE = 0.35  # ``flat``: values pulled to this share of their distance from the zone's mean
 FLAT_NOISE = 0.015  # ``flat``: NDVI SD of the noise added
+SNOW_MONTHS = 3  # ``snowy``: the calendar months of lowest mean NDVI that snow hides …
+SNOW_SHARE = 0.8  # … in this share of the pixels
+NOISY_SHARE = 0.1  # ``noisy``: share of the pixels lowered each month …
+NOISY_DROP = (0.05, 0.3)  # … by this much NDVI (uniform)
+TROPICAL_SEASON = 0.25  # ``tropical``: the seasonal curve's amplitude kept
 VARIANTS = {  # name: (rows, columns of the crop or None for the whole zone, kind)
     "small": ((8, 8), "plain"),
     "whole": (None, "plain"),
@@ -65,6 +78,9 @@ VARIANTS = {  # name: (rows, columns of the crop or None for the whole zone, kin
     "cloudy": ((16, 16), "cloudy"),
     "shifted": ((10, 24), "shifted"),
     "flat": ((14, 14), "flat"),
+    "snowy": ((16, 16), "snowy"),
+    "noisy": ((16, 16), "noisy"),
+    "tropical": ((14, 20), "tropical"),
 }
 
 
@@ -87,6 +103,13 @@ def write_variants(zone: Zone, out: Path, fill_value: int, valid_range: list[int
     stack = read_zone(zone, fill_value, valid_range)  # gap months are all fill
     valid_values = stack[stack != fill_value]
     centre = float(valid_values.mean()) if valid_values.size else 0.0
+    values = np.where(stack == fill_value, np.nan, stack.astype(np.float64))
+    phases = (np.arange(len(stack)) + zone.first) % 12  # month number mod 12: a calendar month
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
+        season = np.stack([np.nanmean(values[phases == phase], axis=0) for phase in range(12)])
+        season -= np.nanmean(season, axis=0)  # each pixel's seasonal curve around its mean
+        snow_phases = np.argsort([np.nanmean(values[phases == phase]) for phase in range(12)])[:SNOW_MONTHS]
     described = {}
     for name, (size, kind) in VARIANTS.items():
         rows, columns = (height, width) if size is None else (min(size[0], height), min(size[1], width))
@@ -105,6 +128,14 @@ def write_variants(zone: Zone, out: Path, fill_value: int, valid_range: list[int
                 missing |= noise.random(image.shape) < CLOUD_SHARE
             if kind == "flat":
                 image = centre + FLAT_SCALE * (image - centre) + noise.normal(0, FLAT_NOISE * scale, image.shape)
+            if kind == "snowy" and month % 12 in snow_phases:
+                missing |= noise.random(image.shape) < SNOW_SHARE
+            if kind == "noisy":
+                drop = noise.uniform(*NOISY_DROP, image.shape) * scale
+                image -= np.where(noise.random(image.shape) < NOISY_SHARE, drop, 0.0)
+            if kind == "tropical":
+                image -= (1 - TROPICAL_SEASON) * np.nan_to_num(
+                    season[month % 12, row:row + rows, column:column + columns])
             image[missing] = np.nan
             write_geotiff(folder / month_file_name(name, written), image, profile, fill_value, valid_range)
         described[name] = (f"{kind}, {rows}×{columns} px at ({row}, {column}), months {renumbered[0][1]}.."

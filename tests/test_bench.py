@@ -119,9 +119,11 @@ def test_train_step_bench_times_the_network_under_jax_without_tensorflow(tmp_pat
 
 def test_variants_of_a_real_zone_keep_its_months_and_georeference(tiny_data, tmp_path):
     """bench/variants.py's zones: crops that stay georeferenced, the zone's gaps kept, the short zone
-    shorter, the shifted one renumbered by 6 months, the cloudy one with more fill, the flat one flatter."""
+    shorter, the shifted one renumbered by 6 months, the cloudy one with more fill, the flat one flatter, the
+    snowy one with fill in its winter months only, the noisy one lowered at a share of pixels, the tropical
+    one with a weaker seasonal curve."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from variants import CLOUD_SHARE, SHIFT, SHORT_CUT, VARIANTS, write_variants
+    from variants import CLOUD_SHARE, NOISY_SHARE, SHIFT, SHORT_CUT, SNOW_MONTHS, SNOW_SHARE, VARIANTS, write_variants
 
     from phenocast.zones import discover_zones, read_zone
 
@@ -154,6 +156,29 @@ def test_variants_of_a_real_zone_keep_its_months_and_georeference(tiny_data, tmp
     flat = read_zone(variants["flat"], fill, config.data.valid_range).astype(float)
     flat_valid = flat[present][flat[present] != fill]
     assert flat_valid.std() < 0.5 * original[present][original[present] != fill].std()
+
+    def phase_means(stack, function):  # per calendar month (month number mod 12) over the present months
+        return np.array([function(stack[[p for p in present if (p + zone.first) % 12 == phase]])
+                         for phase in range(12)])
+
+    snowy = read_zone(variants["snowy"], fill, config.data.valid_range)  # 16 × 16: the whole zone
+    added_fill = phase_means(snowy == fill, np.mean) - phase_means(original == fill, np.mean)
+    assert np.sum(added_fill > SNOW_SHARE / 2) == SNOW_MONTHS and np.sum(added_fill > 0) == SNOW_MONTHS
+    snow_phases = added_fill > SNOW_SHARE / 2
+    values = np.where(original == fill, np.nan, original)
+    seasonal = phase_means(values, np.nanmean)
+    assert seasonal[snow_phases].max() <= np.sort(seasonal)[SNOW_MONTHS - 1]  # the lowest months are hidden
+    noisy = read_zone(variants["noisy"], fill, config.data.valid_range).astype(float)
+    assert np.array_equal(noisy == fill, original == fill) and np.all(noisy <= original)
+    assert NOISY_SHARE / 2 < np.mean(noisy[original != fill] < original[original != fill] - 1) < 2 * NOISY_SHARE
+    tropical = variants["tropical"]
+    column, row = (round(value) for value in ~zone.profile.affine * tropical.profile.transform[2::3])
+    rows, columns = tropical.shape
+    crop = np.where(original == fill, np.nan, original)[:, row:row + rows, column:column + columns]
+    tropical_values = read_zone(tropical, fill, config.data.valid_range).astype(float)
+    tropical_values[tropical_values == fill] = np.nan
+    amplitude = np.ptp(phase_means(tropical_values, np.nanmean)), np.ptp(phase_means(crop, np.nanmean))
+    assert amplitude[0] < 0.5 * amplitude[1]
 
 
 def test_advection_bench_times_both_gathers_and_finds_them_equal(tmp_path: Path):
