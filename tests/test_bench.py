@@ -142,9 +142,13 @@ def test_variants_of_a_real_zone_keep_its_months_and_georeference(tiny_data, tmp
     original = read_zone(zone, config.data.fill_value, config.data.valid_range).astype(float)
     whole = read_zone(variants["whole"], config.data.fill_value, config.data.valid_range).astype(float)
     assert np.array_equal(whole, original)
+
+    def corner(found):  # (column, row) of a crop's corner in the zone
+        return tuple(round(value) for value in ~zone.profile.affine * found.profile.transform[2::3])
+
     small = variants["small"]
     a, _, c, _, e, f = small.profile.transform
-    column, row = (round(value) for value in ~zone.profile.affine * (c, f))  # the crop's corner in the zone
+    column, row = corner(small)
     assert zone.profile.affine * (column, row) == pytest.approx((c, f)) and (a, e) == zone.profile.transform[::4]
     cropped = read_zone(small, config.data.fill_value, config.data.valid_range)
     assert np.array_equal(cropped, original[:, row:row + 8, column:column + 8])
@@ -172,7 +176,7 @@ def test_variants_of_a_real_zone_keep_its_months_and_georeference(tiny_data, tmp
     assert np.array_equal(noisy == fill, original == fill) and np.all(noisy <= original)
     assert NOISY_SHARE / 2 < np.mean(noisy[original != fill] < original[original != fill] - 1) < 2 * NOISY_SHARE
     tropical = variants["tropical"]
-    column, row = (round(value) for value in ~zone.profile.affine * tropical.profile.transform[2::3])
+    column, row = corner(tropical)
     rows, columns = tropical.shape
     crop = np.where(original == fill, np.nan, original)[:, row:row + rows, column:column + columns]
     tropical_values = read_zone(tropical, fill, config.data.valid_range).astype(float)
