@@ -19,6 +19,14 @@ refit off, so the chosen pre-trained model is what is scored), then prints, on t
 - the learning curve: the gap share on the test period after every epoch (``train.keep_epochs``), by
   training step.
 
+With ``--seeds 0,1,2,…`` every world is generated and trained once per seed, and a pooled row follows the
+per-seed rows: each RMSE pooled over the seeds' images (the root of the image-weighted mean square), the
+gap share of those pooled RMSEs, and 95 % intervals of model/EMA and of the gap share from a bootstrap
+over seeds. A world's test period is two years of one realisation: where what the network must learn is
+one number per zone and month (``regional``), two zones give only a few independent values of it in two
+years, and a single seed's interval over origins does not show how much another realisation would
+differ. The goals are then judged on the pooled row.
+
 Then the goals, each ``met`` or ``NOT met``: ``persistence`` (a) ≥ 90 % of what the damped baseline gains
 over the EMA; ``moving``, ``regional``, ``landcover`` (b–d) ≥ 70 % of the base → optimum gap and below the
 ridge; ``control`` (e) ≤ 1.01 × the base.
@@ -27,7 +35,7 @@ Usage::
 
     python bench/learnability.py [--worlds persistence,moving,regional,landcover,control]
         [--config configs/sample.yaml] [--set train.epochs=3 …] [--zones 2] [--months 120] [--size N]
-        [--seed 0] [--out outputs/learnability] [--json results.json]
+        [--seed 0 | --seeds 0,1,2] [--out outputs/learnability] [--json results.json]
 
 Worlds are generated once into ``<out>/<world>-…/data`` and runs go to ``<out>/<world>-…/<config name>``:
 a rerun reuses finished stages (the pipeline's resumability), so an interrupted bench continues.
@@ -114,13 +122,13 @@ def ridge_model(config: Config, run: Pipeline) -> tuple[keras.Model, float]:
     return model, fit.penalty
 
 
-def bench_world(args, world: str) -> dict:
-    """Generate, preprocess, train and score one world; returns its row."""
-    label = f"{world}-seed{args.seed}-z{args.zones}-m{args.months}" + (f"-s{args.size}" if args.size else "")
+def bench_world(args, world: str, seed: int) -> dict:
+    """Generate (with the world seed ``seed``), preprocess, train and score one world; returns its row."""
+    label = f"{world}-seed{seed}-z{args.zones}-m{args.months}" + (f"-s{args.size}" if args.size else "")
     folder = Path(args.out) / label
     data_dir = folder / "data"
     if not (data_dir / "Z1").is_dir():
-        generate_planted(data_dir, world, zones=args.zones, months=args.months, size=args.size, seed=args.seed)
+        generate_planted(data_dir, world, zones=args.zones, months=args.months, size=args.size, seed=seed)
     config = world_config(args, world, data_dir, folder)
     started = time.time()
     preprocess(config, progress=False, log=lambda message: None)
@@ -146,12 +154,63 @@ def bench_world(args, world: str) -> dict:
     def gap(rmse: float) -> float:
         return (pooled[base] - rmse) / (pooled[base] - pooled["oracle"])
 
-    row = {"world": world, "images": summary["headline"]["images"], "ema": pooled["ema"], "base": pooled[base],
-           "base_method": base, "oracle": pooled["oracle"], "damped": pooled["damped"], "model": pooled["model"],
+    row = {"world": world, "seed": seed, "images": summary["headline"]["images"], "ema": pooled["ema"],
+           "base": pooled[base], "base_method": base, "oracle": pooled["oracle"], "damped": pooled["damped"],
+           "model": pooled["model"],
            "model_over_ema_interval": entry.get("over_ema_interval"), "gap": gap(pooled["model"]),
            "ridge": ridge_rmse, "ridge_penalty": penalty, "ridge_gap": gap(ridge_rmse),
            "curve": [(steps, gap(rmse)) for steps, rmse in curve], "seconds": trained,
            "best_epoch": json.loads((stage / "done.json").read_text())["best_epoch"]}
+    row["goal"], row["met"] = goal(row)
+    return row
+
+
+POOLED = ("ema", "base", "oracle", "damped", "model", "ridge")  # RMSEs a pooled row pools
+
+
+def pool_seeds(rows: list[dict], replicates: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict:
+    """One world's rows of several seeds → its pooled row.
+
+    Each RMSE in ``POOLED`` is pooled as the root of the image-weighted mean of the seeds' mean squares
+    (each seed's RMSE is already pooled over its images); the gap shares are those of the pooled RMSEs.
+    ``model_over_ema_interval`` and ``gap_interval`` come from a percentile bootstrap over seeds (each
+    replicate draws as many seeds as there are, with replacement, and pools them the same way), so they
+    include how much one realisation of the world differs from another, which an interval over one
+    seed's origins does not.
+
+    Returns:
+      the pooled row: the keys of ``bench_world``'s rows that pooling defines, plus ``seeds``,
+      ``seed_gaps`` (each seed's own gap share) and ``gap_interval``; ``goal`` and ``met`` judged on it.
+    """
+    if not rows:
+        raise ValueError("expected the rows of at least one seed, got none")
+    worlds = {row["world"] for row in rows}
+    if len(worlds) != 1:
+        raise ValueError(f"expected rows of one world, got {sorted(worlds)}")
+    images = np.array([row["images"] for row in rows], dtype=np.float64)
+    squares = {key: np.array([row[key] ** 2 for row in rows]) for key in POOLED}
+
+    def pooled(picks: np.ndarray) -> dict[str, float]:
+        weights = images[picks]
+        return {key: float(np.sqrt((values[picks] * weights).sum() / weights.sum()))
+                for key, values in squares.items()}
+
+    def gap(values: dict[str, float], key: str = "model") -> float:
+        return (values["base"] - values[key]) / (values["base"] - values["oracle"])
+
+    everything = pooled(np.arange(len(rows)))
+    draws = np.random.default_rng(seed).integers(0, len(rows), size=(replicates, len(rows)))
+    replicated = [pooled(picks) for picks in draws]
+    tail = 100 * (1 - confidence) / 2
+    ratios = [values["model"] / values["ema"] for values in replicated]
+    gaps = [gap(values) for values in replicated]
+    row = {"world": rows[0]["world"], "seed": "pooled", "seeds": [row["seed"] for row in rows],
+           "images": int(images.sum()), "base_method": rows[0]["base_method"], **everything,
+           "model_over_ema_interval": [float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))],
+           "gap": gap(everything), "gap_interval": [float(np.percentile(gaps, tail)),
+                                                    float(np.percentile(gaps, 100 - tail))],
+           "ridge_gap": gap(everything, "ridge"), "seed_gaps": [row["gap"] for row in rows], "curve": [],
+           "seconds": float(sum(row["seconds"] for row in rows)), "best_epoch": None}
     row["goal"], row["met"] = goal(row)
     return row
 
@@ -172,19 +231,38 @@ def goal(row: dict) -> tuple[str, bool]:
 
 def print_table(rows: list[dict], config_path: str) -> None:
     print(f"\nlearnability of {config_path} on planted worlds: test period, RMSE ratios to the EMA")
-    print(f"{'world':<12} {'images':>6} {'base/EMA':>9} {'optimum/EMA':>11} {'model/EMA [95 %]':>24} "
+    print(f"{'world':<12} {'seed':>6} {'images':>6} {'base/EMA':>9} {'optimum/EMA':>11} {'model/EMA [95 %]':>24} "
           f"{'gap':>5} {'ridge/EMA':>9} {'ridge gap':>9}  goal")
     for row in rows:
         interval = row["model_over_ema_interval"]
         within = f" [{interval[0]:.3f}–{interval[1]:.3f}]" if interval else ""
-        print(f"{row['world']:<12} {row['images']:>6} {row['base'] / row['ema']:>9.3f} "
+        print(f"{row['world']:<12} {row.get('seed', ''):>6} {row['images']:>6} {row['base'] / row['ema']:>9.3f} "
               f"{row['oracle'] / row['ema']:>11.3f} {row['model'] / row['ema']:>9.3f}{within:>15} "
               f"{row['gap']:>5.0%} {row['ridge'] / row['ema']:>9.3f} {row['ridge_gap']:>9.0%}  "
               f"{'met' if row['met'] else 'NOT met'}: {row['goal']}")
-    print("\nlearning curves (share of the base → optimum gap closed on the test period, by training step):")
-    for row in rows:
+        if "gap_interval" in row:
+            low, high = row["gap_interval"]
+            seeds = ", ".join(f"{seed}: {share:.0%}" for seed, share in zip(row["seeds"], row["seed_gaps"]))
+            print(f"{'':<12} {'':>6} pooled over {len(row['seeds'])} seeds (intervals: bootstrap over seeds); "
+                  f"gap {row['gap']:.0%} [{low:.0%}–{high:.0%}]; each seed's gap: {seeds}")
+    curves = [row for row in rows if row["curve"]]
+    if curves:
+        print("\nlearning curves (share of the base → optimum gap closed on the test period, by training step):")
+    for row in curves:
         points = ", ".join(f"{steps}: {share:.0%}" for steps, share in row["curve"])
-        print(f"  {row['world']:<12} {points}  (chosen epoch {row['best_epoch']}, {row['seconds']:.0f} s)")
+        print(f"  {row['world']:<12} seed {row.get('seed', '')}: {points}  (chosen epoch {row['best_epoch']}, "
+              f"{row['seconds']:.0f} s)")
+
+
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: comma-separated distinct integers."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 0,1,2, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected at least one seed and no seed twice, got {text!r}")
+    return seeds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,7 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zones", type=int, default=2)
     parser.add_argument("--months", type=int, default=120)
     parser.add_argument("--size", type=int, default=None, help="pixels per side (the world's default if unset)")
-    parser.add_argument("--seed", type=int, default=0, help="the worlds' seed")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="the worlds' seed")
+    seeds.add_argument("--seeds", type=seed_list, default=None,
+                       help="comma-separated world seeds: every world once per seed, then a row pooled over them")
     parser.add_argument("--out", default="outputs/learnability")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     return parser
@@ -208,11 +289,18 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown world(s) {', '.join(unknown)}; expected some of {', '.join(WORLDS)}", file=sys.stderr)
         return 2
+    seeds = args.seeds or [args.seed]
     rows = []
     for world in worlds:
         print(f"{world}: {PLANTED_WORLDS[world]}", flush=True)
-        rows.append(bench_world(args, world))
-        print_table(rows[-1:], args.config)
+        runs = []
+        for seed in seeds:
+            runs.append(bench_world(args, world, seed))
+            print_table(runs[-1:], args.config)
+        rows += runs
+        if len(seeds) > 1:
+            rows.append(pool_seeds(runs))
+            print_table(rows[-1:], args.config)
     print_table(rows, args.config)
     if args.json:
         atomic_write_text(args.json, json.dumps(rows, indent=1) + "\n")

@@ -195,3 +195,42 @@ def test_advection_bench_times_both_gathers_and_finds_them_equal(tmp_path: Path)
     written = json.loads(out.read_text())
     assert written["max_difference"] == 0.0 and set(written["results"]) == {"batched gather", "take_along_axis"}
     assert all(entry["trace_s"] > 0 and entry["run_s"] > 0 for entry in written["results"].values())
+
+
+def learnability_row(seed: int, images: int, **rmse: float) -> dict:
+    """A row of bench/learnability.py's ``bench_world`` for one seed (only what pooling reads)."""
+    row = {"world": "regional", "seed": seed, "images": images, "base_method": "ema", "seconds": 1.0,
+           "ema": 1.0, "base": 1.0, "oracle": 0.5, "damped": 0.9, "model": 0.8, "ridge": 0.9, **rmse}
+    row["gap"] = (row["base"] - row["model"]) / (row["base"] - row["oracle"])
+    return row
+
+
+def test_learnability_pools_seeds_by_their_mean_squares_and_bootstraps_over_seeds():
+    """bench/learnability.py --seeds: each RMSE pooled as the root of the image-weighted mean square, the
+    gap share of the pooled RMSEs (not the mean of the seeds' shares), and an interval over seeds that
+    spans the seeds' own values."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from learnability import pool_seeds
+
+    rows = [learnability_row(0, 100, model=1.1), learnability_row(1, 100, model=0.6),
+            learnability_row(2, 200, model=0.7, oracle=0.6)]
+    pooled = pool_seeds(rows, replicates=500)
+    model = np.sqrt((100 * 1.1**2 + 100 * 0.6**2 + 200 * 0.7**2) / 400)
+    oracle = np.sqrt((200 * 0.5**2 + 200 * 0.6**2) / 400)
+    assert pooled["model"] == pytest.approx(model)
+    assert pooled["oracle"] == pytest.approx(oracle)
+    assert pooled["ema"] == pytest.approx(1.0)
+    assert pooled["gap"] == pytest.approx((1.0 - model) / (1.0 - oracle))
+    assert pooled["seeds"] == [0, 1, 2] and pooled["images"] == 400
+    assert pooled["seed_gaps"] == pytest.approx([-0.2, 0.8, 0.75])
+    low, high = pooled["model_over_ema_interval"]
+    assert 0.6 <= low < model < high <= 1.1
+    low, high = pooled["gap_interval"]
+    assert low < pooled["gap"] < high
+    assert pooled["met"] == (pooled["gap"] >= 0.7 and pooled["model"] < pooled["ridge"])
+    alone = pool_seeds(rows[:1], replicates=50)  # one seed: its own numbers, an interval of one point
+    assert alone["model"] == pytest.approx(1.1) and alone["gap_interval"] == pytest.approx([-0.2, -0.2])
+    with pytest.raises(ValueError, match="one world"):
+        pool_seeds([rows[0], {**rows[1], "world": "moving"}])
+    with pytest.raises(ValueError, match="at least one seed"):
+        pool_seeds([])
