@@ -323,11 +323,15 @@ class PostprocessConfig(Section):
     """Stitching, blending with the EMA and the submission zip."""
 
     blend: Literal["centre", "weighted"]
-    # The submitted forecast = base + w·(model - base), base = the baseline of model.base. fit: w per zone by
-    # least squares on the validation period, clipped to [0, 1]; with shrink it falls to 0 (the base) unless
-    # the validation bootstrap interval of RMSE(model) / RMSE(base) lies below 1. A number: that w.
+    # The submitted forecast = fallback + w·(model - fallback), the fallback = the baseline of model.base
+    # unless ``fallback`` names another. fit: w per zone by least squares on the check half of validation,
+    # clipped to [0, 1]; with shrink it falls to 0 (the fallback) unless the bootstrap interval of
+    # RMSE(model) / RMSE(fallback) there lies below 1. A number: that w.
     model_weight: float | Literal["fit"]
     shrink: bool
+    # What the model is blended with and falls back to: base (model.base) or a named baseline. With shrink
+    # a fallback other than the EMA must beat the EMA on the check images, else the EMA is the fallback.
+    fallback: Literal["base", "ema", "damped", "climatology"]
     decision: Literal["pooled", "zone"]  # the check (and the fitted weight) over all zones, or per zone
     layout: Literal["flat", "zones"]  # Z1-213.tif, or Z1/Z1-213.tif inside the zip
     zip_name: str

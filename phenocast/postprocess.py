@@ -14,9 +14,10 @@ that stopped before them, scored on the test period as method ``refit``):
    validation period only (``origins.validation_part``: interleaved blocks of origins; the select half
    chose the checkpoints and epochs, so what chose the network never checks it), first for every zone
    (``zone_evidence``), then once (``decide_blends``): the fallback is the base the network corrects
-   (``model.base``: ema, damped or climatology), but with ``postprocess.shrink`` a base other than the
-   EMA must beat the EMA on those images (the upper end of the paired-bootstrap interval of their RMSE
-   ratio below 1, over at least ``MIN_VALIDATION_ORIGINS`` origins), else the fallback is the EMA;
+   (``model.base``: ema, damped or climatology) or the baseline ``postprocess.fallback`` names, but with
+   ``postprocess.shrink`` a fallback other than the EMA must beat the EMA on those images (the upper end
+   of the paired-bootstrap interval of their RMSE ratio below 1, over at least ``MIN_VALIDATION_ORIGINS``
+   origins), else the fallback is the EMA;
    ``postprocess.model_weight`` a number, or ``fit`` — w by least squares on those images, clipped to
    [0, 1], and with shrink set to 0 (the fallback alone) unless the model beats the fallback there in the
    same sense. ``postprocess.decision: pooled`` answers both on all zones' check images together and
@@ -193,7 +194,7 @@ def blend_evidence(zone: Zone, stack: np.ndarray, config: Config, methods: dict)
     if not check:
         return None
     board = Scoreboard()
-    candidates = sorted({config.model.base, "ema"})
+    candidates = sorted({fallback_method(config), "ema"})
     for (origin, lead), values in check.items():
         truth = stack[origin + lead - zone.first]
         for method in ("model", *candidates):
@@ -217,11 +218,19 @@ def _validated(board: Scoreboard, method: str, reference: str, config: Config) -
     return interval["high"] < 1, said
 
 
+def fallback_method(config: Config) -> str:
+    """The baseline the model is blended with: ``postprocess.fallback``, or with ``base`` the base the
+    network corrects (``model.base``)."""
+    chosen = config.postprocess.fallback
+    return config.model.base if chosen == "base" else chosen
+
+
 def decide_blends(evidence: dict[str, BlendEvidence | None], config: Config) -> dict[str, Blend]:
     """Every zone's ``Blend`` from the check part of the validation period.
 
-    With ``postprocess.model_weight: fit`` the fallback is the base (``model.base``); with
-    ``postprocess.shrink`` a base other than the EMA must itself beat the EMA on the check images, else
+    With ``postprocess.model_weight: fit`` the fallback is ``fallback_method`` (the base, ``model.base``,
+    unless ``postprocess.fallback`` names another baseline); with ``postprocess.shrink`` a fallback other
+    than the EMA must itself beat the EMA on the check images, else
     the fallback is the EMA (the competition's reference), and the model's weight is 0 unless the model
     beats the fallback there. With ``postprocess.decision: pooled`` both questions are answered once, on
     the check images of all zones together (the zones share the pre-trained network), and each zone's
@@ -229,21 +238,22 @@ def decide_blends(evidence: dict[str, BlendEvidence | None], config: Config) -> 
     zone's evidence: w_z = (n_z + k·w) / (d_z + k), k = Σ d / zones, clipped to [0, 1] (n, d the sums of
     ``fit_sums``). With ``zone`` every zone answers on its own images with its own weight.
     """
-    base, setting, shrink = config.model.base, config.postprocess.model_weight, config.postprocess.shrink
+    preferred, setting, shrink = fallback_method(config), config.postprocess.model_weight, config.postprocess.shrink
     if setting != "fit":
-        return {zone: Blend(base, float(setting), f"set (postprocess.model_weight {setting})") for zone in evidence}
-    blends = {zone: Blend("ema" if shrink else base, 0.0, "no validation predictions (or no validation "
-                          f"period): {'ema' if shrink else base} alone") for zone, found in evidence.items()
+        return {zone: Blend(preferred, float(setting), f"set (postprocess.model_weight {setting})")
+                for zone in evidence}
+    blends = {zone: Blend("ema" if shrink else preferred, 0.0, "no validation predictions (or no validation "
+                          f"period): {'ema' if shrink else preferred} alone") for zone, found in evidence.items()
               if found is None}
     present = [zone for zone, found in evidence.items() if found is not None]
     groups = [present] if config.postprocess.decision == "pooled" and present else [[zone] for zone in present]
     for group in groups:
         board = Scoreboard(score for zone in group for score in evidence[zone].board.scores)
         where = f"pooled over {len(group)} zone(s)" if len(group) > 1 else "this zone"
-        fallback, notes = base, []
-        if shrink and base != "ema":
-            better, said = _validated(board, base, "ema", config)
-            fallback = base if better else "ema"
+        fallback, notes = preferred, []
+        if shrink and preferred != "ema":
+            better, said = _validated(board, preferred, "ema", config)
+            fallback = preferred if better else "ema"
             notes.append(f"fallback {fallback} ({where}: {said}{', below 1' if better else ', not below 1'})")
         sums = [evidence[zone].sums[fallback] for zone in group]
         pooled = _weight(sum(n for n, _ in sums), sum(d for _, d in sums))

@@ -194,6 +194,24 @@ def test_a_base_that_does_not_beat_the_ema_on_validation_falls_back_to_the_ema(d
     assert chosen.fallback == "ema" and chosen.weight == 0.0 and "from only 5 origin(s)" in chosen.reason
 
 
+@pytest.mark.parametrize("setting, damped_error, fallback", [
+    ("damped", 0.5, "damped"), ("damped", 1.1, "ema"), ("base", 0.5, "ema")])
+def test_a_named_fallback_replaces_the_base_where_it_beats_the_ema(setting: str, damped_error: float,
+                                                                   fallback: str):
+    """``postprocess.fallback: damped`` over a network whose base is the EMA: the damped forecast is the
+    fallback where the check images say it beats the EMA, else the EMA; ``base`` keeps the EMA however good
+    the damped forecast is. A model no better than the damped forecast gets weight 0."""
+    config = make_config(Path("."), Path("."), "model.base=ema", f"postprocess.fallback={setting}",
+                         "evaluate.bootstrap=200")
+    evidence, _ = planted_evidence(config, "Z1", 0.2, damped_error)
+    chosen = decide_blends({"Z1": evidence}, config)["Z1"]
+    assert chosen.fallback == fallback and chosen.weight > 0.5 and chosen.reason.startswith("fitted")
+    assert ("fallback damped" in chosen.reason) == (fallback == "damped")
+    useless, _ = planted_evidence(config, "Z1", 1.0, damped_error)  # the EMA's error plus noise
+    chosen = decide_blends({"Z1": useless}, config)["Z1"]
+    assert chosen.fallback == fallback and chosen.weight == 0.0 and chosen.reason.startswith("shrunk")
+
+
 @pytest.mark.parametrize("decision", ["pooled", "zone"])
 def test_pooled_decisions_shrink_each_zone_towards_all_zones(decision: str):
     """Two zones where the model is clearly better and one where it only adds noise: pooled, the check
@@ -325,6 +343,23 @@ def test_zip_is_only_written_when_every_zone_has_a_forecast(run, tmp_path: Path)
     summary = run_postprocess(config, zones, log=messages.append)
     assert summary["zip"] is None and summary["missing"] == ["Z2"]
     assert any("submission.zip not written" in message for message in messages)
+
+
+@pytest.mark.parametrize("setting, expected", [("base", "ema"), ("damped", "damped"), ("climatology", "climatology")])
+def test_the_submission_falls_back_to_the_named_baseline(run, tmp_path: Path, setting: str, expected: str):
+    """With the model's weight set to 0 the submitted forecast is the fallback, on every scored image and in
+    the forecast files: the EMA (the base) by default, the named baseline with ``postprocess.fallback``."""
+    data_dir, stacks = run
+    future = {name: stack[-12:-9] for name, stack in stacks.items()}
+    config, zones = write_run(data_dir, tmp_path / setting, future, "model.base=ema", "postprocess.model_weight=0",
+                              f"postprocess.fallback={setting}", noise=0.03)
+    scores = run_postprocess(config, zones, log=lambda message: None)["scores"]
+    for zone in zones:
+        assert scores["model_weight"][zone.name]["fallback"] == expected
+        for period in ("validation", "test"):
+            rmse = scores[period]["zones"][zone.name]["rmse"]
+            assert rmse["blend"] == rmse[expected] != rmse["model"], (period, rmse)
+    assert scores["test"]["pooled"]["damped"] != scores["test"]["pooled"]["ema"]
 
 
 def test_blend_weight_is_fitted_on_validation_and_test_months_cannot_move_it(run, tmp_path: Path):
