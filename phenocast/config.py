@@ -320,7 +320,7 @@ class EvaluateConfig(Section):
 
 
 class PostprocessConfig(Section):
-    """Stitching, blending with the EMA and the submission zip."""
+    """Stitching, blending with a fallback baseline and the submission zip."""
 
     blend: Literal["centre", "weighted"]
     # The submitted forecast = fallback + w·(model - fallback), the fallback = the baseline of model.base

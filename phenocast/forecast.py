@@ -3,7 +3,7 @@
 ``predict_windows`` runs a model over every window of a zone at given origins (optionally the 8
 flips/rotations, test-time augmentation) and returns the predicted *differences* from the climatology
 as of each origin. ``save_windows`` / ``load_windows`` keep them in ``predictions/raw/<zone>-<kind>.npz``
-so that postprocessing (stitching mode, blending with the EMA) can be redone without the model.
+so that postprocessing (stitching mode, blending with a fallback) can be redone without the model.
 ``zone_forecast`` stitches a zone's windows (``phenocast.tiling.stitch``), averages augmentations and adds
 the climatology as of the origin, computed from the zone's months with ``phenocast.baselines``: the
 same definition the tf.data pipeline used to build the targets.
