@@ -630,7 +630,7 @@ class Pipeline:
 def prior_config(config: Config, overrides: tuple[str, ...] = (), member: int = 0) -> Config:
     """The config of the sample's network that ``config``'s ensemble member ``member`` starts from
     (``sample_prior``): configs/sample.yaml with ``overrides``, the run's output folder and advection edge,
-    and the member's seed and run name."""
+    and the member's seed and run name; always one member (each prior is one draw)."""
     from phenocast.config import load_config
 
     edge = config.model.advection_edge
@@ -639,7 +639,7 @@ def prior_config(config: Config, overrides: tuple[str, ...] = (), member: int = 
     name = name if member == 0 else f"{name}-member{member}"
     return load_config(PRIOR_CONFIG, [*overrides, f"output.dir={config.output.dir}", f"output.name={name}",
                                       "finetune.refit=false", "train.init_from=null", f"model.advection_edge={edge}",
-                                      f"seed={shipped.seed + MEMBER_SEED_STEP * member}"])
+                                      "train.ensemble=1", f"seed={shipped.seed + MEMBER_SEED_STEP * member}"])
 
 
 def sample_prior(config: Config, log: Callable[[str], None], overrides: tuple[str, ...] = (),

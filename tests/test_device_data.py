@@ -117,7 +117,7 @@ def test_a_pretraining_stage_on_device_data_trains_as_the_tf_data_one(tmp_path: 
         return load_config(ROOT / "configs" / "sample.yaml", [
             *TINY, f"data.dir={tmp_path / 'data'}", f"records.dir={tmp_path / 'records'}",
             f"output.dir={tmp_path / output}", "train.epochs=2", "train.steps_per_epoch=2", "report.maps=false",
-            "train.validation_samples=8",
+            "train.validation_samples=8", "train.ensemble=1",
             *overrides])
 
     preprocess(config("unused"), progress=False, log=lambda message: None)

@@ -32,7 +32,7 @@ def trained(tmp_path_factory):
         *TINY_NETWORK, f"data.dir={root / 'data'}", "data.sample=false", f"records.dir={root / 'records'}",
         f"output.dir={root / 'out'}", "data.val_months=12", "data.test_months=12", "train.epochs=3",
         "train.steps_per_epoch=100", "train.warmup_steps=20", "train.validation_samples=32",
-        "finetune.enabled=false", "finetune.refit=false", "records.workers=1",
+        "finetune.enabled=false", "finetune.refit=false", "records.workers=1", "train.ensemble=1",
         "model.linear_path=zero"])  # the layers learn it from zero: a ridge start (tests/test_ridge.py) would
     preprocess(config, progress=False, log=lambda message: None)  # beat the base without them
     from phenocast.pipeline import Pipeline

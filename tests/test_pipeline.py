@@ -40,7 +40,7 @@ def make_config(root: Path, output: Path, *overrides: str):
     return load_config(ROOT / "configs" / "sample.yaml", [
         *TINY, f"data.dir={root / 'data'}", f"records.dir={root / 'records'}", f"output.dir={output}",
         "train.epochs=1", "train.steps_per_epoch=1", "finetune.refit=false", "predict.tta=false",
-        "report.maps=false", "data.zones=[Z2]", *overrides])
+        "report.maps=false", "data.zones=[Z2]", "train.ensemble=1", *overrides])
 
 
 def pipeline(root: Path, output: Path, *overrides: str):

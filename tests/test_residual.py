@@ -30,7 +30,7 @@ def make_config(root: Path, output: Path, *overrides: str):
     return load_config(ROOT / "configs" / "sample.yaml", [
         *TINY, f"data.dir={root / 'data'}", f"records.dir={root / 'records'}", f"output.dir={output}",
         "finetune.refit=false", "predict.tta=false", "report.maps=false", "train.validation_samples=8",
-        "evaluate.bootstrap=200", *overrides])
+        "evaluate.bootstrap=200", "train.ensemble=1", *overrides])
 
 
 def pipeline(root: Path, output: Path, *overrides: str):

@@ -55,7 +55,7 @@ def ridge_config(root, output, *overrides: str):
     return load_config(ROOT / "configs" / "sample.yaml", [
         *TINY_NETWORK, f"data.dir={root / 'data'}", "data.sample=false", f"records.dir={root / 'records'}",
         f"output.dir={output}", "data.val_months=12", "data.test_months=12", "train.epochs=0",
-        "train.validation_samples=32", "finetune.enabled=false", "records.workers=1",
+        "train.validation_samples=32", "finetune.enabled=false", "records.workers=1", "train.ensemble=1",
         "finetune.refit=true", "model.linear_path=ridge", *overrides])
 
 

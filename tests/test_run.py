@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, synthetic_stack, write_zone
 
 TINY = ["tiling.centre=8", "tiling.margin=4", "sequence.years=2", "data.val_months=12", "data.test_months=9",
-        "sequence.origins=all", "data.sample=false",
+        "sequence.origins=all", "data.sample=false", "train.ensemble=1",
         "model.filters=4", "model.growth_rate=4", "model.layers_per_block=[1,1,1]",
         "model.lstm_filters=[4,4,4]", "model.aspp_filters=4", "model.dilation_rates=[1,2]",
         "model.decoder_filters=4", "train.epochs=2", "train.steps_per_epoch=2", "train.batch_size=2",

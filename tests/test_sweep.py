@@ -20,7 +20,7 @@ from conftest import ROOT, synthetic_stack, write_zone
 
 def write_sweep(path: Path, data_dir: Path, output: Path, members: str) -> Path:
     common = [*TINY, "finetune.enabled=false", "finetune.refit=false", "train.epochs=1", f"data.dir={data_dir}",
-              f"output.dir={output}", "report.maps=false", "predict.tta=false"]
+              f"output.dir={output}", "report.maps=false", "predict.tta=false", "train.ensemble=1"]
     path.write_text(f"name: tiny\nbase: {ROOT / 'configs' / 'sample.yaml'}\nset: {json.dumps(common)}\n{members}")
     return path
 
