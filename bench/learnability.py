@@ -17,7 +17,7 @@ refit off, so the chosen pre-trained model is what is scored), then prints, on t
   reference a per-pixel linear model reaches (``model.linear_path: ridge`` starts the network at the same
   regression on its scaled inputs and advection channels);
 - the learning curve: the gap share on the test period after every epoch (``train.keep_epochs``), by
-  training step.
+  training step; with ``train.ensemble`` above 1, member 0's epochs (the model row is the members' mean).
 
 With ``--seeds 0,1,2,…`` every world is generated and trained once per seed, and a pooled row follows the
 per-seed rows: each RMSE pooled over the seeds' images (the root of the image-weighted mean square), the
