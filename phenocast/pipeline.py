@@ -151,9 +151,10 @@ class Pipeline:
 
     @property
     def checkpoints(self) -> Path:
-        """``checkpoints/``, or ``checkpoints/member<k>/`` of the current member of an ensemble."""
+        """``checkpoints/``: the single network's and an ensemble's member 0's (the same seed: growing
+        ``train.ensemble`` keeps it), or ``checkpoints/member<k>/`` of member k ≥ 1."""
         folder = self.run_dir / "checkpoints"
-        return folder / f"member{self.member}" if self.members > 1 else folder
+        return folder / f"member{self.member}" if self.member > 0 else folder
 
     def each_member(self) -> Iterator[int]:
         """Make each ensemble member the current one in turn (``member``), then member 0 again."""
@@ -165,8 +166,9 @@ class Pipeline:
             self.member = 0
 
     def _name(self, stage_name: str) -> str:
-        """A stage's log name: ``pretrain``, or ``m<k>-pretrain`` for member k of an ensemble."""
-        return f"m{self.member}-{stage_name}" if self.members > 1 else stage_name
+        """A stage's log name: ``pretrain`` (the single network, an ensemble's member 0), or
+        ``m<k>-pretrain`` for member k ≥ 1."""
+        return f"m{self.member}-{stage_name}" if self.member > 0 else stage_name
 
     @property
     def seed(self) -> int:

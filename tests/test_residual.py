@@ -154,7 +154,8 @@ def test_init_from_sample_pretrains_the_built_in_sample_once_and_starts_there(wo
     starts = [network.load_model(path) for path in (prior, other / "best.keras")]
     assert not np.array_equal(*(model.get_layer("stem_conv").kernel.numpy() for model in starts))
     for member, start in enumerate(starts):
-        ours = network.load_model(third.run_dir / "checkpoints" / f"member{member}" / "pretrain" / "best.keras")
+        ours = network.load_model(third.run_dir / "checkpoints" / (f"member{member}" if member else "")
+                                  / "pretrain" / "best.keras")
         for mine, theirs in zip(ours.get_weights(), start.get_weights()):
             np.testing.assert_array_equal(mine, theirs)
 
@@ -183,7 +184,7 @@ def test_an_ensemble_forecasts_the_mean_of_its_members(world: Path, tmp_path: Pa
     run = pipeline(world, tmp_path, "train.ensemble=2", "train.epochs=1", "train.steps_per_epoch=1",
                    "data.zones=[Z2]")
     run.run(("pretrain", "predict"))
-    members = [run.run_dir / "checkpoints" / f"member{k}" / "pretrain" / "best.keras" for k in (0, 1)]
+    members = [run.run_dir / "checkpoints" / (f"member{k}" if k else "") / "pretrain" / "best.keras" for k in (0, 1)]
     first, second = (network.load_model(path) for path in members)
     kernels = [model.get_layer("stem_conv").kernel.numpy() for model in (first, second)]
     assert not np.array_equal(*kernels)  # different seeds
