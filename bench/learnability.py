@@ -152,7 +152,7 @@ def bench_world(args, world: str, seed: int) -> dict:
     ridge_rmse = period_scores(config, run, scratch, ridge)["model"]
 
     def gap(rmse: float) -> float:
-        return (pooled[base] - rmse) / (pooled[base] - pooled["oracle"])
+        return gap_share(pooled[base], pooled["oracle"], rmse)
 
     row = {"world": world, "seed": seed, "images": summary["headline"]["images"], "ema": pooled["ema"],
            "base": pooled[base], "base_method": base, "oracle": pooled["oracle"], "damped": pooled["damped"],
@@ -166,6 +166,11 @@ def bench_world(args, world: str, seed: int) -> dict:
 
 
 POOLED = ("ema", "base", "oracle", "damped", "model", "ridge")  # RMSEs a pooled row pools
+
+
+def gap_share(base: float, oracle: float, rmse: float) -> float:
+    """The share of the base → optimum gap an RMSE closes: (base − rmse) / (base − oracle)."""
+    return (base - rmse) / (base - oracle)
 
 
 def pool_seeds(rows: list[dict], replicates: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict:
@@ -196,19 +201,20 @@ def pool_seeds(rows: list[dict], replicates: int = 2000, confidence: float = 0.9
                 for key, values in squares.items()}
 
     def gap(values: dict[str, float], key: str = "model") -> float:
-        return (values["base"] - values[key]) / (values["base"] - values["oracle"])
+        return gap_share(values["base"], values["oracle"], values[key])
 
     everything = pooled(np.arange(len(rows)))
     draws = np.random.default_rng(seed).integers(0, len(rows), size=(replicates, len(rows)))
     replicated = [pooled(picks) for picks in draws]
     tail = 100 * (1 - confidence) / 2
-    ratios = [values["model"] / values["ema"] for values in replicated]
-    gaps = [gap(values) for values in replicated]
+
+    def interval(values: list[float]) -> list[float]:
+        return np.percentile(values, [tail, 100 - tail]).tolist()
+
     row = {"world": rows[0]["world"], "seed": "pooled", "seeds": [row["seed"] for row in rows],
            "images": int(images.sum()), "base_method": rows[0]["base_method"], **everything,
-           "model_over_ema_interval": [float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))],
-           "gap": gap(everything), "gap_interval": [float(np.percentile(gaps, tail)),
-                                                    float(np.percentile(gaps, 100 - tail))],
+           "model_over_ema_interval": interval([values["model"] / values["ema"] for values in replicated]),
+           "gap": gap(everything), "gap_interval": interval([gap(values) for values in replicated]),
            "ridge_gap": gap(everything, "ridge"), "seed_gaps": [row["gap"] for row in rows], "curve": [],
            "seconds": float(sum(row["seconds"] for row in rows)), "best_epoch": None}
     row["goal"], row["met"] = goal(row)
@@ -236,7 +242,7 @@ def print_table(rows: list[dict], config_path: str) -> None:
     for row in rows:
         interval = row["model_over_ema_interval"]
         within = f" [{interval[0]:.3f}–{interval[1]:.3f}]" if interval else ""
-        print(f"{row['world']:<12} {row.get('seed', ''):>6} {row['images']:>6} {row['base'] / row['ema']:>9.3f} "
+        print(f"{row['world']:<12} {row['seed']:>6} {row['images']:>6} {row['base'] / row['ema']:>9.3f} "
               f"{row['oracle'] / row['ema']:>11.3f} {row['model'] / row['ema']:>9.3f}{within:>15} "
               f"{row['gap']:>5.0%} {row['ridge'] / row['ema']:>9.3f} {row['ridge_gap']:>9.0%}  "
               f"{'met' if row['met'] else 'NOT met'}: {row['goal']}")
@@ -250,7 +256,7 @@ def print_table(rows: list[dict], config_path: str) -> None:
         print("\nlearning curves (share of the base → optimum gap closed on the test period, by training step):")
     for row in curves:
         points = ", ".join(f"{steps}: {share:.0%}" for steps, share in row["curve"])
-        print(f"  {row['world']:<12} seed {row.get('seed', '')}: {points}  (chosen epoch {row['best_epoch']}, "
+        print(f"  {row['world']:<12} seed {row['seed']}: {points}  (chosen epoch {row['best_epoch']}, "
               f"{row['seconds']:.0f} s)")
 
 
