@@ -348,8 +348,8 @@ def test_zip_is_only_written_when_every_zone_has_a_forecast(run, tmp_path: Path)
 
 @pytest.mark.parametrize("setting, expected", [("base", "ema"), ("damped", "damped"), ("climatology", "climatology")])
 def test_the_submission_falls_back_to_the_named_baseline(run, tmp_path: Path, setting: str, expected: str):
-    """With the model's weight set to 0 the submitted forecast is the fallback, on every scored image and in
-    the forecast files: the EMA (the base) by default, the named baseline with ``postprocess.fallback``."""
+    """With the model's weight set to 0 the submitted forecast is the fallback on every scored image of
+    both periods: the EMA (the base) with ``base``, the named baseline with ``postprocess.fallback``."""
     data_dir, stacks = run
     future = {name: stack[-12:-9] for name, stack in stacks.items()}
     config, zones = write_run(data_dir, tmp_path / setting, future, "model.base=ema", "postprocess.model_weight=0",
