@@ -196,6 +196,10 @@ class ModelConfig(Section):
     # channels (training origins, penalty chosen on the select half; without validation months: zero), and
     # pre-training scores it first, so an epoch must beat it on validation to be chosen.
     linear_path: Literal["none", "zero", "ridge"]
+    # (window, origin) pairs in each of the ridge regression's two tables (training origins to fit, the
+    # select half of validation to choose the penalty; ``phenocast.ridge``): a zone-wide anomaly is one
+    # value per zone and origin, so its coefficients rest on the number of distinct origins drawn, not pixels
+    ridge_samples: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

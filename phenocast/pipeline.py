@@ -466,8 +466,9 @@ class Pipeline:
         fit = fit_zones(samples, self.config, features_of=lambda inputs: features(inputs, training=False))
         network.set_linear_path(model, fit.kernel, fit.bias, self.config.model.value_scale)
         self.log(f"linear path: ridge regression of the residual on {fit.kernel.shape[0]} channel(s) at "
-                 f"{fit.rows} pixel(s) of training origins, penalty {fit.penalty:g} chosen on the select half "
-                 f"(validation RMSE {np.sqrt(fit.validation_mse):.5f})")
+                 f"{fit.rows} pixel(s) of {self.config.model.ridge_samples} (window, origin) pair(s) of training "
+                 f"origins, penalty {fit.penalty:g} chosen on the select half (validation RMSE "
+                 f"{np.sqrt(fit.validation_mse):.5f})")
 
     def _validation_data(self, samples: list, batch: int, replica_count: int):
         """The validation batches that choose checkpoints and epochs: a fixed subset of

@@ -7,7 +7,8 @@ learnability bench fits the same regression on the raw input channels as its ref
 of both here:
 
 - ``pixel_table``: features and residual targets at the valid pixels (every lead valid) of a fixed
-  random subset of (window, origin) pairs, the last year-step, at most ``pixels`` rows;
+  random subset of ``model.ridge_samples`` (window, origin) pairs, the last year-step, at most ``pixels``
+  rows (each pair gives at most ``pixels // samples`` of its pixels);
 - ``fit_ridge``: the features standardised, the intercept not shrunk, the penalty (× the mean diagonal of
   XᵀX) of ``PENALTIES`` that gives the smallest mean squared error on a second table (validation);
 - ``fit_zones``: both tables as the project draws them, training origins to fit and the select half of
@@ -24,7 +25,6 @@ import numpy as np
 from phenocast.config import Config
 from phenocast.dataset import ZoneSamples, origin_dataset
 
-SAMPLES = 96  # (window, origin) pairs per table
 PIXELS = 200_000  # rows kept per table (a random subset of the valid pixels, fixed by the seed)
 PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # × the mean diagonal of XᵀX
 BATCH = 16  # samples per call of ``features_of``
@@ -43,10 +43,11 @@ class RidgeFit:
 
 def pixel_table(zones: list[ZoneSamples], config: Config, origins_of: Callable[[ZoneSamples], list[int]],
                 target_end: str, seed: int, features_of: Callable[[np.ndarray], np.ndarray] | None = None,
-                residual: bool = True, samples: int = SAMPLES, pixels: int = PIXELS
+                residual: bool = True, samples: int | None = None, pixels: int = PIXELS
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Features (rows, channels) and targets (rows, horizon), float64, at the valid pixels of ``samples``
-    (window, origin) pairs of ``origins_of(zone)`` (targets up to ``zone.target_end(target_end)``).
+    (default ``model.ridge_samples``) (window, origin) pairs of ``origins_of(zone)`` (targets up to
+    ``zone.target_end(target_end)``).
 
     Args:
       features_of: a batch of inputs ``(batch, years, size, size, channels)`` → features whose last
@@ -56,6 +57,7 @@ def pixel_table(zones: list[ZoneSamples], config: Config, origins_of: Callable[[
     """
     horizon = config.predict.horizon
     base = config.channel_slice("base")
+    samples = config.model.ridge_samples if samples is None else samples
     data = origin_dataset(zones, config, origins_of, limit=samples, seed=seed, centre_only=False,
                           target_end_of=lambda zone: zone.target_end(target_end))
     rng = np.random.default_rng(seed)

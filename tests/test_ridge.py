@@ -101,3 +101,21 @@ def test_without_validation_the_linear_path_starts_at_zero_and_says_so(persisten
     assert any("no zone has a validation origin to choose the ridge penalty on" in line for line in lines), lines
     model = network.load_model(run.stage_folder("pretrain") / "best.keras")
     assert not np.any(model.get_layer("forecast_linear_head").kernel.numpy())
+
+
+def test_ridge_samples_sets_the_pairs_each_table_draws(persistence_world, tmp_path):
+    """``model.ridge_samples``: each table holds the valid pixels of that many (window, origin) pairs (the
+    32² windows stay far under the row cap), so four times the pairs give about four times the rows, and
+    the pipeline's ridge fits on the training table of the configured size."""
+    from phenocast.pipeline import Pipeline
+    from phenocast.ridge import fit_zones, pixel_table
+
+    rows = {}
+    for samples in (4, 16):
+        config = ridge_config(persistence_world, tmp_path / str(samples), f"model.ridge_samples={samples}")
+        zones = list(Pipeline(config, log=lambda message: None).samples.values())
+        features, targets = pixel_table(zones, config, lambda zone: zone.origins("train"), "train", config.seed)
+        assert len(features) == len(targets) > 0
+        assert fit_zones(zones, config).rows == len(features)  # the same draw of the same seed
+        rows[samples] = len(features)
+    assert 3 * rows[4] < rows[16] < 5 * rows[4]
