@@ -58,6 +58,7 @@ import numpy as np  # noqa: E402
 
 import model as network  # noqa: E402
 from model.network import ChannelSlice  # noqa: E402
+from phenocast.cli import seed_list  # noqa: E402
 from phenocast.config import Config, load_config  # noqa: E402
 from phenocast.forecast import Forecaster, predict_windows, raw_path, save_windows  # noqa: E402
 from phenocast.forecasters import fit_baselines, load_oracle  # noqa: E402
@@ -258,17 +259,6 @@ def print_table(rows: list[dict], config_path: str) -> None:
         points = ", ".join(f"{steps}: {share:.0%}" for steps, share in row["curve"])
         print(f"  {row['world']:<12} seed {row['seed']}: {points}  (chosen epoch {row['best_epoch']}, "
               f"{row['seconds']:.0f} s)")
-
-
-def seed_list(text: str) -> list[int]:
-    """``--seeds``: comma-separated distinct integers."""
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 0,1,2, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"expected at least one seed and no seed twice, got {text!r}")
-    return seeds
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -234,3 +234,39 @@ def test_learnability_pools_seeds_by_their_mean_squares_and_bootstraps_over_seed
         pool_seeds([rows[0], {**rows[1], "world": "moving"}])
     with pytest.raises(ValueError, match="at least one seed"):
         pool_seeds([])
+
+
+def test_sample_worlds_pool_the_images_of_every_world_per_validation_half():
+    """bench/sample_worlds.py's columns: each image of ``scores.json`` goes to the select or check half by
+    its origin (blocks of 3 origins, select first) or to the test period, and the worlds' images are pooled
+    as one run pools its zones (the root of the mean image MSE): hand-computed numbers."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from sample_worlds import ratios, world_row
+
+    def scores(entries, weight):
+        images = [{"zone": "Z1", "origin": origin, "lead": 1, "method": method, "mse": mse, "pixels": 4,
+                   "period": period} for origin, period, methods in entries for method, mse in methods.items()]
+        return {"image_scores": images, "periods": {"Z1": {"validation": [10, 15], "test": [16, 30]}},
+                "headline": {"methods": {"blend": {"over_ema_interval": [0.5, 0.9]}}},
+                "model_weight": {"Z1": {"weight": weight}}}
+
+    first = scores([(9, "validation", {"model": 1.0, "ema": 4.0, "damped": 2.0}),  # origins 9–11: select
+                    (12, "validation", {"model": 1.0, "ema": 1.0, "damped": 1.0}),  # origins 12–14: check
+                    (20, "test", {"model": 2.0, "ema": 8.0, "damped": 8.0, "blend": 2.0})], 0.75)
+    second = scores([(10, "validation", {"model": 3.0, "ema": 4.0, "damped": 6.0}),
+                     (13, "validation", {"model": 4.0, "ema": 1.0, "damped": 1.0}),
+                     (21, "test", {"model": 4.0, "ema": 2.0, "damped": 2.0, "blend": 4.0})], 0.0)
+    row = world_row(0, first)
+    assert row["select_model_over_ema"] == pytest.approx(0.5)
+    assert row["select_model_over_damped"] == pytest.approx(0.5 ** 0.5)
+    assert row["check_model_over_ema"] == pytest.approx(1.0)
+    assert row["test_model_over_damped"] == pytest.approx(0.5) and row["test_blend_over_ema"] == pytest.approx(0.5)
+    assert row["test_images"] == 1 and row["weights"] == {"Z1": 0.75} and row["seed"] == 0
+    pooled = ratios([first, second])
+    assert pooled["select_model_over_ema"] == pytest.approx((2 / 4) ** 0.5)  # means 2 and 4, not a mean of ratios
+    assert pooled["select_model_over_damped"] == pytest.approx((2 / 4) ** 0.5)
+    assert pooled["check_model_over_ema"] == pytest.approx(2.5 ** 0.5)
+    assert pooled["check_model_over_damped"] == pytest.approx(2.5 ** 0.5)
+    assert pooled["test_model_over_damped"] == pytest.approx((3 / 5) ** 0.5)
+    assert pooled["test_blend_over_ema"] == pytest.approx((3 / 5) ** 0.5)
+    assert pooled["test_images"] == 2
