@@ -13,9 +13,10 @@ refit off, so the chosen pre-trained model is what is scored), then prints, on t
   number of images;
 - gap: the share of the base → optimum gap the model closes, (base − model) / (base − optimum);
 - ridge/EMA and its gap share: a ridge regression of the targets on the network's raw input channels at
-  each pixel (the last year-step; λ chosen on the select half of validation; ``phenocast.ridge``), the
-  reference a per-pixel linear model reaches (``model.linear_path: ridge`` starts the network at the same
-  regression on its scaled inputs and advection channels);
+  each pixel (the last year-step, ``model.ridge_samples`` (window, origin) pairs per table; λ chosen on the
+  select half of validation; ``phenocast.ridge``), the reference a per-pixel linear model reaches
+  (``model.linear_path: ridge`` starts the network at the same regression on its scaled inputs and
+  advection channels);
 - the learning curve: the gap share on the test period after every epoch (``train.keep_epochs``), by
   training step; with ``train.ensemble`` above 1, member 0's epochs (the model row is the members' mean).
 
