@@ -198,8 +198,9 @@ class ModelConfig(Section):
     linear_path: Literal["none", "zero", "ridge"]
     # (window, origin) pairs in each of the ridge regression's two tables (training origins to fit, the
     # select half of validation to choose the penalty; ``phenocast.ridge``): a zone-wide anomaly is one
-    # value per zone and origin, so its coefficients rest on the number of distinct origins drawn, not pixels
-    ridge_samples: int = Field(ge=1)
+    # value per zone and origin, so its coefficients rest on the number of distinct origins drawn, not pixels.
+    # At most 100,000: a table keeps at most 200,000 rows, at least two of each pair.
+    ridge_samples: int = Field(ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

@@ -25,7 +25,8 @@ import numpy as np
 from phenocast.config import Config
 from phenocast.dataset import ZoneSamples, origin_dataset
 
-PIXELS = 200_000  # rows kept per table (a random subset of the valid pixels, fixed by the seed)
+PIXELS = 200_000  # rows kept per table (a random subset of the valid pixels, fixed by the seed); model.ridge_samples
+# is at most PIXELS // 2 (phenocast/config.py), so every pair keeps at least two of its pixels
 PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # × the mean diagonal of XᵀX
 BATCH = 16  # samples per call of ``features_of``
 
