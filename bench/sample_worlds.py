@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 from collections import defaultdict
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from phenocast.cli import seed_list  # noqa: E402
 from phenocast.errors import PhenocastError, cli_main  # noqa: E402
 from phenocast.io import atomic_write_text  # noqa: E402
+from phenocast.metrics import Score, Scoreboard, rmse  # noqa: E402
 from phenocast.origins import Period, validation_part  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,36 +50,26 @@ COLUMNS = (  # (key, header, format)
 )
 
 
-def part_of(score: dict, periods: dict) -> str:
-    """``select``, ``check`` or ``test``: where one entry of ``scores.json``'s ``image_scores`` belongs."""
-    if score["period"] != "validation":
-        return score["period"]
-    start, end = periods[score["zone"]]["validation"]
-    return validation_part(score["origin"], Period("validation", start, end))
-
-
-def mean_squares(runs: list[dict]) -> dict[str, dict[str, tuple[float, int]]]:
-    """{part: {method: (sum of image MSEs, images)}} over the ``image_scores`` of every run's scores."""
-    sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
-    for scores in runs:
-        for score in scores["image_scores"]:
-            entry = sums[part_of(score, scores["periods"])][score["method"]]
-            entry[0] += score["mse"]
-            entry[1] += 1
-    return {part: {method: (total, count) for method, (total, count) in methods.items()}
-            for part, methods in sums.items()}
+def part_of(score: Score, periods: dict) -> str:
+    """``select``, ``check`` or ``test``: where one image score of a run belongs (``periods``: its
+    ``scores.json`` periods)."""
+    if score.period != "validation":
+        return score.period
+    start, end = periods[score.zone]["validation"]
+    return validation_part(score.origin, Period("validation", start, end))
 
 
 def ratios(runs: list[dict]) -> dict[str, float]:
-    """The bench's columns for a set of runs' scores, their images pooled (one run: that world's row)."""
-    sums = mean_squares(runs)
+    """The bench's columns for a set of runs' ``scores.json``, their images pooled as a run pools its zones
+    (``phenocast.metrics.rmse``; one run: that world's row)."""
+    groups: dict[tuple[str, str], list[Score]] = defaultdict(list)  # (part, method) → image scores
+    for scores in runs:
+        for score in Scoreboard.from_summary(scores).scores:
+            groups[part_of(score, scores["periods"]), score.method].append(score)
 
     def ratio(part: str, method: str, reference: str) -> float:
-        methods = sums.get(part, {})
-        if method not in methods or reference not in methods:
-            return float("nan")
-        (total, count), (reference_total, reference_count) = methods[method], methods[reference]
-        return math.sqrt((total / count) / (reference_total / reference_count))
+        below = rmse(groups.get((part, reference), []))
+        return rmse(groups.get((part, method), [])) / below if below else float("nan")
 
     return {"select_model_over_ema": ratio("select", "model", "ema"),
             "select_model_over_damped": ratio("select", "model", "damped"),
@@ -87,7 +77,7 @@ def ratios(runs: list[dict]) -> dict[str, float]:
             "check_model_over_damped": ratio("check", "model", "damped"),
             "test_model_over_damped": ratio("test", "model", "damped"),
             "test_blend_over_ema": ratio("test", "blend", "ema"),
-            "test_images": sums.get("test", {}).get("blend", (0.0, 0))[1]}
+            "test_images": len(groups.get(("test", "blend"), []))}
 
 
 def world_row(seed: int, scores: dict) -> dict:
