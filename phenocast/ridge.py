@@ -44,10 +44,9 @@ class RidgeFit:
 
 def pixel_table(zones: list[ZoneSamples], config: Config, origins_of: Callable[[ZoneSamples], list[int]],
                 target_end: str, seed: int, features_of: Callable[[np.ndarray], np.ndarray] | None = None,
-                residual: bool = True, samples: int | None = None, pixels: int = PIXELS
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Features (rows, channels) and targets (rows, horizon), float64, at the valid pixels of ``samples``
-    (default ``model.ridge_samples``) (window, origin) pairs of ``origins_of(zone)`` (targets up to
+                residual: bool = True, pixels: int = PIXELS) -> tuple[np.ndarray, np.ndarray]:
+    """Features (rows, channels) and targets (rows, horizon), float64, at the valid pixels of
+    ``model.ridge_samples`` (window, origin) pairs of ``origins_of(zone)`` (targets up to
     ``zone.target_end(target_end)``).
 
     Args:
@@ -58,7 +57,7 @@ def pixel_table(zones: list[ZoneSamples], config: Config, origins_of: Callable[[
     """
     horizon = config.predict.horizon
     base = config.channel_slice("base")
-    samples = config.model.ridge_samples if samples is None else samples
+    samples = config.model.ridge_samples
     data = origin_dataset(zones, config, origins_of, limit=samples, seed=seed, centre_only=False,
                           target_end_of=lambda zone: zone.target_end(target_end))
     rng = np.random.default_rng(seed)
