@@ -17,8 +17,10 @@ refit off, so the chosen pre-trained model is what is scored), then prints, on t
   select half of validation; ``phenocast.ridge``), the reference a per-pixel linear model reaches
   (``model.linear_path: ridge`` starts the network at the same regression on its scaled inputs and
   advection channels);
-- the learning curve: the gap share on the test period after every epoch (``train.keep_epochs``), by
-  training step; with ``train.ensemble`` above 1, member 0's epochs (the model row is the members' mean).
+- the learning curve: the gap share on the test period of the network pre-training starts from (step 0:
+  the base, or base + the ridge with ``model.linear_path: ridge``, ``Pipeline.starting_model``) and after
+  every epoch (``train.keep_epochs``), by training step; with ``train.ensemble`` above 1, member 0's
+  (the model row is the members' mean).
 
 With ``--seeds 0,1,2,…`` every world is generated and trained once per seed, and a pooled row follows the
 per-seed rows: each RMSE pooled over the seeds' images (the root of the image-weighted mean square), the
@@ -142,7 +144,7 @@ def bench_world(args, world: str, seed: int) -> dict:
     entry = summary["headline"]["methods"]["model"]
     base = config.model.base
     scratch = folder / "scratch"
-    curve = []
+    curve = [(0, period_scores(config, run, scratch, run.starting_model())["model"])]  # the start: epoch 0
     stage = run.stage_folder("pretrain")
     for epoch in range(1, config.train.epochs + 1):
         path = epoch_model(stage, epoch)

@@ -448,6 +448,15 @@ class Pipeline:
         unless an epoch beats it."""
         return start is None and (bool(self.config.train.init_from) or self._ridge_start(start))
 
+    def starting_model(self):
+        """The network the current member's pre-training starts from, built as pre-training builds it (its
+        seed, the input statistics, ``train.init_from`` or the ridge start), compiled: epoch 0 of a learning
+        curve (``bench/learnability.py``), the model pre-training keeps when no epoch beats it."""
+        import keras
+
+        keras.utils.set_random_seed(self.seed)
+        return self._compiled_model(self._strategy(), self.config.train, None)
+
     def _set_linear_path(self, model) -> None:
         """Start the linear path of a new network (``model.linear_path: ridge``) at the ridge regression of
         the residual (targets − base) on its features at each pixel: training origins of every zone, the

@@ -89,6 +89,23 @@ def test_a_ridge_started_network_forecasts_the_ridge_before_training(persistence
     assert ridge < 0.9 * base, (ridge, base)
 
 
+def test_the_starting_model_is_the_network_pretraining_started_from(persistence_world, tmp_path):
+    """``Pipeline.starting_model`` (epoch 0 of the learnability bench's curves) rebuilds the network
+    pre-training starts from: with no training epoch that is the stage's saved model, weight for weight
+    (the input statistics and the ridge start included)."""
+    import model as network
+    from phenocast.pipeline import Pipeline
+
+    run = Pipeline(ridge_config(persistence_world, tmp_path), log=lambda message: None)
+    run.pretrain()
+    saved = network.load_model(run.stage_folder("pretrain") / "best.keras")
+    start = run.starting_model()
+    assert np.any(start.get_layer("forecast_linear_head").kernel.numpy())
+    assert len(saved.weights) == len(start.weights)
+    for kept, rebuilt in zip(saved.weights, start.weights):
+        np.testing.assert_array_equal(kept.numpy(), rebuilt.numpy(), err_msg=kept.path)
+
+
 def test_without_validation_the_linear_path_starts_at_zero_and_says_so(persistence_world, tmp_path):
     """The ridge's penalty is chosen on the select half of validation; a run without validation months
     (a short record) starts the path at zero, with a log line, rather than fail or guess a penalty."""
