@@ -197,6 +197,26 @@ class ChannelSlice(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="phenocast")
+class MaskedCentring(layers.Layer):
+    """Each channel minus its mean over a window's pixels inside the zone (``model.centre_layers``):
+    ``[x (batch, H, W, C), inside (batch, H, W, 1)]`` → ``(batch, H, W, C)``; a window with no pixel inside
+    keeps its values. Float32, as the head it follows."""
+
+    def __init__(self, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        x, inside = (ops.cast(value, "float32") for value in inputs)
+        weight = ops.sum(inside, axis=(1, 2), keepdims=True)
+        mean = ops.sum(x * inside, axis=(1, 2), keepdims=True) / ops.maximum(weight, 1e-6)
+        return x - ops.where(weight > 0, mean, 0.0)
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+
+@keras.saving.register_keras_serializable(package="phenocast")
 class AuxiliaryOutputsModel(keras.Model):
     """Functional model with outputs ``[forecast, auxiliary…]`` whose training adds the auxiliary losses.
 
@@ -311,8 +331,9 @@ def build_model(config) -> keras.Model:
                                           f"auxiliary_scale{scale + 1}", _base(inputs, config, 2 ** (scale + 1))))
         x = blocks.decoder_stage(x, states[scale], model.decoder_filters, size, model.upsampling, activation,
                                  f"decoder_scale{scale}")
+    centre_mask = _centring_mask(inputs, config, per_year) if model.centre_layers else None
     forecast = _output_head(x, horizon, years, per_year, model.value_scale, FORECAST, _base(inputs, config, 1),
-                            linear)
+                            linear, centre_mask)
     if auxiliary:
         return AuxiliaryOutputsModel(inputs, [forecast, *auxiliary], name="phenocast")
     return keras.Model(inputs, forecast, name="phenocast")
@@ -352,6 +373,13 @@ def _last_year_mask(inputs, config, scales: int):
     return layers.AveragePooling2D(factor, dtype="float32", name="inside_last_pool")(mask) if factor > 1 else mask
 
 
+def _centring_mask(inputs, config, per_year: bool):
+    """The pixels ``model.centre_layers`` averages over, shaped as the head's input: the inside channel
+    ``(years·batch, H, W, 1)`` folded with per-year outputs, else the last year's ``(batch, H, W, 1)``."""
+    mask = ChannelSlice(*config.channel_slice("inside"), last_year=not per_year, name="centring_inside")(inputs)
+    return FoldYears(dtype="float32", name="centring_fold")(mask) if per_year else mask
+
+
 def _base(inputs, config, pool: int):
     """The base forecast channels, ``(batch, years, H/pool, W/pool, horizon)`` (the last year's
     ``(batch, H/pool, W/pool, horizon)`` without per-year outputs), or None for ``model.base`` climatology."""
@@ -380,7 +408,7 @@ def _linear_inputs(x, years: int, per_year: bool):
 
 
 def _output_head(x, horizon: int, years: int, per_year: bool, value_scale: float, name: str, base=None,
-                 linear=None):
+                 linear=None, centre_mask=None):
     """Linear float32 1×1 convolution to ``horizon`` channels, rescaled to NDVI differences (× value_scale),
     unfolded to ``(batch, years, …)`` if per year, plus the base forecast (if not None).
 
@@ -393,6 +421,8 @@ def _output_head(x, horizon: int, years: int, per_year: bool, value_scale: float
     residual = name if base is None else f"{name}_residual"
     x = layers.Conv2D(horizon, 1, kernel_initializer="zeros", dtype="float32",
                       name=f"{name}{HEAD_SUFFIX}")(x)  # (…, H, W, horizon)
+    if centre_mask is not None:  # model.centre_layers: the layers add no window-wide level
+        x = MaskedCentring(name=f"{name}_centring")([x, centre_mask])
     if linear is not None:
         direct = layers.Conv2D(horizon, 1, kernel_initializer="zeros", dtype="float32",
                                name=LINEAR_HEAD)(linear)

@@ -201,12 +201,20 @@ class ModelConfig(Section):
     # value per zone and origin, so its coefficients rest on the number of distinct origins drawn, not pixels.
     # At most 100,000: a table keeps at most 200,000 rows, at least two of each pair.
     ridge_samples: int = Field(ge=1, le=100_000)
+    # The layers' part of the forecast centred on each window: the head's output minus its mean over the
+    # window's pixels inside the zone, so only the base and the linear path set a window's level (a
+    # zone-wide anomaly) and the layers add spatial detail. Few zones give the layers few zone-months to
+    # learn a level from; they fit its noise (README, "The regional world").
+    centre_layers: bool
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
         if len(self.layers_per_block) != len(self.lstm_filters):
             raise ValueError(f"model.layers_per_block ({len(self.layers_per_block)} entries) and model.lstm_filters "
                              f"({len(self.lstm_filters)}) must have one entry per scale")
+        if self.centre_layers and not self.masked_pooling:
+            raise ValueError("model.centre_layers: true needs model.masked_pooling: true (its inside-the-zone "
+                             "channel marks the pixels the layers' part is centred over); set both or neither")
         return self
 
 

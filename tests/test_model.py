@@ -151,7 +151,8 @@ def test_convlstm_config_round_trip():
         ConvLSTM(5, 3, recurrent_activation="softplus")
 
 
-@pytest.mark.parametrize("overrides", [[], ["model.aux_weight=0.3"]], ids=["plain", "auxiliary"])
+@pytest.mark.parametrize("overrides", [[], ["model.aux_weight=0.3"], ["model.centre_layers=true"]],
+                         ids=["plain", "auxiliary", "centred"])
 def test_save_load_round_trip(tmp_path, overrides):
     config = tiny_config(*overrides)
     built = network.build_model(config)
@@ -224,6 +225,38 @@ def test_the_linear_path_maps_the_scaled_inputs_to_the_forecast(per_year):
     linear.kernel.assign(kernel)
     moved = x[..., origin:origin + 1] if per_year else x[:, -1, ..., origin:origin + 1]
     np.testing.assert_allclose(np.asarray(built(x)), base + moved, atol=1e-5)
+
+
+@pytest.mark.parametrize("per_year", [True, False], ids=["per_year", "last_year"])
+def test_centred_layers_add_no_level_to_a_window(per_year):
+    """``model.centre_layers``: the layers' part of the forecast has mean 0 over each window's pixels inside
+    the zone, per lead (so only the base and the linear path set the window's level); without it a head
+    with a bias shifts the whole window."""
+    means = {}
+    for centred in (True, False):
+        config = tiny_config(f"model.centre_layers={str(centred).lower()}", "model.linear_path=zero",
+                             f"model.per_year_outputs={str(per_year).lower()}")
+        built = network.build_model(config)
+        head = built.get_layer("forecast_head")
+        rng = np.random.default_rng(1)
+        head.kernel.assign(rng.normal(0, 0.5, head.kernel.shape).astype(np.float32))
+        head.bias.assign(np.full(head.bias.shape, 0.3, np.float32))
+        x, _ = tiny_batch(config)
+        base_channels = slice(*config.channel_slice("base"))
+        base = x[..., base_channels] if per_year else x[:, -1, ..., base_channels]
+        layers_part = np.asarray(built(x)) - base
+        inside = x[..., config.channel_slice("inside")[0]]
+        inside = (inside if per_year else inside[:, -1])[..., None]  # (batch[, years], H, W, 1)
+        scale = config.model.value_scale  # the head's output is in units of value_scale
+        assert np.abs(layers_part).max() > 0.1 * scale
+        means[centred] = (layers_part * inside).sum(axis=(-3, -2)) / inside.sum(axis=(-3, -2))
+    np.testing.assert_allclose(means[True], 0.0, atol=1e-3 * scale)
+    assert np.abs(means[False]).min() > 0.1 * scale
+
+
+def test_centred_layers_need_the_inside_channel():
+    with pytest.raises(ValueError, match="model.centre_layers: true needs model.masked_pooling: true"):
+        tiny_config("model.centre_layers=true", "model.masked_pooling=false")
 
 
 def test_training_step_and_metric():
