@@ -14,6 +14,7 @@ Data flow (default config: window 288, 10 years, 24 channels, 3 scales, horizon 
       ASPP on the coarsest ConvLSTM states        (…, 72, 72, aspp_filters)
       per finer scale: upsample ×2, concatenate that scale's ConvLSTM states, conv → decoder_filters
       head: 1×1 conv → horizon, float32           (…, 288, 288, horizon)   zero-initialised
+        [− its mean inside the zone]              model.centre_layers: no window-wide level from the layers
         [+ linear path]                           + a zero-initialised 1×1 conv of the scaled inputs
       unfold_years (per_year_outputs)             (batch, years, 288, 288, horizon)
       forecast = base channels + residual         (batch, years, 288, 288, horizon)
@@ -416,7 +417,9 @@ def _output_head(x, horizon: int, years: int, per_year: bool, value_scale: float
     convolution starts at zero (kernel and bias), so the untrained head outputs exactly the base. With
     ``linear`` (the scaled inputs, ``model.linear_path``) a second zero-initialised 1×1 convolution maps them
     to the same ``horizon`` channels, added before the rescaling: the per-pixel linear model (the damped
-    anomaly, the advected field) is one step of gradient away, and the layers learn what it misses.
+    anomaly, the advected field) is one step of gradient away, and the layers learn what it misses. With
+    ``centre_mask`` (``model.centre_layers``) the head's output is first centred on each window's pixels
+    inside the zone (``MaskedCentring``), so the layers add no window-wide level.
     """
     residual = name if base is None else f"{name}_residual"
     x = layers.Conv2D(horizon, 1, kernel_initializer="zeros", dtype="float32",
