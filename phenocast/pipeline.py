@@ -95,8 +95,16 @@ def host_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+# Config keys added after runs were made, each with the value that gives what such a run gave: a stage
+# record without the key (made before it existed) counts as holding this value, so finished runs and the
+# sample's pre-trained networks (``train.init_from: sample``) stay usable.
+ADDED_KEYS = {"model.ridge_samples": 96, "model.centre_layers": False}
+
+
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The keys whose values differ, with their values (``train.weight_decay 0.01 → 0.1``)."""
+    """The keys whose values differ, with their values (``train.weight_decay 0.01 → 0.1``); a key of
+    ``ADDED_KEYS`` missing from ``old`` has its value there."""
+    old = {**{key: value for key, value in ADDED_KEYS.items() if key in new}, **old}
     changes = []
     for key in sorted(set(old) | set(new)):
         if old.get(key, "<unset>") != new.get(key, "<unset>"):

@@ -93,6 +93,21 @@ def test_a_changed_setting_is_refused_until_restart(world: Path, tmp_path: Path)
     assert len((tmp_path / "sample" / "logs" / "pretrain.csv").read_text().splitlines()) == 2  # a new log
 
 
+def test_a_stage_made_before_a_key_existed_counts_as_holding_its_old_value(world: Path, tmp_path: Path):
+    """A finished stage whose record predates a config key (``pipeline.ADDED_KEYS``) is reused while the key
+    holds the value that reproduces it, and refused, naming that value, once it holds another."""
+    copy_pretrained(world, tmp_path)
+    pipeline(world, tmp_path).pretrain()
+    path = tmp_path / "sample" / "checkpoints" / "pretrain" / "stage.json"
+    record = json.loads(path.read_text())
+    for key in ("model.ridge_samples", "model.centre_layers"):
+        del record["settings"][key]  # as an older phenocast wrote it
+    path.write_text(json.dumps(record))
+    assert pipeline(world, tmp_path).pretrain().best_epoch is not None  # skipped, not refused
+    with pytest.raises(PhenocastError, match=r"model\.ridge_samples 96 → 97"):
+        pipeline(world, tmp_path, "model.ridge_samples=97").pretrain()
+
+
 def test_the_damped_base_settings_make_a_stage_stale_only_under_that_base(world: Path, tmp_path: Path):
     """The stale keys follow what the samples read: with ``model.base: damped`` the damped smoothing
     changes the base channel and φ, so a changed value after pre-training is refused with the key named;
