@@ -209,9 +209,8 @@ class MaskedCentring(layers.Layer):
 
     def call(self, inputs):
         x, inside = (ops.cast(value, "float32") for value in inputs)
-        weight = ops.sum(inside, axis=(1, 2), keepdims=True)
-        mean = ops.sum(x * inside, axis=(1, 2), keepdims=True) / ops.maximum(weight, 1e-6)
-        return x - ops.where(weight > 0, mean, 0.0)
+        weight = ops.sum(inside, axis=(1, 2), keepdims=True)  # 0 only where the sum below is 0 too
+        return x - ops.sum(x * inside, axis=(1, 2), keepdims=True) / ops.maximum(weight, 1e-6)
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[0]
@@ -332,7 +331,7 @@ def build_model(config) -> keras.Model:
                                           f"auxiliary_scale{scale + 1}", _base(inputs, config, 2 ** (scale + 1))))
         x = blocks.decoder_stage(x, states[scale], model.decoder_filters, size, model.upsampling, activation,
                                  f"decoder_scale{scale}")
-    centre_mask = _centring_mask(inputs, config, per_year) if model.centre_layers else None
+    centre_mask = _centring_mask(inputs, config, per_year, masks[0]) if model.centre_layers else None
     forecast = _output_head(x, horizon, years, per_year, model.value_scale, FORECAST, _base(inputs, config, 1),
                             linear, centre_mask)
     if auxiliary:
@@ -374,11 +373,13 @@ def _last_year_mask(inputs, config, scales: int):
     return layers.AveragePooling2D(factor, dtype="float32", name="inside_last_pool")(mask) if factor > 1 else mask
 
 
-def _centring_mask(inputs, config, per_year: bool):
-    """The pixels ``model.centre_layers`` averages over, shaped as the head's input: the inside channel
-    ``(years·batch, H, W, 1)`` folded with per-year outputs, else the last year's ``(batch, H, W, 1)``."""
-    mask = ChannelSlice(*config.channel_slice("inside"), last_year=not per_year, name="centring_inside")(inputs)
-    return FoldYears(dtype="float32", name="centring_fold")(mask) if per_year else mask
+def _centring_mask(inputs, config, per_year: bool, folded):
+    """The pixels ``model.centre_layers`` averages over, shaped as the head's input: with per-year outputs
+    ``folded``, the inside channel at full resolution as ``_inside_masks`` folds it ``(years·batch, H, W, 1)``;
+    else the last year's ``(batch, H, W, 1)``."""
+    if per_year:
+        return folded
+    return ChannelSlice(*config.channel_slice("inside"), last_year=True, name="centring_inside")(inputs)
 
 
 def _base(inputs, config, pool: int):
