@@ -649,17 +649,23 @@ class Pipeline:
 
 def prior_config(config: Config, overrides: tuple[str, ...] = (), member: int = 0) -> Config:
     """The config of the sample's network that ``config``'s ensemble member ``member`` starts from
-    (``sample_prior``): configs/sample.yaml with ``overrides``, the run's output folder and advection edge,
-    and the member's seed and run name; always one member (each prior is one draw)."""
+    (``sample_prior``): configs/sample.yaml with ``overrides``, the run's output folder, advection edge and
+    centred layers, and the member's seed and run name; always one member (each prior is one draw).
+
+    The run name says how the prior was made: ``-edge-<value>`` when the edge differs from sample.yaml's,
+    ``-centred`` whenever its layers are centred (whatever sample.yaml says, so that a folder's name keeps
+    meaning the same network when a shipped default changes), ``-member<k>`` for member k ≥ 1."""
     from phenocast.config import load_config
 
-    edge = config.model.advection_edge
+    edge, centred = config.model.advection_edge, config.model.centre_layers
     shipped = load_config(PRIOR_CONFIG, overrides)
     name = PRIOR_RUN if shipped.model.advection_edge == edge else f"{PRIOR_RUN}-edge-{edge}"
+    name = f"{name}-centred" if centred else name
     name = name if member == 0 else f"{name}-member{member}"
     return load_config(PRIOR_CONFIG, [*overrides, f"output.dir={config.output.dir}", f"output.name={name}",
                                       "finetune.refit=false", "train.init_from=null", f"model.advection_edge={edge}",
-                                      "train.ensemble=1", f"seed={shipped.seed + MEMBER_SEED_STEP * member}"])
+                                      f"model.centre_layers={str(centred).lower()}", "train.ensemble=1",
+                                      f"seed={shipped.seed + MEMBER_SEED_STEP * member}"])
 
 
 def sample_prior(config: Config, log: Callable[[str], None], overrides: tuple[str, ...] = (),
@@ -670,7 +676,8 @@ def sample_prior(config: Config, log: Callable[[str], None], overrides: tuple[st
     For ensemble member k ≥ 1 the same run with its seed + k × ``MEMBER_SEED_STEP``, into
     ``<output.dir>/sample-prior-member<k>``. Its advection channels are computed as the run's are: a run
     whose ``model.advection_edge`` differs from sample.yaml's gets that network trained with the run's
-    value, into ``sample-prior-edge-<value>`` (``…-member<k>``).
+    value, into ``sample-prior-edge-<value>`` (``…-member<k>``); a run with ``model.centre_layers`` gets it
+    trained with centred layers, into ``…-centred`` (``prior_config``).
 
     Returns:
       Its ``checkpoints/pretrain/best.keras``.

@@ -177,6 +177,22 @@ def test_the_prior_follows_the_runs_advection_edge_in_a_folder_of_its_own(tmp_pa
         f"sample-prior-edge-{other}-member2", other, shipped.seed + 2 * MEMBER_SEED_STEP)
 
 
+def test_the_prior_follows_the_runs_centred_layers_in_a_folder_named_by_them(tmp_path: Path):
+    """A run with centred layers starts from a sample network trained with them, in ``…-centred``; a run
+    without, from one trained without, in a folder without the suffix, whatever sample.yaml ships."""
+    from phenocast.pipeline import prior_config
+
+    small = ROOT / "configs" / "small.yaml"
+    edge = load_config(ROOT / "configs" / "sample.yaml").model.advection_edge
+    for centred in (False, True):
+        for overrides in ((), (f"model.centre_layers={str(not centred).lower()}",)):  # sample.yaml either way
+            run = load_config(small, [f"output.dir={tmp_path}", f"model.advection_edge={edge}",
+                                      f"model.centre_layers={str(centred).lower()}"])
+            prior = prior_config(run, overrides, member=1)
+            assert prior.model.centre_layers is centred
+            assert prior.output.name == ("sample-prior-centred-member1" if centred else "sample-prior-member1")
+
+
 def test_an_ensemble_forecasts_the_mean_of_its_members(world: Path, tmp_path: Path):
     import model as network
     from phenocast.forecast import load_meta, load_windows, predict_windows, raw_path
