@@ -41,7 +41,7 @@ from phenocast.errors import PhenocastError
 from phenocast.io import atomic_path, remove_stale_temporaries
 from phenocast.origins import check_zone_length
 from phenocast.tiling import extract_window, window_grid
-from phenocast.zones import Zone, discover_zones, input_fingerprint, read_zone
+from phenocast.zones import Zone, discover_zones, input_fingerprint, inputs_unchanged, read_zone
 
 # the config fields that change the records (anything else — model, training — does not)
 RECORD_KEYS = ["data.fill_value", "data.valid_range", "tiling.centre", "tiling.margin",
@@ -216,7 +216,7 @@ def plan(config: Config, zones: list[Zone], manifest: dict[str, Any] | None) -> 
     build, skip = [], []
     for zone in zones:
         entry = (manifest or {}).get("zones", {}).get(zone.name) if same_settings else None
-        if entry and entry.get("inputs") == input_fingerprint(zone) and _entry_is_complete(folder, entry):
+        if entry and inputs_unchanged(entry.get("inputs", ""), zone) and _entry_is_complete(folder, entry):
             skip.append(zone)
         else:
             build.append(zone)
@@ -367,7 +367,7 @@ def load_zone_records(config: Config, names: list[str] | None = None, zones: lis
                 f"the records of zone {zone.name} in {folder} hold months {entry['first']}..{entry['last']}, "
                 f"but {zone.folder} now holds months {zone.first}..{zone.last} (files added or removed after "
                 f"preprocessing); rerun {command} to update them")
-        if entry["inputs"] != input_fingerprint(zone):
+        if not inputs_unchanged(entry["inputs"], zone):
             raise PhenocastError(
                 f"the records of zone {zone.name} in {folder} are older than its files in {zone.folder} (a file "
                 f"changed after preprocessing); rerun {command} to update them")

@@ -70,6 +70,50 @@ def test_round_trip_windows_context_and_masks(tiny_data: Path, tmp_path: Path, c
         assert context["stack"].shape[1:] == (-(-zone.shape[0] // factor), -(-zone.shape[1] // factor))
 
 
+def test_records_follow_file_contents_not_times_and_accept_the_older_fingerprint(tiny_data: Path, tmp_path: Path):
+    """Data copied elsewhere (new modification times, same bytes) keeps its records; a record made when the
+    fingerprint hashed names, sizes and times is kept while those stay, and rebuilt once they change."""
+    import os
+    import shutil
+
+    from phenocast.zones import FINGERPRINT_PREFIX
+
+    copied = tmp_path / "copied"
+    shutil.copytree(tiny_data, copied)  # copytree keeps times: give every file a new one, as a copy would
+    for path in sorted(copied.rglob("*.tif")):
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 5_000_000_000))
+    config = tiny_config(copied, tmp_path, f"records.dir={tmp_path / 'records'}")
+    preprocess(config, progress=False, log=lambda message: None)
+    manifest_file = config.records_dir / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    assert all(entry["inputs"].startswith(FINGERPRINT_PREFIX) for entry in manifest["zones"].values())
+    for path in sorted(copied.rglob("*.tif")):  # moved once more: the same bytes, other times
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 7_000_000_000))
+    assert preprocess(config, progress=False, log=lambda message: None)["built"] == 0
+    load_zone_records(config, zones=discover_zones(copied, report=None))  # the run accepts them
+
+    # a manifest from before: Z1's fingerprint the older hash of the files' names, sizes and times
+    import hashlib
+
+    zone = discover_zones(copied, report=None)[0]
+    older = hashlib.sha256()
+    for month in sorted(zone.files):
+        status = zone.files[month].stat()
+        older.update(f"{month}:{zone.files[month].name}:{status.st_size}:{status.st_mtime_ns};".encode())
+    manifest["zones"][zone.name]["inputs"] = older.hexdigest()[:16]
+    manifest_file.write_text(json.dumps(manifest))
+    load_zone_records(config, zones=discover_zones(copied, report=None))
+    assert preprocess(config, progress=False, log=lambda message: None)["built"] == 0
+    manifest_file.write_text(json.dumps(manifest))  # the older entry again, whatever the skip wrote
+    path = zone.files[min(zone.files)]
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    with pytest.raises(PhenocastError, match="older than its files"):
+        load_zone_records(config, zones=discover_zones(copied, report=None))
+    assert preprocess(config, progress=False, log=lambda message: None)["built"] == 1
+    rebuilt = json.loads(manifest_file.read_text())["zones"][zone.name]["inputs"]
+    assert rebuilt.startswith(FINGERPRINT_PREFIX)
+
+
 def test_context_is_the_mean_of_valid_pixels_per_block():
     stack = np.array([[[1, 3, 10], [FILL, 5, FILL]]], dtype=np.int16)  # (1 month, 2, 3)
     context = context_stack(stack, 2, FILL)
