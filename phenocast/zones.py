@@ -320,7 +320,7 @@ def input_fingerprint(zone: Zone) -> str:
 
     The same files give the same fingerprint wherever they are copied or restored, whatever their
     modification times, so moving ``data/`` to another disk or machine keeps the records, baselines and
-    trained stages made from it; a changed month changes it. Each file is read once per process (about 4 s
+    trained stages made from it; a changed month changes it. Each file is read once per process (about 5 s
     per 10 GB on one core, besides the disk).
     """
     digest = hashlib.sha256()
