@@ -321,7 +321,10 @@ def build_model(config) -> keras.Model:
         # (years·batch, H_s, W_s, F_s) with per_year_outputs, else the last year's (batch, H_s, W_s, F_s)
         states.append(_convlstm(x, model.lstm_filters[scale], years, per_year, config, f"{name}_convlstm"))
 
-    last_mask = masks[-1] if per_year or masks[-1] is None else _last_year_mask(inputs, config, scales)
+    # without per-year outputs, the last year's inside channel (batch, H, W, 1): ASPP pools it, centring uses it
+    last_inside = None if per_year or masks[0] is None else ChannelSlice(
+        *config.channel_slice("inside"), last_year=True, name="inside_last_year")(inputs)
+    last_mask = masks[-1] if last_inside is None else _coarsest(last_inside, scales)
     x = blocks.aspp(states[-1], model.aspp_filters, size, model.dilation_rates, model.image_pooling,
                     activation, "aspp", mask=last_mask)
     auxiliary = []
@@ -331,7 +334,8 @@ def build_model(config) -> keras.Model:
                                           f"auxiliary_scale{scale + 1}", _base(inputs, config, 2 ** (scale + 1))))
         x = blocks.decoder_stage(x, states[scale], model.decoder_filters, size, model.upsampling, activation,
                                  f"decoder_scale{scale}")
-    centre_mask = _centring_mask(inputs, config, per_year, masks[0]) if model.centre_layers else None
+    # the pixels model.centre_layers averages over, shaped as the head's input
+    centre_mask = (masks[0] if per_year else last_inside) if model.centre_layers else None
     forecast = _output_head(x, horizon, years, per_year, model.value_scale, FORECAST, _base(inputs, config, 1),
                             linear, centre_mask)
     if auxiliary:
@@ -366,20 +370,10 @@ def _inside_masks(inputs, config, scales: int) -> list:
     return masks
 
 
-def _last_year_mask(inputs, config, scales: int):
-    """The inside channel of the last year-step pooled to the coarsest scale: ``(batch, H_s, W_s, 1)``."""
-    mask = ChannelSlice(*config.channel_slice("inside"), last_year=True, name="inside_last_year")(inputs)
+def _coarsest(mask, scales: int):
+    """A full-resolution inside mask pooled to the coarsest scale (the ASPP's): ``(…, H_s, W_s, 1)``."""
     factor = 2 ** (scales - 1)
     return layers.AveragePooling2D(factor, dtype="float32", name="inside_last_pool")(mask) if factor > 1 else mask
-
-
-def _centring_mask(inputs, config, per_year: bool, folded):
-    """The pixels ``model.centre_layers`` averages over, shaped as the head's input: with per-year outputs
-    ``folded``, the inside channel at full resolution as ``_inside_masks`` folds it ``(years·batch, H, W, 1)``;
-    else the last year's ``(batch, H, W, 1)``."""
-    if per_year:
-        return folded
-    return ChannelSlice(*config.channel_slice("inside"), last_year=True, name="centring_inside")(inputs)
 
 
 def _base(inputs, config, pool: int):
