@@ -134,6 +134,10 @@ class SequenceConfig(Section):
     calendar: bool  # add sin/cos channels of the first target month's calendar month
     climatology: bool  # add the seasonal curve: climatology at the origin, its change over 11 months
     origins: Literal["fixed", "all"]  # fixed: only the forecast's calendar phase; all: any month
+    # pixels: a missing pixel of a month channel (fill, cloud, snow) takes the mean of the channel's valid
+    # pixels inside the zone in the box of this side around it (0 where there are none); 0 = off: it is 0,
+    # the climatology, which the network cannot tell from a pixel observed at the climatology
+    fill_missing: int = Field(ge=0)
 
     @field_validator("offsets")
     @classmethod

@@ -8,7 +8,9 @@ d of ``sequence.offsets``, the month p_k + d, as the difference from the climato
     channel value = (value - climatology_k) / data.scale, 0 where the value or the climatology is missing
 
 so no step — neither its inputs nor its targets — ever sees a month after its own origin through the
-climatology (the cumulative sums over years make this cheap). With ``sequence.context`` the same is done
+climatology (the cumulative sums over years make this cheap). With ``sequence.fill_missing`` a missing pixel
+of a month channel (fill, a gap month) takes the mean of that channel's valid pixels inside the zone in a
+box around it instead of 0. With ``sequence.context`` the differences are also taken
 on the zone's block-averaged context stack, placed centred in a window-sized canvas; with
 ``sequence.zone_mean`` each of those context channels' mean over its valid pixels (the zone-wide anomaly of
 each month) fills one channel at every pixel; with
@@ -270,6 +272,16 @@ class SampleAssembler:
                                                                    tf.shape(means)[1]]))
         return parts
 
+    def _fill_missing(self, channels, valid, inside):
+        """Month channels (years, offsets, h, w) with every pixel that is not ``valid`` replaced by the mean
+        of the channel's valid pixels inside the zone in the ``sequence.fill_missing`` box around it
+        (``features.tf_smooth``; 0 where the box holds none); valid pixels keep their values."""
+        shape = tf.shape(channels)
+        images = tf.reshape(channels, [-1, self.size, self.size])
+        usable = tf.reshape(valid & inside[None, None], [-1, self.size, self.size])
+        neighbours = tf.reshape(features.tf_smooth(images, usable, self.config.sequence.fill_missing), shape)
+        return tf.where(valid, channels, neighbours)
+
     def _calendar(self, first_month, origin):
         """sin/cos of the calendar month of the first target month, (years, size, size, 2)."""
         month_index = tf.cast(first_month, tf.int32) + origin + 1  # the first target month's index
@@ -298,9 +310,11 @@ class SampleAssembler:
         sequence = self.config.sequence
         inside = self.inside_mask(window["position"], window["zone_size"])  # (size, size)
         phi = self._zone_phi(window["zone"]) if self.base == "damped" else None
-        channels, _, targets, valid, extra = self._channels(window["stack"], origin, with_targets,
-                                                            seasonal=sequence.climatology, base=self.base,
-                                                            inside=inside, phi=phi)
+        channels, channel_valid, targets, valid, extra = self._channels(
+            window["stack"], origin, with_targets, seasonal=sequence.climatology, base=self.base, inside=inside,
+            phi=phi)
+        if sequence.fill_missing:
+            channels = self._fill_missing(channels, channel_valid, inside)
         parts = [tf.transpose(channels, [0, 2, 3, 1])]  # (years, size, size, offsets)
         if sequence.context or sequence.zone_mean:
             parts += self._context(context["stack"], origin)

@@ -98,7 +98,7 @@ def host_memory() -> int:
 # Config keys added after runs were made, each with the value that gives what such a run gave: a stage
 # record without the key (made before it existed) counts as holding this value, so finished runs and the
 # sample's pre-trained networks (``train.init_from: sample``) stay usable.
-ADDED_KEYS = {"model.ridge_samples": 96, "model.centre_layers": False}
+ADDED_KEYS = {"model.ridge_samples": 96, "model.centre_layers": False, "sequence.fill_missing": 0}
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -654,7 +654,9 @@ def prior_config(config: Config, overrides: tuple[str, ...] = (), member: int = 
 
     The run name says how the prior was made: ``-edge-<value>`` when the edge differs from sample.yaml's,
     ``-centred`` whenever its layers are centred (whatever sample.yaml says, so that a folder's name keeps
-    meaning the same network when a shipped default changes), ``-member<k>`` for member k ≥ 1."""
+    meaning the same network when a shipped default changes), ``-member<k>`` for member k ≥ 1. Other input
+    settings are sample.yaml's, ``sequence.fill_missing`` among them: the sample misses 0.1 % of its pixels,
+    so a run that fills its own gaps starts from the same networks as one that does not."""
     from phenocast.config import load_config
 
     edge, centred = config.model.advection_edge, config.model.centre_layers

@@ -63,10 +63,17 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
             valid.append(ok)
         return np.stack(values, -1), np.stack(valid, -1)
 
+    from phenocast.tiling import Window
+    inside = inside_mask(Window(0, 0, position[2], position[3], size), *zone_size)
     inputs, targets = [], []
     for k in range(years):
         step_origin = origin - 12 * (years - 1 - k)
-        channels, _ = differences(stack, step_origin, [step_origin + d for d in offsets])
+        channels, channel_valid = differences(stack, step_origin, [step_origin + d for d in offsets])
+        if config.sequence.fill_missing:  # a missing pixel: the mean of the valid pixels inside the zone around it
+            for c in range(len(offsets)):
+                usable = channel_valid[..., c] & inside
+                neighbours = features.smooth(np.where(usable, channels[..., c], np.nan), config.sequence.fill_missing)
+                channels[..., c] = np.where(channel_valid[..., c], channels[..., c], np.nan_to_num(neighbours))
         context_values, context_valid = differences(context, step_origin, [step_origin + d for d in offsets])
         canvas = np.zeros((size, size, len(offsets)))
         top, left = (size - context.shape[1]) // 2, (size - context.shape[2]) // 2
@@ -80,8 +87,6 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
             curve = [np.nan_to_num(baselines.climatology(stack, step_origin + j, FILL, end=step_origin + 1))
                      / scale for j in range(12)]
             parts.append(np.stack([curve[0]] + [c - curve[0] for c in curve[1:]], -1))
-        from phenocast.tiling import Window
-        inside = inside_mask(Window(0, 0, position[2], position[3], size), *zone_size)
         alpha = config.evaluate.ema_alpha
         if config.model.base != "climatology":  # the base itself, minus the climatology as of the step's origin
             anomaly = smoothed = None
@@ -105,14 +110,14 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
     return np.stack(inputs), np.stack(targets)
 
 
-@pytest.mark.parametrize("climatology, base, masked, zone_mean", [
-    (False, "climatology", False, False), (True, "climatology", True, False), (False, "ema", True, True),
-    (True, "damped", True, False)])
+@pytest.mark.parametrize("climatology, base, masked, zone_mean, fill_missing", [
+    (False, "climatology", False, False, 0), (True, "climatology", True, False, 3), (False, "ema", True, True, 0),
+    (True, "damped", True, False, 5)])
 def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path: Path, climatology: bool,
-                                                        base: str, masked: bool, zone_mean: bool):
+                                                        base: str, masked: bool, zone_mean: bool, fill_missing: int):
     config = make_config(prepared, tmp_path, f"sequence.climatology={str(climatology).lower()}",
                          f"model.base={base}", f"model.masked_pooling={str(masked).lower()}",
-                         f"sequence.zone_mean={str(zone_mean).lower()}")
+                         f"sequence.zone_mean={str(zone_mean).lower()}", f"sequence.fill_missing={fill_missing}")
     preprocess(config, progress=False, log=lambda message: None)
     _, zone_records = load_zone_records(config)
     rng = np.random.default_rng(3)

@@ -100,12 +100,14 @@ def test_a_stage_made_before_a_key_existed_counts_as_holding_its_old_value(world
     pipeline(world, tmp_path).pretrain()
     path = tmp_path / "sample" / "checkpoints" / "pretrain" / "stage.json"
     record = json.loads(path.read_text())
-    for key in ("model.ridge_samples", "model.centre_layers"):
+    for key in ("model.ridge_samples", "model.centre_layers", "sequence.fill_missing"):
         del record["settings"][key]  # as an older phenocast wrote it
     path.write_text(json.dumps(record))
     assert pipeline(world, tmp_path).pretrain().best_epoch is not None  # skipped, not refused
     with pytest.raises(PhenocastError, match=r"model\.ridge_samples 96 → 97"):
         pipeline(world, tmp_path, "model.ridge_samples=97").pretrain()
+    with pytest.raises(PhenocastError, match=r"sequence\.fill_missing 0 → 5"):
+        pipeline(world, tmp_path, "sequence.fill_missing=5").pretrain()
 
 
 def test_the_damped_base_settings_make_a_stage_stale_only_under_that_base(world: Path, tmp_path: Path):
