@@ -25,12 +25,13 @@ from conftest import ROOT, synthetic_stack, write_zone
 
 @pytest.fixture
 def zones(tmp_path: Path):
-    """Two zones of different sizes and month counts (Z2 starts later and has a gap), preprocessed."""
+    """Two zones of different sizes and month counts (Z2 starts later and has a gap), preprocessed; Z1's
+    missing pixels are filled from their neighbours (``sequence.fill_missing``)."""
     data_dir = tmp_path / "data"
     write_zone(data_dir, "Z1", synthetic_stack(60, 12, 10, seed=1, fill_fraction=0.05))
     write_zone(data_dir, "Z2", synthetic_stack(54, 9, 9, seed=2), first=7, gaps=(20,))
     config = make_config(data_dir, tmp_path, "sequence.climatology=true", "sequence.calendar=true",
-                         "train.augment=true", "train.device_data=on")
+                         "sequence.fill_missing=3", "train.augment=true", "train.device_data=on")
     preprocess(config, progress=False, log=lambda message: None)
     return config, zone_samples(load_zone_records(config)[1], config)
 
