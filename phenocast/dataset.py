@@ -10,8 +10,8 @@ d of ``sequence.offsets``, the month p_k + d, as the difference from the climato
 so no step — neither its inputs nor its targets — ever sees a month after its own origin through the
 climatology (the cumulative sums over years make this cheap). With ``sequence.fill_missing`` a missing pixel
 of a month channel (fill, a gap month) takes the mean of that channel's valid pixels inside the zone in a
-box around it instead of 0, in the context channels below too. With ``sequence.context`` the differences
-are also taken on the zone's block-averaged context stack, placed centred in a window-sized canvas; with
+box around it instead of 0. With ``sequence.context`` the differences are also taken
+on the zone's block-averaged context stack, placed centred in a window-sized canvas; with
 ``sequence.zone_mean`` each of those context channels' mean over its valid pixels (the zone-wide anomaly of
 each month) fills one channel at every pixel; with
 ``sequence.calendar`` two channels carry sin/cos of the calendar month of the first target month.
@@ -254,15 +254,13 @@ class SampleAssembler:
 
     def _context(self, context, origin):
         """The channels computed on the zone's context stack, each (years, size, size, channels): with
-        ``sequence.context`` the context centred in the window (0 around it; a missing pixel filled from
-        its neighbours with ``sequence.fill_missing``, the box in context pixels), with ``sequence.zone_mean``
+        ``sequence.context`` the context centred in the window (0 around it), with ``sequence.zone_mean``
         every channel's mean over the valid context pixels (the zone-wide anomaly; 0 when none is valid)
         at every pixel of the window."""
         values, valid, _, _, _ = self._channels(context, origin, with_targets=False)  # (years, ch, h, w)
         parts = []
         if self.config.sequence.context:
-            filled = self._fill_missing(values, valid) if self.config.sequence.fill_missing else values
-            canvas = tf.transpose(filled, [0, 2, 3, 1])
+            canvas = tf.transpose(values, [0, 2, 3, 1])
             height, width = tf.shape(canvas)[1], tf.shape(canvas)[2]
             top, left = (self.size - height) // 2, (self.size - width) // 2
             parts.append(tf.pad(canvas, [[0, 0], [top, self.size - height - top],
@@ -274,17 +272,15 @@ class SampleAssembler:
                                                                    tf.shape(means)[1]]))
         return parts
 
-    def _fill_missing(self, channels, valid, inside=None):
+    def _fill_missing(self, channels, valid, inside):
         """Month channels (years, offsets, h, w) with every pixel that is not ``valid`` replaced by the mean
-        of the channel's valid pixels (inside the zone: ``inside``, (h, w) bool, when given) in the
-        ``sequence.fill_missing`` box around it (``features.tf_smooth``; 0 where the box holds none); valid
-        pixels keep their values."""
+        of the channel's valid pixels inside the zone in the ``sequence.fill_missing`` box around it
+        (``features.tf_smooth``; 0 where the box holds none); valid pixels keep their values."""
         shape = tf.shape(channels)
-        images_shape = tf.concat([[-1], shape[2:]], axis=0)
-        usable = valid if inside is None else valid & inside[None, None]
-        neighbours = features.tf_smooth(tf.reshape(channels, images_shape), tf.reshape(usable, images_shape),
-                                        self.config.sequence.fill_missing)
-        return tf.where(valid, channels, tf.reshape(neighbours, shape))
+        images = tf.reshape(channels, [-1, self.size, self.size])
+        usable = tf.reshape(valid & inside[None, None], [-1, self.size, self.size])
+        neighbours = tf.reshape(features.tf_smooth(images, usable, self.config.sequence.fill_missing), shape)
+        return tf.where(valid, channels, neighbours)
 
     def _calendar(self, first_month, origin):
         """sin/cos of the calendar month of the first target month, (years, size, size, 2)."""

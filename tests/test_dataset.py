@@ -77,13 +77,7 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
         context_values, context_valid = differences(context, step_origin, [step_origin + d for d in offsets])
         canvas = np.zeros((size, size, len(offsets)))
         top, left = (size - context.shape[1]) // 2, (size - context.shape[2]) // 2
-        filled = context_values.copy()
-        if config.sequence.fill_missing:  # the same in the context, whose pixels are all inside the zone
-            for c in range(len(offsets)):
-                neighbours = features.smooth(np.where(context_valid[..., c], filled[..., c], np.nan),
-                                             config.sequence.fill_missing)
-                filled[..., c] = np.where(context_valid[..., c], filled[..., c], np.nan_to_num(neighbours))
-        canvas[top:top + context.shape[1], left:left + context.shape[2]] = filled
+        canvas[top:top + context.shape[1], left:left + context.shape[2]] = context_values
         parts = [channels, canvas]
         if config.sequence.zone_mean:  # each channel's mean over its valid context pixels, everywhere
             means = [context_values[..., c][context_valid[..., c]].mean() if context_valid[..., c].any() else 0.0
@@ -142,37 +136,6 @@ def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path
                     window["zone_size"], records.first, phis[records.name])
                 np.testing.assert_allclose(inputs.numpy(), expected_inputs, atol=2e-6)
                 np.testing.assert_allclose(y.numpy(), expected_y, atol=1e-6)
-
-
-def test_missing_pixels_are_filled_from_their_neighbours_in_the_window_and_the_context(tmp_path: Path):
-    """``sequence.fill_missing``: a zone missing many pixels, whose context is the zone itself (block 1): in
-    both the month and the context channels a missing pixel takes its neighbours' mean (the numpy
-    construction), not 0, and observed pixels are the same as without filling."""
-    data_dir = tmp_path / "data"
-    write_zone(data_dir, "Z1", synthetic_stack(60, 8, 8, seed=4, fill_fraction=0.3, permanent=False))
-    inputs = {}
-    for fill in (0, 3):
-        config = make_config(data_dir, tmp_path / str(fill), "tiling.centre=8", f"sequence.fill_missing={fill}")
-        preprocess(config, progress=False, log=lambda message: None)
-        (records,) = load_zone_records(config)[1]
-        context = read_context(records, config.records.compression)
-        assert context["stack"].shape[1:] == (8, 8)  # block 1: the context holds the missing pixels too
-        (window,) = list(iterate_windows(records, config.records.compression))
-        tensors = {key: tf.constant(value) for key, value in window.items()}
-        inputs[fill], _ = SampleAssembler(config)(tensors, {"stack": tf.constant(context["stack"])}, 47)
-        expected, _ = reference_sample(window["stack"], context["stack"], 47, config, window["position"],
-                                       window["zone_size"], records.first)
-        np.testing.assert_allclose(inputs[fill].numpy(), expected, atol=2e-6)
-    months, contexts = slice(0, 12), slice(12, 24)
-    top = (config.window - 8) // 2  # the zone's place in the window and the context's in its canvas
-    missing = np.zeros((config.window, config.window, 12), bool)
-    for c, offset in enumerate(config.sequence.offsets):
-        missing[top:top + 8, top:top + 8, c] = window["stack"][47 + offset, top:top + 8, top:top + 8] == FILL
-    last = config.sequence.years - 1
-    for part in (months, contexts):
-        before, after = inputs[0][last, ..., part].numpy(), inputs[3][last, ..., part].numpy()
-        assert missing.sum() > 50 and np.all(before[missing] == 0) and np.mean(after[missing] != 0) > 0.9
-        np.testing.assert_array_equal(after[~missing & (before != 0)], before[~missing & (before != 0)])
 
 
 def test_calendar_channels(prepared: Path, tmp_path: Path):
