@@ -98,7 +98,7 @@ BASELINES = ("persistence", "climatology", "ema", "ema_pixel", "damped")
 def baseline_forecasts(stack: np.ndarray, origin: int, targets: list[int], fill_value: int,
                        ema_alpha: float, alpha_map: np.ndarray | None = None,
                        cache: dict | None = None, damped_fit: DampedFit | None = None,
-                       smoothing: int = 5) -> dict[str, dict[int, np.ndarray]]:
+                       smoothing: int = 5, fill: bool = False) -> dict[str, dict[int, np.ndarray]]:
     """Every baseline's forecast of the target positions from the history up to ``origin``.
 
     Each method's missing pixels fall back to climatology, then persistence, then the mean of the
@@ -115,6 +115,7 @@ def baseline_forecasts(stack: np.ndarray, origin: int, targets: list[int], fill_
         depend on the origin (see ``phenocast.features``), so backtests compute them once per target.
       damped_fit: φ of the ``damped`` baseline (``features.fit_damped``); None skips that method.
       smoothing: the box of the damped baseline's smoothed anomaly (``evaluate.damped_smoothing``).
+      fill: a missing origin pixel's anomaly is its smoothed one (``evaluate.damped_fill``).
 
     Returns:
       {method: {target position: float32 (height, width)}}, stored units.
@@ -136,7 +137,7 @@ def baseline_forecasts(stack: np.ndarray, origin: int, targets: list[int], fill_
         del forecasts["damped"]
     else:
         origin_ema = cached("ema", origin, lambda: ema(stack, origin, fill_value, ema_alpha))
-        anomaly, smoothed = anomaly_features(stack, origin, fill_value, ema_alpha, smoothing, origin_ema)
+        anomaly, smoothed = anomaly_features(stack, origin, fill_value, ema_alpha, smoothing, origin_ema, fill)
     for target in targets:
         if not origin < target <= origin + MONTHS_PER_YEAR:
             raise ValueError(f"target position {target} is not 1..12 months after origin {origin}")

@@ -325,6 +325,7 @@ class EvaluateConfig(Section):
     alpha_grid: list[float]  # the per-pixel EMA's candidate α, each in (0, 1]
     damped_smoothing: int = Field(ge=1)  # pixels: the box of the damped baseline's smoothed anomaly
     damped_by_month: bool  # the damped baseline's φ per lead and calendar month (else per lead)
+    damped_fill: bool  # a missing origin pixel's anomaly is its smoothed anomaly (else the pixel gets the EMA)
     bootstrap: int = Field(ge=0)  # replicates of the paired bootstrap over forecast origins; 0 = no interval
     confidence: float = Field(gt=0, lt=1)  # of the bootstrap interval
 

@@ -230,7 +230,8 @@ class SampleAssembler:
             value, seen = features.tf_ema(stack, tf.concat([step_origins[:, None], targets], axis=1), self.fill,
                                           alpha)  # (years, 1 + horizon, h, w)
             value = features.tf_damped(value[:, 1:], stack, step_origins, value[:, 0], seen[:, 0], inside, phi,
-                                       targets, self.fill, self.config.evaluate.damped_smoothing)
+                                       targets, self.fill, self.config.evaluate.damped_smoothing,
+                                       self.config.evaluate.damped_fill)
             seen = seen[:, 1:]
         else:
             value, seen = features.tf_ema(stack, targets, self.fill, alpha)  # (years, horizon, h, w)

@@ -22,7 +22,8 @@ and the EMA of t depend on t only, never on months after the origin.
 - **damped(o, t = o + h)** = EMA(t) + φ₁(h)·a_o + φ₂(h)·smooth(a_o): the anomaly of the origin month, damped
   per lead h (optionally per lead and calendar phase of t). φ is fitted by least squares of
   truth(t) - EMA(t) on (a_o, smooth(a_o)) over fitting images (``phenocast.origins.fitting_images``:
-  every origin of the training period with a year of history). A pixel without a_o gets EMA(t).
+  every origin of the training period with a year of history). A pixel without a_o gets EMA(t); with
+  ``evaluate.damped_fill`` its a_o is smooth(a_o) instead, where the box holds an anomaly (in the fit too).
 
 The TF sample assembly (``phenocast.dataset``) uses the ``tf_*`` functions at the end of this module: the
 same climatology (as of each step's origin, from cumulative per-year sums), EMA and damped forecast,
@@ -43,7 +44,8 @@ from scipy import ndimage
 MONTHS_PER_YEAR = 12
 MIN_FIT_IMAGES = 3  # a (lead, calendar phase) cell of a per-month damped fit needs this many images
 # the settings the damped forecast and its fitted φ are computed from (beyond the zone's months and periods)
-DAMPED_SETTINGS = ("evaluate.ema_alpha", "evaluate.damped_smoothing", "evaluate.damped_by_month", "predict.horizon")
+DAMPED_SETTINGS = ("evaluate.ema_alpha", "evaluate.damped_smoothing", "evaluate.damped_by_month",
+                   "evaluate.damped_fill", "predict.horizon")
 
 
 def as_float(image: np.ndarray, fill_value: int) -> np.ndarray:
@@ -136,15 +138,22 @@ def smooth(values: np.ndarray, size: int) -> np.ndarray:
 
 
 def anomaly_features(stack: np.ndarray, origin: int, fill_value: int, alpha: float, size: int,
-                     origin_ema: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     origin_ema: np.ndarray | None = None, fill: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(a_o, smooth(a_o)) at ``origin``: float32 (height, width) each, NaN where undefined.
 
     Args:
       origin_ema: EMA(origin) if already computed (default: computed here).
+      fill: a_o := smooth(a_o) where a_o is missing (``filled_anomaly``).
     """
     reference = ema(stack, origin, fill_value, alpha) if origin_ema is None else origin_ema
     anomaly = as_float(stack[origin], fill_value) - reference
-    return anomaly, smooth(anomaly, size)
+    smoothed = smooth(anomaly, size)
+    return (filled_anomaly(anomaly, smoothed) if fill else anomaly), smoothed
+
+
+def filled_anomaly(anomaly: np.ndarray, smoothed: np.ndarray) -> np.ndarray:
+    """a_o where it exists, else smooth(a_o) (NaN where neither does): ``evaluate.damped_fill``."""
+    return np.where(np.isfinite(anomaly), anomaly, smoothed).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -177,7 +186,7 @@ def _solve(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:
 
 
 def fit_damped(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value: int, alpha: float,
-               size: int, horizon: int, by_month: bool = False) -> DampedFit:
+               size: int, horizon: int, by_month: bool = False, fill: bool = False) -> DampedFit:
     """Least-squares φ of the damped forecast on the given images (0-based (origin, lead) positions).
 
     One pass over the origins in order with a running EMA per calendar phase, so the cost is one EMA
@@ -190,6 +199,7 @@ def fit_damped(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value:
       horizon: leads 1..horizon get a φ (a lead without images gets 0: the EMA).
       by_month: a φ per lead and calendar phase of the target, falling back to the lead's pooled φ where
         a phase has fewer than ``MIN_FIT_IMAGES`` images.
+      fill: a missing a_o is smooth(a_o) (``filled_anomaly``), in the fit as in the forecast.
 
     Returns:
       The ``DampedFit``.
@@ -213,6 +223,7 @@ def fit_damped(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value:
         if position in leads_of:
             anomaly = image - origin_ema
             smoothed = smooth(anomaly, size)
+            anomaly = filled_anomaly(anomaly, smoothed) if fill else anomaly
         running[phase] = ema_update(running[phase], image, alpha)
         for lead in leads_of.get(position, ()):
             target = position + lead
@@ -332,7 +343,7 @@ def tf_smooth(values, valid, size: int):
 
 
 def tf_damped(target_ema, stack, step_origins, origin_ema, origin_seen, inside, phi, targets,
-              fill_value: int, size: int):
+              fill_value: int, size: int, fill: bool = False):
     """``damped`` of every step's targets: EMA(t) + φ₁·a_o + φ₂·smooth(a_o), EMA(t) where a_o is missing.
 
     Args:
@@ -341,6 +352,7 @@ def tf_damped(target_ema, stack, step_origins, origin_ema, origin_seen, inside, 
       origin_ema, origin_seen: EMA(o) of each step origin and where it exists, (years, h, w).
       inside: bool (h, w), pixels inside the zone (the smoothing ignores the rest).
       phi: float32 (horizon, 12, 2), ``DampedFit.phi``; targets: int32 (years, horizon).
+      fill: a missing a_o is smooth(a_o) where the box holds an anomaly (``filled_anomaly``).
 
     Returns:
       float32 (years, horizon, h, w).
@@ -351,6 +363,10 @@ def tf_damped(target_ema, stack, step_origins, origin_ema, origin_seen, inside, 
     present = (origin_images != fill_value) & origin_seen
     anomaly = tf.where(present, tf.cast(origin_images, tf.float32) - origin_ema, 0.0)
     smoothed = tf_smooth(anomaly, present & inside[None], size)  # (years, h, w)
+    if fill:  # where the box holds an anomaly inside the zone, a missing a_o is its mean
+        covered = tf_smooth(tf.ones_like(anomaly), present & inside[None], size) > 0.5
+        anomaly = tf.where(present, anomaly, smoothed)
+        present |= covered
     weights = tf.gather_nd(tf.cast(phi, tf.float32), tf.stack(
         [tf.broadcast_to(tf.range(tf.shape(targets)[1])[None, :], tf.shape(targets)),
          tf.math.floormod(targets, MONTHS_PER_YEAR)], axis=-1))  # (years, horizon, 2)

@@ -90,7 +90,8 @@ def fit_damped_zone(stack: np.ndarray, config: Config, first: int, end: int) -> 
     evaluate = config.evaluate
     images = [(origin - first, lead) for origin, lead in fitting_images(first, end, config.predict.horizon)]
     return features.fit_damped(stack, images, config.data.fill_value, evaluate.ema_alpha,
-                               evaluate.damped_smoothing, config.predict.horizon, by_month=evaluate.damped_by_month)
+                               evaluate.damped_smoothing, config.predict.horizon, by_month=evaluate.damped_by_month,
+                               fill=evaluate.damped_fill)
 
 
 def fit_baselines(stack: np.ndarray, config: Config, first: int, end: int) -> FittedBaselines:
@@ -241,7 +242,7 @@ class ZoneBaselines:
             forecasts = baselines.baseline_forecasts(
                 self.stack, origin - first, targets, config.data.fill_value, config.evaluate.ema_alpha,
                 self.fitted.alpha_map, cache, damped_fit=self.fitted.damped,
-                smoothing=config.evaluate.damped_smoothing)
+                smoothing=config.evaluate.damped_smoothing, fill=config.evaluate.damped_fill)
             for lead, target in zip(leads, targets):
                 result[origin, lead] = {method: values[target] for method, values in forecasts.items()}
         return result

@@ -98,7 +98,8 @@ def host_memory() -> int:
 # Config keys added after runs were made, each with the value that gives what such a run gave: a stage
 # record without the key (made before it existed) counts as holding this value, so finished runs and the
 # sample's pre-trained networks (``train.init_from: sample``) stay usable.
-ADDED_KEYS = {"model.ridge_samples": 96, "model.centre_layers": False, "sequence.fill_missing": 0}
+ADDED_KEYS = {"model.ridge_samples": 96, "model.centre_layers": False, "sequence.fill_missing": 0,
+              "evaluate.damped_fill": False}
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

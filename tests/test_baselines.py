@@ -117,6 +117,10 @@ def test_damped_equals_a_hand_computation_on_three_pixels():
     anomaly, smoothed = baselines.anomaly_features(stack, 12, FILL, 0.4, 5)
     np.testing.assert_allclose(anomaly[0, :2], [500, -200])
     assert np.isnan(anomaly[0, 2]) and np.allclose(smoothed, 150)
+    # evaluate.damped_fill: the missing pixel's anomaly is its smoothed one, 4000 + 0.5·150 + 0.2·150
+    filled = baselines.baseline_forecasts(stack, 12, [13], FILL, 0.4, damped_fit=fit, smoothing=5, fill=True)
+    np.testing.assert_allclose(filled["damped"][13][0], [4280, 3930, 4105], rtol=1e-6)
+    np.testing.assert_allclose(baselines.anomaly_features(stack, 12, FILL, 0.4, 5, fill=True)[0][0], [500, -200, 150])
 
 
 def test_fit_damped_recovers_the_damping_of_a_world_that_has_it():

@@ -93,6 +93,8 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
             if config.model.base == "damped":
                 anomaly, _ = features.anomaly_features(stack, step_origin, FILL, alpha, 1)
                 smoothed = features.smooth(np.where(inside, anomaly, np.nan), config.evaluate.damped_smoothing)
+                if config.evaluate.damped_fill:  # a missing origin pixel takes the smoothed anomaly
+                    anomaly = features.filled_anomaly(anomaly, smoothed)
             averages = []
             for lead in range(1, horizon + 1):
                 average = baselines.ema(stack, step_origin + lead, FILL, alpha)
@@ -110,14 +112,17 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
     return np.stack(inputs), np.stack(targets)
 
 
-@pytest.mark.parametrize("climatology, base, masked, zone_mean, fill_missing", [
-    (False, "climatology", False, False, 0), (True, "climatology", True, False, 3), (False, "ema", True, True, 0),
-    (True, "damped", True, False, 5)])
+@pytest.mark.parametrize("climatology, base, masked, zone_mean, fill_missing, damped_fill", [
+    (False, "climatology", False, False, 0, False), (True, "climatology", True, False, 3, False),
+    (False, "ema", True, True, 0, False), (True, "damped", True, False, 5, False),
+    (False, "damped", True, False, 0, True)])
 def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path: Path, climatology: bool,
-                                                        base: str, masked: bool, zone_mean: bool, fill_missing: int):
+                                                        base: str, masked: bool, zone_mean: bool, fill_missing: int,
+                                                        damped_fill: bool):
     config = make_config(prepared, tmp_path, f"sequence.climatology={str(climatology).lower()}",
                          f"model.base={base}", f"model.masked_pooling={str(masked).lower()}",
-                         f"sequence.zone_mean={str(zone_mean).lower()}", f"sequence.fill_missing={fill_missing}")
+                         f"sequence.zone_mean={str(zone_mean).lower()}", f"sequence.fill_missing={fill_missing}",
+                         f"evaluate.damped_fill={str(damped_fill).lower()}")
     preprocess(config, progress=False, log=lambda message: None)
     _, zone_records = load_zone_records(config)
     rng = np.random.default_rng(3)

@@ -66,7 +66,8 @@ def test_smooth_equals_numpy():
         np.testing.assert_allclose(smoothed[image], np.nan_to_num(expected), rtol=1e-5, atol=1e-6)
 
 
-def test_damped_equals_numpy(stack: np.ndarray):
+@pytest.mark.parametrize("fill", [False, True])
+def test_damped_equals_numpy(stack: np.ndarray, fill: bool):
     rng = np.random.default_rng(1)
     phi = rng.uniform(-0.3, 0.9, (3, 12, 2)).astype(np.float32)
     step_origins = np.array([29, 41], np.int32)
@@ -76,9 +77,11 @@ def test_damped_equals_numpy(stack: np.ndarray):
     origin_ema, origin_seen = features.tf_ema(tensor, tf.constant(step_origins[:, None]), FILL, 0.4)
     inside = tf.ones(stack.shape[1:], tf.bool)
     values = features.tf_damped(target_ema, tensor, tf.constant(step_origins), origin_ema[:, 0], origin_seen[:, 0],
-                                inside, tf.constant(phi), tf.constant(targets), FILL, 5).numpy()
+                                inside, tf.constant(phi), tf.constant(targets), FILL, 5, fill).numpy()
+    filled_pixels = 0
     for k, origin in enumerate(step_origins):
-        anomaly, smoothed = features.anomaly_features(stack, int(origin), FILL, 0.4, 5)
+        anomaly, smoothed = features.anomaly_features(stack, int(origin), FILL, 0.4, 5, fill=fill)
+        filled_pixels += int(np.sum(np.isfinite(anomaly) & (stack[origin] == FILL)))
         for lead in range(1, 4):
             target = int(origin) + lead
             expected = features.damped(features.ema(stack, target, FILL, 0.4), anomaly, smoothed,
@@ -86,3 +89,4 @@ def test_damped_equals_numpy(stack: np.ndarray):
             defined = np.isfinite(expected)
             assert defined.sum() > 50
             np.testing.assert_allclose(values[k, lead - 1][defined], expected[defined], rtol=1e-5, atol=1e-2)
+    assert (filled_pixels > 5) if fill else filled_pixels == 0  # the filled origin pixels are compared too

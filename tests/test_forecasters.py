@@ -102,7 +102,7 @@ def test_forecast_of_one_image_equals_the_baseline_functions(zone, tmp_path: Pat
     expected = baselines.baseline_forecasts(
         stack, origin - zone.first, [origin + lead - zone.first], FILL, config.evaluate.ema_alpha,
         zone_baselines.fitted.alpha_map, damped_fit=zone_baselines.fitted.damped,
-        smoothing=config.evaluate.damped_smoothing)
+        smoothing=config.evaluate.damped_smoothing, fill=config.evaluate.damped_fill)
     forecast = zone_baselines.forecast(origin, lead)
     assert sorted(forecast) == sorted(baselines.BASELINES)
     for method in baselines.BASELINES:
