@@ -332,14 +332,21 @@ def tf_ema(stack, targets, fill_value: int, alpha: float):
 
 def tf_smooth(values, valid, size: int):
     """``smooth`` of (images, height, width) values where ``valid``; 0 where the box holds none."""
+    return tf_smooth_covered(values, valid, size)[0]
+
+
+def tf_smooth_covered(values, valid, size: int):
+    """``tf_smooth`` and where it is defined: (smoothed float32, covered bool), both (images, height, width);
+    covered is where the box holds a valid value (where numpy's ``smooth`` is not NaN)."""
     import tensorflow as tf
 
     weights = tf.cast(valid, tf.float32)[..., None]
     # average pooling with SAME padding divides both by the same in-image count: the ratio is
     # Σ valid values / Σ valid pixels over the box cut at the image's edges
-    total = tf.nn.avg_pool2d(tf.where(valid, values, 0.0)[..., None], size, 1, "SAME")
-    count = tf.nn.avg_pool2d(weights, size, 1, "SAME")
-    return tf.where(count > 0, total / tf.maximum(count, 1e-12), 0.0)[..., 0]
+    total = tf.nn.avg_pool2d(tf.where(valid, values, 0.0)[..., None], size, 1, "SAME")[..., 0]
+    count = tf.nn.avg_pool2d(weights, size, 1, "SAME")[..., 0]
+    covered = count > 0
+    return tf.where(covered, total / tf.maximum(count, 1e-12), 0.0), covered
 
 
 def tf_damped(target_ema, stack, step_origins, origin_ema, origin_seen, inside, phi, targets,
@@ -362,9 +369,8 @@ def tf_damped(target_ema, stack, step_origins, origin_ema, origin_seen, inside, 
     origin_images = tf.gather(stack, step_origins)  # (years, h, w)
     present = (origin_images != fill_value) & origin_seen
     anomaly = tf.where(present, tf.cast(origin_images, tf.float32) - origin_ema, 0.0)
-    smoothed = tf_smooth(anomaly, present & inside[None], size)  # (years, h, w)
+    smoothed, covered = tf_smooth_covered(anomaly, present & inside[None], size)  # (years, h, w) each
     if fill:  # where the box holds an anomaly inside the zone, a missing a_o is its mean
-        covered = tf_smooth(tf.ones_like(anomaly), present & inside[None], size) > 0.5
         anomaly = tf.where(present, anomaly, smoothed)
         present |= covered
     weights = tf.gather_nd(tf.cast(phi, tf.float32), tf.stack(
