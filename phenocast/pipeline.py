@@ -41,6 +41,7 @@ from phenocast.errors import PhenocastError
 from phenocast.forecast import REFIT_TEST
 from phenocast.io import atomic_write_text
 from phenocast.zones import Zone, discover_zones
+from phenocast.zones import file_digest as content_digest
 
 STAGES = ("pretrain", "finetune", "refit", "predict", "postprocess", "report")
 STAGE_FILE = "stage.json"
@@ -80,12 +81,8 @@ def stage_settings(config: Config, stage: str) -> dict[str, Any]:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file (16 hex digits)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    """sha256 of a file (16 hex digits of ``zones.file_digest``)."""
+    return content_digest(Path(path))[:16]
 
 
 def host_memory() -> int:

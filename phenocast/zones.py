@@ -325,7 +325,7 @@ def input_fingerprint(zone: Zone) -> str:
     """
     digest = hashlib.sha256()
     for month in sorted(zone.files):
-        digest.update(f"{month}:{_file_digest(zone.files[month])};".encode())
+        digest.update(f"{month}:{file_digest(zone.files[month])};".encode())
     return FINGERPRINT_PREFIX + digest.hexdigest()[:16]
 
 
@@ -342,7 +342,8 @@ def inputs_unchanged(fingerprint: str, zone: Zone) -> bool:
     return fingerprint == digest.hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (hex), read once per process while its size, times and inode stay."""
     status = path.stat()  # a rewritten file changes one of these, so the cache never answers for old bytes
     return _content_digest(str(path.resolve()), status.st_size, status.st_mtime_ns, status.st_ctime_ns,
                            status.st_ino)
