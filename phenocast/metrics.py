@@ -166,6 +166,17 @@ class Scoreboard:
         return {month: {method: _round(rmse(s for s in groups[month] if s.method == method))
                         for method in self.methods} for month in sorted(groups)}
 
+    def by_year_after(self, training_ends: dict[str, int]) -> dict[tuple[str, int], Scoreboard]:
+        """{(period, year): the scores of that year}, year k holding the images whose forecast month lies
+        in months training_end + 12·(k − 1) + 1 … training_end + 12·k of their zone (year 1 = the first
+        year after the training period), in time order."""
+        groups: dict[tuple[str, int], list[Score]] = defaultdict(list)
+        for score in self.scores:
+            year = (score.month - training_ends[score.zone] - 1) // 12 + 1
+            groups[score.period, year].append(score)
+        order = sorted(groups, key=lambda key: (key[1], key[0] != "validation"))  # a year's validation part first
+        return {key: Scoreboard(groups[key]) for key in order}
+
     def table(self, title: str | None = None) -> str:
         """A plain-text table: one row per zone and lead, then per zone, then pooled."""
         methods = self.methods

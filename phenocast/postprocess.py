@@ -35,7 +35,8 @@ that stopped before them, scored on the test period as method ``refit``):
    the zip (``check_submission``);
 8. ``scores.json``: per period (test first), per method, pooled / per zone / per lead, every image's
    score, and the headline: the ratios of the model and of the submitted blend to the EMA and to the
-   best baseline on the test period, with paired-bootstrap intervals over forecast origins.
+   best baseline on the test period, with paired-bootstrap intervals over forecast origins; and every
+   method's RMSE in each year after the training period (``years_after_training``).
 """
 
 from __future__ import annotations
@@ -556,6 +557,28 @@ def headline(board: Scoreboard, config: Config) -> dict:
     return result
 
 
+def years_after_training(board: Scoreboard, training_ends: dict[str, int], config: Config) -> list[dict]:
+    """Every scored method's pooled RMSE in each year after the training period (``Scoreboard.by_year_after``:
+    the validation years first, then the test years), with the submitted blend's ratio to the EMA and its
+    paired-bootstrap interval: whether a gain that validation saw in the years it chose on holds in the later
+    years nothing chose on, or fades."""
+    evaluate = config.evaluate
+    rows = []
+    for (period, year), scored in board.by_year_after(training_ends).items():
+        summary = scored.summary()
+        row = {"period": period, "year": year, "images": summary["images"], "origins": summary["origins"],
+               "rmse": summary["pooled"]}
+        if summary["pooled"].get(SUBMITTED) is not None and summary["pooled"].get("ema") is not None:
+            if evaluate.bootstrap:
+                interval = paired_bootstrap(scored, SUBMITTED, "ema", evaluate.bootstrap, evaluate.confidence,
+                                            seed=config.seed)
+                row["blend_over_ema"] = [interval["ratio"], interval["low"], interval["high"]]
+            else:
+                row["blend_over_ema"] = [summary["pooled"][SUBMITTED] / summary["pooled"]["ema"], None, None]
+        rows.append(row)
+    return rows
+
+
 def headline_text(numbers: dict, confidence: float) -> str:
     """The headline in one sentence (Markdown)."""
     entry = numbers["methods"].get(SUBMITTED) or numbers["methods"].get("model")
@@ -636,6 +659,8 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
              for part in VALIDATION_PARTS} if validation.scores else {}
     summary = write_scores(board, run_dir / "scores.json", config, {
         "validation_parts": parts,  # pooled RMSE of the select half (chose) and the check half (checked)
+        "years_after_training": years_after_training(
+            board, {zone: values["training_end"] for zone, values in periods.items()}, config),
         "model_weight": {result.zone: {"base": config.model.base, "fallback": result.fallback,
                                        "weight": result.model_weight, "reason": result.weight_reason}
                          for result in results},

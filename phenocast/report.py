@@ -74,6 +74,31 @@ def score_table(summary: dict, methods: list[str]) -> list[str]:
     return lines
 
 
+def year_table(rows: list[dict], confidence: float) -> list[str]:
+    """Markdown lines: every method's RMSE ÷ the EMA's in each year after training (``scores.json``'s
+    ``years_after_training``), the submitted blend's with its interval; empty without rows."""
+    if not rows:
+        return []
+    methods = [m for m in ordered_methods(list(dict.fromkeys(m for row in rows for m in row["rmse"]))) if m != "ema"]
+    lines = [f"## RMSE by year after training (÷ the EMA's; in brackets the blend's {confidence:.0%} interval)", "",
+             "Year 1 holds the forecast months of the first 12 months after each zone's training period. The "
+             "validation years chose the model and the blend, the test years nothing: where a gain fades from the "
+             "first to the second, validation promised more than the model holds.", "",
+             "| year | period | images | " + " | ".join(methods) + " |", "|---|---|---|" + "---|" * len(methods)]
+    for row in rows:
+        ema = row["rmse"].get("ema")
+        cells = []
+        for method in methods:
+            value = row["rmse"].get(method)
+            text = "–" if value is None or not ema else f"{value / ema:.3f}"
+            interval = row.get("blend_over_ema")
+            if method == "blend" and interval and interval[1] is not None:
+                text += f" [{interval[1]:.3f}–{interval[2]:.3f}]"
+            cells.append(text)
+        lines.append(f"| {row['year']} | {row['period']} | {row['images']} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def map_figure(zone: str, origin: int, lead: int, images: dict, config: Config, path: Path) -> Path:
     """Truth, model, EMA (shared NDVI scale) and model/EMA errors (shared diverging scale)."""
     fill, scale = config.data.fill_value, config.data.scale
@@ -271,6 +296,7 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
                           *(f"| {part} | " + " | ".join(f"{parts[part][m]:.4f}" if parts[part].get(m) is not None
                                                          else "-" for m in methods) + " |"
                             for part in ("select", "check")), ""]
+    lines += year_table(summary.get("years_after_training") or [], config.evaluate.confidence)
     scored = board.restrict_period(period)
     if scored.scores:
         methods = ordered_methods(scored.methods)

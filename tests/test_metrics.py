@@ -1,4 +1,4 @@
-"""Scoring aggregates: the paired block bootstrap of an RMSE ratio."""
+"""Scoring aggregates: the paired block bootstrap of an RMSE ratio, the years after training."""
 
 from __future__ import annotations
 
@@ -108,3 +108,19 @@ def test_no_common_images_is_a_clear_error():
         paired_bootstrap(board, "model", "reference")
     with pytest.raises(ValueError, match="found none"):
         paired_bootstrap(board, "model", "missing")
+
+
+def test_years_after_training_count_from_each_zone_s_own_training_end():
+    # Z1 trains through month 10, Z2 through 22: Z1's month 23 and Z2's month 35 are both in year 2
+    scores = [Score("Z1", 10, 1, "model", 1.0, 5, "validation"), Score("Z1", 20, 2, "model", 4.0, 5, "validation"),
+              Score("Z1", 22, 1, "model", 9.0, 5, "validation"), Score("Z2", 34, 1, "model", 16.0, 5, "test"),
+              Score("Z2", 22, 1, "model", 25.0, 5, "validation"), Score("Z1", 35, 2, "model", 36.0, 5, "test")]
+    years = Scoreboard(scores).by_year_after({"Z1": 10, "Z2": 22})
+    assert list(years) == [("validation", 1), ("validation", 2), ("test", 2), ("test", 3)]
+    assert [(s.zone, s.month) for s in years["validation", 1].scores] == [("Z1", 11), ("Z1", 22), ("Z2", 23)]
+    assert [(s.zone, s.month) for s in years["validation", 2].scores] == [("Z1", 23)]
+    assert [(s.zone, s.month) for s in years["test", 2].scores] == [("Z2", 35)]
+    assert [(s.zone, s.month) for s in years["test", 3].scores] == [("Z1", 37)]
+    assert years["validation", 1].summary()["pooled"]["model"] == pytest.approx(np.sqrt((1 + 4 + 25) / 3))
+    with pytest.raises(KeyError):
+        Scoreboard(scores).by_year_after({"Z1": 10})  # every zone needs its training end

@@ -412,6 +412,17 @@ def test_scores_recompute_from_the_scored_geotiffs_and_the_truth(run, tmp_path: 
     assert blend["over_ema_interval"][0] <= blend["over_ema"] <= blend["over_ema_interval"][1]
     assert blend["images"] == scores["test"]["images"] and "beats the EMA on" in headline["text"]
     assert scores["submission"]["Z1"]["model"] == "checkpoints/oracle.keras"
+    # by year after training (through month 36 here): validation years 1 and 2, the test year 3
+    years = scores["years_after_training"]
+    assert [(row["period"], row["year"]) for row in years] == [("validation", 1), ("validation", 2), ("test", 3)]
+    for period in ("validation", "test"):
+        assert sum(row["images"] for row in years if row["period"] == period) == scores[period]["images"]
+    for row in years:
+        mses = [s["mse"] for s in scores["image_scores"] if s["method"] == "model" and s["period"] == row["period"]
+                and 36 + 12 * (row["year"] - 1) < s["origin"] + s["lead"] <= 36 + 12 * row["year"]]
+        assert row["rmse"]["model"] == pytest.approx(np.sqrt(np.mean(mses)), rel=1e-12) and len(mses) == row["images"]
+        ratio, low, high = row["blend_over_ema"]
+        assert ratio == pytest.approx(row["rmse"]["blend"] / row["rmse"]["ema"]) and low <= ratio <= high
 
 
 def test_the_checker_reports_fill_where_the_zone_has_data(run, tmp_path: Path):

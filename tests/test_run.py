@@ -92,6 +92,12 @@ def test_end_to_end_run_gives_a_valid_submission_and_reruns_skip(tiny_world: tup
     assert report.index("## Test RMSE") < report.index("## Validation RMSE")
     assert "![Z1 month" in report and (run_dir / "report" / "calendar.png").is_file()
     assert "checkpoints/refit-pretrain/best.keras" in report
+    years = scores["years_after_training"]  # the report's table of years after training reads scores.json
+    assert "## RMSE by year after training" in report and len(years) >= 2
+    for row in years:
+        ratio, low, high = row["blend_over_ema"]
+        assert f"| {row['year']} | {row['period']} | {row['images']} |" in report
+        assert f"{ratio:.3f} [{low:.3f}–{high:.3f}]" in report
     again = script("run.py", *arguments(tiny_world, output, "postprocess.model_weight=fit"))
     assert again.returncode == 0, again.stderr
     for line in ("pretrain: finished earlier", "refit-pretrain: finished earlier",
