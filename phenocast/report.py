@@ -86,12 +86,11 @@ def year_table(rows: list[dict], confidence: float) -> list[str]:
              "first to the second, validation promised more than the model holds.", "",
              "| year | period | images | " + " | ".join(methods) + " |", "|---|---|---|" + "---|" * len(methods)]
     for row in rows:
-        ema = row["rmse"].get("ema")
+        ema, interval = row["rmse"].get("ema"), row.get("blend_over_ema")
         cells = []
         for method in methods:
             value = row["rmse"].get(method)
             text = "–" if value is None or not ema else f"{value / ema:.3f}"
-            interval = row.get("blend_over_ema")
             if method == "blend" and interval and interval[1] is not None:
                 text += f" [{interval[1]:.3f}–{interval[2]:.3f}]"
             cells.append(text)
