@@ -88,9 +88,47 @@ class ZonePeriods:
         return self.validation if name == "validation" else self.test
 
 
+def minimum_training_months(config: Config) -> int:
+    """The months a training period needs for one training sample and a fitted baseline: a full history
+    (``Config.history_months``, at least a year and a month, so the damped φ has an image to fit) and the
+    horizon's targets; with ``sequence.origins: fixed`` 11 more, so one origin falls in the forecast's
+    calendar phase."""
+    history = max(config.history_months, MONTHS_PER_YEAR + 1)
+    return history + config.predict.horizon + (MONTHS_PER_YEAR - 1 if config.sequence.origins == "fixed" else 0)
+
+
+def period_lengths(months: int, config: Config) -> tuple[int, int]:
+    """(validation, test) months of a zone of ``months`` months: ``data.val_months`` and
+    ``data.test_months``, or, when the zone is too short for both after ``minimum_training_months``, the
+    test period shortened first (it only scores, while validation chooses the zone's blend weight), then
+    validation. A zone shorter than the training minimum keeps the configured lengths, and
+    ``check_zone_length`` refuses it."""
+    validation, test = config.data.val_months, config.data.test_months
+    spare = months - minimum_training_months(config)
+    if spare < 0 or spare >= validation + test:
+        return validation, test
+    test = max(0, spare - validation)
+    return spare - test, test
+
+
+def shortened_periods(name: str, first: int, last: int, config: Config) -> str | None:
+    """A one-line notice when the zone's periods are shorter than configured (``period_lengths``), else
+    None."""
+    months = last - first + 1
+    validation, test = period_lengths(months, config)
+    data = config.data
+    if (validation, test) == (data.val_months, data.test_months):
+        return None
+    return (f"zone {name} has {months} months ({first}..{last}), too few for {data.val_months} validation "
+            f"(data.val_months) and {data.test_months} test months (data.test_months) after the "
+            f"{minimum_training_months(config)} a training period needs: its validation period is {validation} "
+            f"months and its test period {test}")
+
+
 def zone_periods(first: int, last: int, config: Config) -> ZonePeriods:
-    """Split a zone's months ``first .. last`` into training, validation and test (module docstring)."""
-    test, validation = config.data.test_months, config.data.val_months
+    """Split a zone's months ``first .. last`` into training, validation and test (module docstring),
+    with the lengths of ``period_lengths``."""
+    validation, test = period_lengths(last - first + 1, config)
     training_end = last - test - validation
     return ZonePeriods(
         first=first, last=last, training_end=training_end,
@@ -212,19 +250,17 @@ def fitting_images(first: int, end: int, horizon: int) -> list[Image]:
 
 def check_zone_length(name: str, first: int, last: int, config: Config) -> None:
     """Raise a one-line error when a zone is too short for one training sample (then the validation and test
-    periods, which score every month after it, have origins too)."""
+    periods, which score every month after it, have origins too). A zone too short only for the configured
+    validation and test periods is not refused: ``period_lengths`` shortens them."""
     months = last - first + 1
-    periods = zone_periods(first, last, config)
-    data = config.data
-    needed = config.history_months + config.predict.horizon
-    if not training_origins(first, last, config):
-        phase = " in the forecast's calendar phase" if config.sequence.origins == "fixed" else ""
-        raise PhenocastError(
-            f"zone {name} has {months} months ({first}..{last}), too short for the configured sequence: "
-            f"its training period ends at month {periods.training_end}, and one training sample{phase} "
-            f"needs {config.history_months} months of history (sequence.years = {config.sequence.years}, "
-            f"offsets down to {min(config.sequence.offsets)}) and {config.predict.horizon} target months in "
-            f"it, then come {data.val_months} validation months (data.val_months) and {data.test_months} "
-            f"test months (data.test_months): at least {needed + data.val_months + data.test_months} months; "
-            f"lower sequence.years, data.val_months or data.test_months (0 drops the test period), or drop "
-            f"the zone from data.zones")
+    if training_origins(first, last, config):
+        return
+    phase = (f", {MONTHS_PER_YEAR - 1} more so that one origin falls in the forecast's calendar phase "
+             f"(sequence.origins: fixed)" if config.sequence.origins == "fixed" else "")
+    raise PhenocastError(
+        f"zone {name} has {months} months ({first}..{last}), too short for the configured sequence: a training "
+        f"period needs at least {minimum_training_months(config)} months ({config.history_months} months of "
+        f"history for one sample, sequence.years = {config.sequence.years} and offsets down to "
+        f"{min(config.sequence.offsets)}, at least {MONTHS_PER_YEAR + 1} for the fitted baselines; "
+        f"{config.predict.horizon} target months (predict.horizon){phase}), and validation and test periods follow it "
+        f"(shortened in short zones, down to none); lower sequence.years, or drop the zone from data.zones")

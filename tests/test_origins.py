@@ -71,9 +71,39 @@ def test_fitting_images_stay_in_the_training_period():
     assert min(o for o, _ in images) == 13 and max(o + lead for o, lead in images) == 36
 
 
-def test_a_zone_too_short_names_the_period_that_does_not_fit():
-    with pytest.raises(PhenocastError, match="its training period ends at month 20, and one training"):
-        origins.check_zone_length("Z1", 1, 120, config_with("data.val_months=50", "data.test_months=50"))
+@pytest.mark.parametrize("months, validation, test", [
+    (66, 24, 24), (65, 24, 23), (60, 24, 18), (42, 24, 0), (40, 22, 0), (19, 1, 0), (18, 0, 0)])
+def test_a_short_zone_shortens_its_test_period_first_then_validation(months, validation, test):
+    config = config_with("data.val_months=24", "data.test_months=24", "sequence.origins=all")
+    assert origins.minimum_training_months(config) == 18  # 15 months of history + 3 target months
+    first = 7
+    last = first + months - 1
+    periods = origins.zone_periods(first, last, config)
+    assert (periods.validation.months if periods.validation else 0, periods.test.months if periods.test else 0) \
+        == (validation, test)
+    assert periods.training_end - first + 1 == 18  # every zone here keeps the training minimum
+    training = origins.training_origins(first, last, config)
+    assert training and max(training) + config.predict.horizon <= periods.training_end
+    if test:
+        assert periods.test.end == last and periods.test.start == periods.validation.end + 1
+    notice = origins.shortened_periods("Z1", first, last, config)
+    if months >= 66:
+        assert notice is None
+    else:
+        assert f"validation period is {validation} months and its test period {test}" in notice
+    origins.check_zone_length("Z1", first, last, config)
+
+
+def test_a_zone_too_short_for_one_training_period_is_refused_with_the_months_it_needs():
+    config = config_with("data.val_months=24", "data.test_months=24", "sequence.origins=all")
+    with pytest.raises(PhenocastError, match="has 17 months .*needs at least 18 months"):
+        origins.check_zone_length("Z1", 1, 17, config)
+    fixed = config_with("data.val_months=24", "data.test_months=24", "sequence.origins=fixed")
+    assert origins.minimum_training_months(fixed) == 29  # 11 more: one origin in the forecast's phase
+    assert origins.period_lengths(40, fixed) == (11, 0)
+    origins.check_zone_length("Z1", 1, 29, fixed)
+    with pytest.raises(PhenocastError, match="11 more so that one origin falls in the forecast's calendar phase"):
+        origins.check_zone_length("Z1", 1, 28, fixed)
 
 
 def test_scored_periods_use_every_month_even_when_training_keeps_one_phase():

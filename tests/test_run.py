@@ -175,3 +175,23 @@ def test_run_refuses_a_zone_too_short_for_the_sequence(tiny_world: tuple[Path, P
     result = script("run.py", *arguments(tiny_world, tmp_path / "outputs", "sequence.years=5"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "too short for the configured sequence" in result.stderr
+
+
+def test_a_zone_too_short_for_the_periods_runs_with_its_test_period_shortened(tiny_world: tuple[Path, Path],
+                                                                            tmp_path: Path):
+    # 60 months: a training period needs 30 (27 months of history with sequence.years 2, 3 targets), so
+    # 12 validation and 20 test months do not fit; the test period keeps 18 months, validation all 12
+    output = tmp_path / "outputs"
+    result = script("run.py", *arguments(tiny_world, output, "data.test_months=20", "train.epochs=0",
+                                         "finetune.refit=false"))
+    assert result.returncode == 0, result.stderr
+    assert "note: zone Z1 has 60 months (1..60), too few for 12 validation" in result.stdout
+    assert "its validation period is 12 months and its test period 18" in result.stdout
+    run_dir = output / "sample"
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert scores["periods"]["Z1"]["test"] == [43, 60] and scores["periods"]["Z1"]["validation"] == [31, 42]
+    assert scores["periods"]["Z1"]["training_end"] == 30
+    assert scores["headline"]["images"] == 2 * (18 + 17 + 16)  # every test origin's leads inside the period
+    report = (run_dir / "report.md").read_text()
+    assert "test 43..60 (shortened: the zone is too short for 12 validation and 20 test months)" in report
+    assert "which chose nothing), shorter in 2 zone(s) too short for them (below); origins" in report
