@@ -515,17 +515,28 @@ def _check_member(data: bytes, where: str, profile: GeoProfile, config: Config,
     return problems
 
 
+def headline_period(board: Scoreboard) -> str:
+    """The period a run is judged on: test, or validation when there is none."""
+    return "test" if "test" in board.periods else "validation"
+
+
+def best_baseline(board: Scoreboard) -> str | None:
+    """The best baseline: the lowest pooled RMSE among ``baselines.BASELINES`` on the headline period."""
+    pooled = board.restrict_period(headline_period(board)).summary()["pooled"]
+    present = [m for m in baselines.BASELINES if pooled.get(m) is not None]
+    return min(present, key=lambda m: pooled[m]) if present else None
+
+
 def headline(board: Scoreboard, config: Config) -> dict:
     """The numbers a run is judged by, on its test period (validation when there is none): for the model
     and the submitted blend, the pooled RMSE, its ratio to the EMA and to the best baseline (lowest
     pooled RMSE among ``baselines.BASELINES`` on the same period) with paired-bootstrap intervals over
     forecast origins (``metrics.paired_bootstrap``), the images where it beats the EMA, and on the
     sample the share of the EMA → oracle gap it closes. ``text`` says it in one sentence."""
-    period = "test" if "test" in board.periods else "validation"
+    period = headline_period(board)
     scored = board.restrict_period(period)
     pooled = scored.summary()["pooled"]
-    present = [m for m in baselines.BASELINES if pooled.get(m) is not None]
-    best = min(present, key=lambda m: pooled[m]) if present else None
+    best = best_baseline(board)
     evaluate = config.evaluate
     result = {"period": period, "images": len({(s.zone, s.origin, s.lead) for s in scored.scores}),
               "origins": len({s.origin for s in scored.scores}), "zones": len(scored.zones),
@@ -559,22 +570,27 @@ def headline(board: Scoreboard, config: Config) -> dict:
 
 def years_after_training(board: Scoreboard, training_ends: dict[str, int], config: Config) -> list[dict]:
     """Every scored method's pooled RMSE in each year after the training period (``Scoreboard.by_year_after``:
-    the validation years first, then the test years), with the submitted blend's ratio to the EMA and its
-    paired-bootstrap interval: whether a gain that validation saw in the years it chose on holds in the later
-    years nothing chose on, or fades."""
+    the validation years first, then the test years), with the submitted blend's ratio to the EMA and to the
+    best baseline of the headline (``best_baseline``, named in each row), each with its paired-bootstrap
+    interval: whether a gain that validation saw in the years it chose on holds in the later years nothing
+    chose on, or fades."""
     evaluate = config.evaluate
+    best = best_baseline(board)
     rows = []
     for (period, year), scored in board.by_year_after(training_ends).items():
         summary = scored.summary()
+        pooled = summary["pooled"]
         row = {"period": period, "year": year, "images": summary["images"], "origins": summary["origins"],
-               "rmse": summary["pooled"]}
-        if summary["pooled"].get(SUBMITTED) is not None and summary["pooled"].get("ema") is not None:
+               "rmse": pooled, "best_baseline": best}
+        for reference, key in (("ema", "blend_over_ema"), (best, "blend_over_best_baseline")):
+            if pooled.get(SUBMITTED) is None or pooled.get(reference) is None:
+                continue
             if evaluate.bootstrap:
-                interval = paired_bootstrap(scored, SUBMITTED, "ema", evaluate.bootstrap, evaluate.confidence,
+                interval = paired_bootstrap(scored, SUBMITTED, reference, evaluate.bootstrap, evaluate.confidence,
                                             seed=config.seed)
-                row["blend_over_ema"] = [interval["ratio"], interval["low"], interval["high"]]
+                row[key] = [interval["ratio"], interval["low"], interval["high"]]
             else:
-                row["blend_over_ema"] = [summary["pooled"][SUBMITTED] / summary["pooled"]["ema"], None, None]
+                row[key] = [pooled[SUBMITTED] / pooled[reference], None, None]
         rows.append(row)
     return rows
 

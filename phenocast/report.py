@@ -76,24 +76,35 @@ def score_table(summary: dict, methods: list[str]) -> list[str]:
 
 def year_table(rows: list[dict], confidence: float) -> list[str]:
     """Markdown lines: every method's RMSE ÷ the EMA's in each year after training (``scores.json``'s
-    ``years_after_training``), the submitted blend's with its interval; empty without rows."""
+    ``years_after_training``), the submitted blend's with its interval, and the blend ÷ the best baseline
+    with its interval; empty without rows."""
     if not rows:
         return []
     methods = [m for m in ordered_methods(list(dict.fromkeys(m for row in rows for m in row["rmse"]))) if m != "ema"]
+    best = rows[0].get("best_baseline")
+    extra = [f"blend ÷ {best}"] if best and any(row.get("blend_over_best_baseline") for row in rows) else []
     lines = [f"## RMSE by year after training (÷ the EMA's; in brackets the blend's {confidence:.0%} interval)", "",
              "Year 1 holds the forecast months of the first 12 months after each zone's training period. The "
              "validation years chose the model and the blend, the test years nothing: where a gain fades from the "
-             "first to the second, validation promised more than the model holds.", "",
-             "| year | period | images | " + " | ".join(methods) + " |", "|---|---|---|" + "---|" * len(methods)]
+             "first to the second, validation promised more than the model holds."
+             + (f" The last column is the blend ÷ the best baseline of the headline ({best})." if extra else ""), "",
+             "| year | period | images | " + " | ".join(methods + extra) + " |",
+             "|---|---|---|" + "---|" * len(methods + extra)]
+
+    def ratio(value: float, interval: list | None) -> str:
+        bounds = f" [{interval[1]:.3f}–{interval[2]:.3f}]" if interval and interval[1] is not None else ""
+        return f"{value:.3f}{bounds}"
+
     for row in rows:
-        ema, interval = row["rmse"].get("ema"), row.get("blend_over_ema")
+        ema = row["rmse"].get("ema")
         cells = []
         for method in methods:
             value = row["rmse"].get(method)
-            text = "–" if value is None or not ema else f"{value / ema:.3f}"
-            if method == "blend" and interval and interval[1] is not None:
-                text += f" [{interval[1]:.3f}–{interval[2]:.3f}]"
-            cells.append(text)
+            cells.append("–" if value is None or not ema else
+                         ratio(value / ema, row.get("blend_over_ema") if method == "blend" else None))
+        if extra:
+            over_best = row.get("blend_over_best_baseline")
+            cells.append(ratio(over_best[0], over_best) if over_best else "–")
         lines.append(f"| {row['year']} | {row['period']} | {row['images']} | " + " | ".join(cells) + " |")
     return lines + [""]
 

@@ -423,6 +423,10 @@ def test_scores_recompute_from_the_scored_geotiffs_and_the_truth(run, tmp_path: 
         assert row["rmse"]["model"] == pytest.approx(np.sqrt(np.mean(mses)), rel=1e-12) and len(mses) == row["images"]
         ratio, low, high = row["blend_over_ema"]
         assert ratio == pytest.approx(row["rmse"]["blend"] / row["rmse"]["ema"]) and low <= ratio <= high
+        best = headline["best_baseline"]  # the headline's reference in every year
+        ratio, low, high = row["blend_over_best_baseline"]
+        assert row["best_baseline"] == best and low <= ratio <= high
+        assert ratio == pytest.approx(row["rmse"]["blend"] / row["rmse"][best])
 
 
 def test_the_checker_reports_fill_where_the_zone_has_data(run, tmp_path: Path):

@@ -94,10 +94,15 @@ def test_end_to_end_run_gives_a_valid_submission_and_reruns_skip(tiny_world: tup
     assert "checkpoints/refit-pretrain/best.keras" in report
     years = scores["years_after_training"]  # the report's table of years after training reads scores.json
     assert "## RMSE by year after training" in report and len(years) >= 2
+    assert f"| blend ÷ {headline['best_baseline']} |" in report
     for row in years:
-        ratio, low, high = row["blend_over_ema"]
-        assert f"| {row['year']} | {row['period']} | {row['images']} |" in report
-        assert f"{ratio:.3f} [{low:.3f}–{high:.3f}]" in report
+        line = next(line for line in report.splitlines()
+                    if line.startswith(f"| {row['year']} | {row['period']} | {row['images']} |"))
+        for key in ("blend_over_ema", "blend_over_best_baseline"):
+            ratio, low, high = row[key]
+            assert f"{ratio:.3f} [{low:.3f}–{high:.3f}]" in line
+        assert line.endswith(f"{row['blend_over_best_baseline'][0]:.3f} [{row['blend_over_best_baseline'][1]:.3f}–"
+                             f"{row['blend_over_best_baseline'][2]:.3f}] |")
     again = script("run.py", *arguments(tiny_world, output, "postprocess.model_weight=fit"))
     assert again.returncode == 0, again.stderr
     for line in ("pretrain: finished earlier", "refit-pretrain: finished earlier",
