@@ -121,8 +121,8 @@ def shortened_periods(name: str, first: int, last: int, config: Config) -> str |
         return None
     return (f"zone {name} has {months} months ({first}..{last}), too few for {data.val_months} validation "
             f"(data.val_months) and {data.test_months} test months (data.test_months) after the "
-            f"{minimum_training_months(config)} a training period needs: its validation period is {validation} "
-            f"months and its test period {test}")
+            f"{minimum_training_months(config)} a training period needs: it gets {validation} validation and "
+            f"{test} test months")
 
 
 def zone_periods(first: int, last: int, config: Config) -> ZonePeriods:

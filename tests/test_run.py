@@ -191,7 +191,7 @@ def test_a_zone_too_short_for_the_periods_runs_with_its_test_period_shortened(ti
                                          "finetune.refit=false"))
     assert result.returncode == 0, result.stderr
     assert "note: zone Z1 has 60 months (1..60), too few for 12 validation" in result.stdout
-    assert "its validation period is 12 months and its test period 18" in result.stdout
+    assert "the 30 a training period needs: it gets 12 validation and 18 test months" in result.stdout
     run_dir = output / "sample"
     scores = json.loads((run_dir / "scores.json").read_text())
     assert scores["periods"]["Z1"]["test"] == [43, 60] and scores["periods"]["Z1"]["validation"] == [31, 42]
