@@ -67,6 +67,7 @@ from phenocast.origins import (
     measured_refit,
     period_images,
     refit_end,
+    shortened_periods,
     validation_part,
     zone_periods,
 )
@@ -668,7 +669,8 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
         spans = zone_periods(zone.first, zone.last, config)
         validations[zone.name] = spans.validation
         periods[zone.name] = {"months": [zone.first, zone.last], "training_end": spans.training_end,
-                              **{p.name: [p.start, p.end] for p in spans.scored}}
+                              **{p.name: [p.start, p.end] for p in spans.scored},
+                              "shortened": shortened_periods(zone.name, zone.first, zone.last, config) is not None}
     validation = board.restrict_period("validation")
     parts = {part: Scoreboard(score for score in validation.scores
                               if validation_part(score.origin, validations[score.zone]) == part).summary()["pooled"]

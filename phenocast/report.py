@@ -260,9 +260,7 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
     figures = run_dir / "report"
     figures.mkdir(parents=True, exist_ok=True)
     data = config.data
-    shortened = [zone for zone, values in summary["periods"].items()
-                 if tuple(values[name][1] - values[name][0] + 1 if name in values else 0
-                          for name in ("validation", "test")) != (data.val_months, data.test_months)]
+    shortened = [zone for zone, values in summary["periods"].items() if values.get("shortened")]
     lines = [f"# phenocast report: {config.output.name}", "",
              f"Data `{data.dir}`, {len(summary['periods'])} zone(s). Each zone's months split into training, "
              f"validation (the {data.val_months} months that chose checkpoints, epochs and blend weights) and "

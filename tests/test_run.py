@@ -77,6 +77,7 @@ def test_end_to_end_run_gives_a_valid_submission_and_reruns_skip(tiny_world: tup
             scores[period]["pooled"])
         assert set(scores[period]["zones"]) == {"Z1", "Z2"}
     assert list(scores)[:4] == ["name", "data", "headline", "test"]  # the test period leads
+    assert not scores["periods"]["Z1"]["shortened"] and not scores["periods"]["Z2"]["shortened"]
     headline = scores["headline"]
     assert headline["period"] == "test" and headline["chose_nothing"] and headline["images"] == 2 * (9 + 8 + 7)
     assert scores["submission"]["Z1"] == {"method": "blend", "model": "checkpoints/refit-pretrain/best.keras",
@@ -195,7 +196,7 @@ def test_a_zone_too_short_for_the_periods_runs_with_its_test_period_shortened(ti
     run_dir = output / "sample"
     scores = json.loads((run_dir / "scores.json").read_text())
     assert scores["periods"]["Z1"]["test"] == [43, 60] and scores["periods"]["Z1"]["validation"] == [31, 42]
-    assert scores["periods"]["Z1"]["training_end"] == 30
+    assert scores["periods"]["Z1"]["training_end"] == 30 and scores["periods"]["Z1"]["shortened"]
     assert scores["headline"]["images"] == 2 * (18 + 17 + 16)  # every test origin's leads inside the period
     report = (run_dir / "report.md").read_text()
     assert "test 43..60 (shortened: the zone is too short for 12 validation and 20 test months)" in report
