@@ -262,5 +262,6 @@ def check_zone_length(name: str, first: int, last: int, config: Config) -> None:
         f"period needs at least {minimum_training_months(config)} months ({config.history_months} months of "
         f"history for one sample, sequence.years = {config.sequence.years} and offsets down to "
         f"{min(config.sequence.offsets)}, at least {MONTHS_PER_YEAR + 1} for the fitted baselines; "
-        f"{config.predict.horizon} target months (predict.horizon){phase}), and validation and test periods follow it "
-        f"(shortened in short zones, down to none); lower sequence.years, or drop the zone from data.zones")
+        f"{config.predict.horizon} target months (predict.horizon){phase}), and validation and test periods "
+        f"follow it (shortened in short zones, down to none); lower sequence.years or the deepest of "
+        f"sequence.offsets, or drop the zone from data.zones")
