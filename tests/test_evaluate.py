@@ -141,3 +141,18 @@ def test_a_prediction_with_fill_where_truth_is_valid_scores_as_ndvi_zero(tiny_da
     # leaving pixels out scores worse than the climatology would have there
     climatology_mse = image_mse(climatology, truth[month - 1], FILL, 10000.0)[0]
     assert score.mse > climatology_mse
+
+
+def test_a_zone_too_short_for_the_periods_is_scored_on_shortened_ones_with_a_note(tiny_data: Path, tmp_path: Path):
+    # a 15-month history: the 40-month zones keep an 18-month training period, 12 validation and 10 test months
+    json_path = tmp_path / "scores.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "phenocast.evaluate", "--config", str(ROOT / "configs" / "default.yaml"),
+         "--set", f"data.dir={tiny_data}", "--set", f"output.dir={tmp_path / 'out'}", "--set", "sequence.years=1",
+         "--set", "sequence.origins=all", "--set", "data.val_months=12", "--set", "data.test_months=12",
+         "--json", str(json_path), "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "note: zone Z1 has 40 months (1..40), too few for 12 validation" in result.stdout
+    assert "it gets 12 validation and 10 test months" in result.stdout
+    scores = json.loads(json_path.read_text())
+    assert scores["test"]["zones"]["Z1"]["images"] == 10 + 9 + 8  # test months 31..40
