@@ -10,6 +10,9 @@ Every zone's months ``first .. last`` fall into three consecutive periods::
     first .. T                    T+1 .. T+val_months               last-test_months+1 .. last
                                   (T = last - test_months - val_months)
 
+A zone too short for both scored periods after a training period's minimum (``minimum_training_months``)
+gets shorter ones, the test period first (``period_lengths``); the notice says so (``shortened_periods``).
+
 - *Training* origins are those whose every target lies in the training period: o + horizon <= T (the
   purge gap is the horizon). A sample's climatology uses months <= its origin only, so neither a target
   nor a climatology of training reaches a later period.
