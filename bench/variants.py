@@ -32,10 +32,12 @@ Usage::
 
     python bench/variants.py --data ../shared/data/benelux-mod13a3 --set data.first_month=2
         [--zone Z1] [--config configs/small.yaml] [--set key=value …] [--seed 0] [--out outputs/variants]
-        [--json results.json]
+        [--json results.json] [--last-months 60]
 
 The variants are written once into ``<out>/data`` (kept when they exist) and the run goes to
 ``<out>/<config name>``: a rerun reuses finished stages, so an interrupted bench continues.
+``--last-months N`` keeps each variant's last N months only (``<out>/data-lastN``, ``<config name>-lastN``):
+short records, whose test and validation periods the pipeline shortens (``phenocast.origins.period_lengths``).
 """
 
 from __future__ import annotations
@@ -91,8 +93,9 @@ def crop_profile(profile: GeoProfile, row: int, column: int, height: int, width:
 
 
 def write_variants(zone: Zone, out: Path, fill_value: int, valid_range: list[int], scale: float,
-                   seed: int = 0) -> dict[str, str]:
-    """Write the ``VARIANTS`` of ``zone`` into ``out/<name>/<name>-NNN.tif``.
+                   seed: int = 0, last_months: int | None = None) -> dict[str, str]:
+    """Write the ``VARIANTS`` of ``zone`` into ``out/<name>/<name>-NNN.tif``; with ``last_months`` only each
+    variant's last ``last_months`` months (by month number, gaps included: a younger sensor's record).
 
     Returns:
       {zone name: the variant's description}.
@@ -118,6 +121,8 @@ def write_variants(zone: Zone, out: Path, fill_value: int, valid_range: list[int
         kept = months[:-SHORT_CUT] if kind == "short" else months
         shift = SHIFT if kind == "shifted" else 0
         renumbered = [(month, month - shift) for month in kept if month > shift]  # (read, written)
+        if last_months:
+            renumbered = [pair for pair in renumbered if pair[0] > renumbered[-1][0] - last_months]
         noise = np.random.default_rng([seed, len(described)])
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -148,11 +153,11 @@ def ratio(rmse: dict, method: str, reference: str) -> float:
 
 
 def table(scores: dict, blends: dict) -> list[dict]:
-    """One row per zone from a run's ``scores.json``."""
+    """One row per zone from a run's ``scores.json`` (NaN where a zone has no such period)."""
     rows = []
-    for zone, values in scores["test"]["zones"].items():
-        test = values["rmse"]
-        validation = scores["validation"]["zones"].get(zone, {}).get("rmse", {})
+    for zone in scores["periods"]:
+        test = scores.get("test", {}).get("zones", {}).get(zone, {}).get("rmse", {})
+        validation = scores.get("validation", {}).get("zones", {}).get(zone, {}).get("rmse", {})
         rows.append({"zone": zone,
                      "validation_model_over_ema": ratio(validation, "model", "ema"),
                      "validation_model_over_damped": ratio(validation, "model", "damped"),
@@ -173,7 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the crops' offsets and the added noise")
     parser.add_argument("--out", default=str(ROOT / "outputs" / "variants"))
     parser.add_argument("--json", help="also write the rows and the headline here")
+    parser.add_argument("--last-months", type=int, metavar="N",
+                        help="keep only each variant's last N months (a younger sensor's record: the pipeline "
+                             "shortens the test, then the validation period of a zone too short for them); "
+                             "written to <out>/data-last<N>, run as <config name>-last<N>")
     args = parser.parse_args(argv)
+    if args.last_months is not None and args.last_months < 1:
+        raise PhenocastError(f"--last-months: expected a number of months >= 1, got {args.last_months}")
 
     out = Path(args.out).resolve()
     config = load_config(args.config, args.overrides)
@@ -181,16 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     if not zones:
         raise PhenocastError(f"expected at least one zone folder in {args.data}, found none; point --data at "
                              f"the folder that holds <zone>/<zone>-NNN.tif")
-    data = out / "data"
+    suffix = f"-last{args.last_months}" if args.last_months else ""
+    data = out / f"data{suffix}"
     if not data.is_dir():
-        staging = out / "data.partial"
+        staging = out / f"data{suffix}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         described = write_variants(zones[0], staging, config.data.fill_value, config.data.valid_range,
-                                   config.data.scale, args.seed)
+                                   config.data.scale, args.seed, args.last_months)
         staging.rename(data)
         for name, text in described.items():
             print(f"variant {name}: {text}")
-    name = Path(args.config).stem
+    name = Path(args.config).stem + suffix
     sets = [*args.overrides, f"data.dir={data}", "data.sample=false", f"output.dir={out}", f"output.name={name}"]
     command = [arg for value in sets for arg in ("--set", value)]
     for script in ("preprocess.py", "run.py"):

@@ -185,6 +185,35 @@ def test_variants_of_a_real_zone_keep_its_months_and_georeference(tiny_data, tmp
     assert amplitude[0] < 0.5 * amplitude[1]
 
 
+def test_variants_of_a_short_record_keep_their_last_months_and_the_table_lists_every_zone(tiny_data, tmp_path):
+    """``--last-months``: each variant keeps its last N months (gaps included, the shifted one's renumbered
+    months too); the bench's table has a row for a zone without a test period, NaN where it has none."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from variants import SHIFT, SHORT_CUT, VARIANTS, table, write_variants
+
+    from phenocast.zones import discover_zones
+
+    config = load_config(ROOT / "configs" / "small.yaml")
+    (zone,) = discover_zones(tiny_data, ["Z2"], report=None)  # 40 months, gaps at 5 and 17
+    out = tmp_path / "short"
+    write_variants(zone, out, config.data.fill_value, config.data.valid_range, config.data.scale, seed=3,
+                   last_months=24)
+    variants = {found.name: found for found in discover_zones(out, report=None)}
+    assert sorted(variants) == sorted(VARIANTS)
+    whole = variants["whole"]  # months 17..40, and 17 is a gap: the first file is month 18
+    assert (whole.first, whole.last, whole.gaps) == (18, 40, [])
+    assert variants["short"].last == 40 - SHORT_CUT and variants["short"].first == 40 - SHORT_CUT - 23
+    assert (variants["shifted"].first, variants["shifted"].last) == (18 - SHIFT, 40 - SHIFT)
+    scores = {"periods": {"A": {}, "B": {}},
+              "test": {"zones": {"A": {"rmse": {"model": 0.9, "blend": 0.95, "ema": 1.0, "damped": 0.95}}}},
+              "validation": {"zones": {"A": {"rmse": {"model": 0.8, "ema": 1.0, "damped": 0.9}},
+                                       "B": {"rmse": {"model": 0.5, "ema": 1.0, "damped": 0.8}}}}}
+    rows = {row["zone"]: row for row in table(scores, {"A": {"weight": 1.0}})}
+    assert rows["A"]["test_blend_over_damped"] == pytest.approx(1.0) and rows["A"]["weight"] == 1.0
+    assert rows["B"]["validation_model_over_damped"] == pytest.approx(0.625)
+    assert np.isnan(rows["B"]["test_model_over_ema"]) and np.isnan(rows["B"]["weight"])
+
+
 def test_advection_bench_times_both_gathers_and_finds_them_equal(tmp_path: Path):
     """bench/advection.py on a tiny batch: both gathers timed, their outputs equal (no timing asserted)."""
     out = tmp_path / "advection.json"
