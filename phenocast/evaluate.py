@@ -37,7 +37,7 @@ from phenocast.config import save_config
 from phenocast.errors import PhenocastError, cli_main
 from phenocast.forecasters import backtest_zones, score_predictions
 from phenocast.io import atomic_write_text
-from phenocast.origins import shortened_periods, zone_periods
+from phenocast.origins import shortened_notes, zone_periods
 from phenocast.zones import discover_zones
 
 RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -198,10 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         print(scoreboard.table(f"RMSE (NDVI) of {arguments.predictions} against {config.data.dir}"))
         output = scoreboard.summary()
     else:
-        for zone in zones:
-            notice = shortened_periods(zone.name, zone.first, zone.last, config)
-            if notice:
-                print(f"note: {notice}")
+        for line in shortened_notes(zones, config):
+            print(line)
         scoreboard = backtest_zones(zones, config, config.run_dir, progress=not arguments.quiet)
         if not scoreboard.scores:
             raise PhenocastError(f"nothing to score in {config.data.dir}: no validation or test month has "

@@ -41,6 +41,7 @@ gets shorter ones, the test period first (``period_lengths``); the notice says s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from phenocast.config import Config
@@ -126,6 +127,13 @@ def shortened_periods(name: str, first: int, last: int, config: Config) -> str |
             f"(data.val_months) and {data.test_months} test months (data.test_months) after the "
             f"{minimum_training_months(config)} a training period needs: it gets {validation} validation and "
             f"{test} test months")
+
+
+def shortened_notes(zones: Iterable, config: Config) -> list[str]:
+    """The lines ``preprocess.py``, ``run.py`` and ``phenocast.evaluate`` print: ``note: <shortened_periods>`` for
+    each zone (anything with ``name``, ``first`` and ``last``) whose periods are shortened, in order."""
+    return [f"note: {notice}" for zone in zones
+            if (notice := shortened_periods(zone.name, zone.first, zone.last, config))]
 
 
 def zone_periods(first: int, last: int, config: Config) -> ZonePeriods:

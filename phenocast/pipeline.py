@@ -40,7 +40,7 @@ from phenocast.config import DEFAULTS_PATH, Config, flatten, save_config
 from phenocast.errors import PhenocastError
 from phenocast.forecast import REFIT_TEST
 from phenocast.io import atomic_write_text
-from phenocast.origins import shortened_periods
+from phenocast.origins import shortened_notes
 from phenocast.zones import Zone, discover_zones
 from phenocast.zones import file_digest as content_digest
 
@@ -133,10 +133,9 @@ class Pipeline:
         self.targets = [name for name in names if not zones or name in zones]
         self.manifest, records = load_zone_records(config, names, zones=self.zones)
         self.samples = {sample.name: sample for sample in zone_samples(records, config)}
-        for sample in self.samples.values():
-            notice = shortened_periods(sample.name, sample.records.first, sample.records.last, config)
-            if notice and self.worker.chief:
-                log(f"note: {notice}")
+        if self.worker.chief:
+            for line in shortened_notes(self.zones, config):
+                log(line)
         if config.model.base == "damped":
             self.samples = {name: dataclasses.replace(sample, damped=self._damped_phi(name))
                             for name, sample in self.samples.items()}

@@ -39,7 +39,7 @@ from phenocast import import_tensorflow_quietly, records
 from phenocast.config import Config, config_hash
 from phenocast.errors import PhenocastError
 from phenocast.io import atomic_path, remove_stale_temporaries
-from phenocast.origins import check_zone_length, shortened_periods
+from phenocast.origins import check_zone_length, shortened_notes
 from phenocast.tiling import extract_window, window_grid
 from phenocast.zones import Zone, discover_zones, input_fingerprint, inputs_unchanged, read_zone
 
@@ -243,10 +243,8 @@ def preprocess(config: Config, workers: int | None = None, progress: bool = True
             check_zone_length(zone.name, zone.first, zone.last, config)
         except PhenocastError as error:
             log(f"warning: {error} (records are written anyway; run.py will refuse this zone)")
-        else:
-            notice = shortened_periods(zone.name, zone.first, zone.last, config)
-            if notice:
-                log(f"note: {notice}")
+    for line in shortened_notes(zones, config):
+        log(line)
     folder = config.records_dir
     folder.mkdir(parents=True, exist_ok=True)
     stale = remove_stale_temporaries(folder)
