@@ -521,9 +521,9 @@ def headline_period(board: Scoreboard) -> str:
     return "test" if "test" in board.periods else "validation"
 
 
-def best_baseline(board: Scoreboard) -> str | None:
-    """The best baseline: the lowest pooled RMSE among ``baselines.BASELINES`` on the headline period."""
-    pooled = board.restrict_period(headline_period(board)).summary()["pooled"]
+def best_baseline(pooled: dict[str, float | None]) -> str | None:
+    """The best baseline: the lowest pooled RMSE among ``baselines.BASELINES`` in ``pooled`` (the headline
+    period's, ``headline_period``)."""
     present = [m for m in baselines.BASELINES if pooled.get(m) is not None]
     return min(present, key=lambda m: pooled[m]) if present else None
 
@@ -537,7 +537,7 @@ def headline(board: Scoreboard, config: Config) -> dict:
     period = headline_period(board)
     scored = board.restrict_period(period)
     pooled = scored.summary()["pooled"]
-    best = best_baseline(board)
+    best = best_baseline(pooled)
     evaluate = config.evaluate
     result = {"period": period, "images": len({(s.zone, s.origin, s.lead) for s in scored.scores}),
               "origins": len({s.origin for s in scored.scores}), "zones": len(scored.zones),
@@ -576,7 +576,7 @@ def years_after_training(board: Scoreboard, training_ends: dict[str, int], confi
     interval: whether a gain that validation saw in the years it chose on holds in the later years nothing
     chose on, or fades."""
     evaluate = config.evaluate
-    best = best_baseline(board)
+    best = best_baseline(board.restrict_period(headline_period(board)).summary()["pooled"])
     rows = []
     for (period, year), scored in board.by_year_after(training_ends).items():
         summary = scored.summary()
