@@ -114,11 +114,14 @@ def damped_table(zones: list[ZoneSamples]) -> dict[str, np.ndarray]:
 
 
 def zone_samples(zone_records: list[ZoneRecords], config: Config) -> list[ZoneSamples]:
-    """Origins per zone; raises the one-line error of ``check_zone_length`` for too short zones."""
+    """Origins per zone that can train (``origins.trainable``; the others are forecast by the EMA alone);
+    raises the one-line error of ``origins.check_trainable`` when none can."""
+    origin_rules.check_trainable(zone_records, config)
     result = []
     for records in zone_records:
         first, last = records.first, records.last
-        origin_rules.check_zone_length(records.name, first, last, config)
+        if not origin_rules.trainable(first, last, config):
+            continue
         result.append(ZoneSamples(
             records=records, periods=origin_rules.zone_periods(first, last, config),
             train=origin_rules.training_origins(first, last, config),

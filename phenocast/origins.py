@@ -12,6 +12,9 @@ Every zone's months ``first .. last`` fall into three consecutive periods::
 
 A zone too short for both scored periods after a training period's minimum (``minimum_training_months``)
 gets shorter ones, the test period first (``period_lengths``); the notice says so (``shortened_periods``).
+A zone shorter than that minimum has no training origin (``trainable``): it gets no scored period, is not
+trained on, and its forecast is the EMA alone; only a run in which no zone can train is refused
+(``check_trainable``).
 
 - *Training* origins are those whose every target lies in the training period: o + horizon <= T (the
   purge gap is the horizon). A sample's climatology uses months <= its origin only, so neither a target
@@ -105,11 +108,12 @@ def period_lengths(months: int, config: Config) -> tuple[int, int]:
     """(validation, test) months of a zone of ``months`` months: ``data.val_months`` and
     ``data.test_months``, or, when the zone is too short for both after ``minimum_training_months``, the
     test period shortened first (it only scores, while validation chooses the zone's blend weight), then
-    validation. A zone shorter than the training minimum keeps the configured lengths, and
-    ``check_zone_length`` refuses it."""
+    validation. A zone shorter than the training minimum gets neither (``trainable``)."""
     validation, test = config.data.val_months, config.data.test_months
     spare = months - minimum_training_months(config)
-    if spare < 0 or spare >= validation + test:
+    if spare < 0:
+        return 0, 0
+    if spare >= validation + test:
         return validation, test
     test = max(0, spare - validation)
     return spare - test, test
@@ -121,6 +125,10 @@ def shortened_periods(name: str, first: int, last: int, config: Config) -> str |
     months = last - first + 1
     validation, test = period_lengths(months, config)
     data = config.data
+    if not trainable(first, last, config):
+        return (f"zone {name} has {months} months ({first}..{last}), fewer than the "
+                f"{minimum_training_months(config)} a training period needs: it is not trained on, validated "
+                f"or scored, and its forecast is the EMA alone")
     if (validation, test) == (data.val_months, data.test_months):
         return None
     return (f"zone {name} has {months} months ({first}..{last}), too few for {data.val_months} validation "
@@ -259,12 +267,30 @@ def fitting_images(first: int, end: int, horizon: int) -> list[Image]:
             for lead in range(1, horizon + 1) if origin + lead <= end]
 
 
+def trainable(first: int, last: int, config: Config) -> bool:
+    """Whether a zone has the months a training period needs (``minimum_training_months``), so a training
+    origin. One without is forecast by the EMA alone: it has no scored period (``period_lengths``), no
+    sample trains or validates on it, and postprocess writes its EMA."""
+    return last - first + 1 >= minimum_training_months(config)
+
+
+def check_trainable(zones: Iterable, config: Config) -> None:
+    """Raise ``check_zone_length``'s one-line error for the first zone when no zone (anything with
+    ``name``, ``first`` and ``last``) has a training origin: then nothing can train."""
+    zones = list(zones)
+    if zones and not any(trainable(zone.first, zone.last, config) for zone in zones):
+        try:
+            check_zone_length(zones[0].name, zones[0].first, zones[0].last, config)
+        except PhenocastError as error:
+            raise PhenocastError(f"no zone of the run is long enough to train on: {error}") from None
+
+
 def check_zone_length(name: str, first: int, last: int, config: Config) -> None:
     """Raise a one-line error when a zone is too short for one training sample (then the validation and test
     periods, which score every month after it, have origins too). A zone too short only for the configured
     validation and test periods is not refused: ``period_lengths`` shortens them."""
     months = last - first + 1
-    if training_origins(first, last, config):
+    if trainable(first, last, config):
         return
     phase = (f", {MONTHS_PER_YEAR - 1} more so that one origin falls in the forecast's calendar phase "
              f"(sequence.origins: fixed)" if config.sequence.origins == "fixed" else "")

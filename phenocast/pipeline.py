@@ -133,6 +133,9 @@ class Pipeline:
         self.targets = [name for name in names if not zones or name in zones]
         self.manifest, records = load_zone_records(config, names, zones=self.zones)
         self.samples = {sample.name: sample for sample in zone_samples(records, config)}
+        # the target zones that train and predict; a zone too short to train (origins.trainable) has no
+        # sample, and postprocess forecasts it by the EMA alone
+        self.trained = [name for name in self.targets if name in self.samples]
         if self.worker.chief:
             for line in shortened_notes(self.zones, config):
                 log(line)
@@ -554,7 +557,7 @@ class Pipeline:
             return
         self._finished("pretrain")
         pretrained = self.stage_folder("pretrain") / "best.keras"
-        for name in self.targets:
+        for name in self.trained:
             inputs = {**self._records_inputs([name]), "start model": file_digest(pretrained)}
             self._fit(f"finetune-{name}", "finetune", self.stage_folder("finetune", name), [self.samples[name]],
                       "train", config.finetune, config.finetune.epochs, pretrained,
@@ -576,7 +579,7 @@ class Pipeline:
         if not config.finetune.enabled:
             return
         start = self.stage_folder("refit-pretrain") / "best.keras"
-        for name in self.targets:
+        for name in self.trained:
             if StageResult.load(self.stage_folder("finetune", name)) is None:  # fan-out: refit the pooled model first
                 self.log(f"refit-{name}: the zone is not fine-tuned yet, skipped (run --stage finetune,refit)")
                 continue
@@ -600,6 +603,9 @@ class Pipeline:
         settings = stage_settings(self.config, "predict")
         forecaster: Forecaster | None = None  # one traced graph, the weights of each model file loaded into it
         for name in self.targets:
+            if name not in self.samples:
+                self.log(f"predict {name}: too short to train on, forecast by the EMA alone (postprocess)")
+                continue
             sample = self.samples[name]
             for kind in self.prediction_kinds():
                 origins = sample.origins("test" if kind == REFIT_TEST else kind)

@@ -65,9 +65,11 @@ from phenocast.origins import (
     forecast_leads,
     forecast_origin,
     measured_refit,
+    minimum_training_months,
     period_images,
     refit_end,
     shortened_periods,
+    trainable,
     validation_part,
     zone_periods,
 )
@@ -276,6 +278,13 @@ def decide_blends(evidence: dict[str, BlendEvidence | None], config: Config) -> 
     return blends
 
 
+def untrained_blend(zone: Zone, config: Config) -> Blend:
+    """The ``Blend`` of a zone too short to train on (``origins.trainable``): the EMA alone, which needs no
+    fitted parameter and no validation period."""
+    return Blend("ema", 0.0, f"{zone.last - zone.first + 1} months, fewer than the "
+                             f"{minimum_training_months(config)} a training period needs: the EMA alone")
+
+
 def scored_path(run_dir: Path, zone: str, period: str) -> Path:
     """``<run>/predictions/<period>/<zone>-<period>.tif``."""
     return Path(run_dir) / "predictions" / period / f"{zone}-{period}.tif"
@@ -368,7 +377,8 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, decided: Blend, 
     """
     fill, scale = config.data.fill_value, config.data.scale
     forecast_path = raw_path(run_dir, zone.name, "forecast")
-    if not forecast_path.is_file():
+    trained = trainable(zone.first, zone.last, config)
+    if trained and not forecast_path.is_file():
         raise FileNotFoundError(f"no forecast predictions for zone {zone.name} in {forecast_path.parent}")
     if fitted is None:
         stack, fitted = _zone_inputs(zone, config, run_dir, log)
@@ -397,19 +407,22 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, decided: Blend, 
             result.scored_files[period.name] = write_scored(scored_path(run_dir, zone.name, period.name), saved,
                                                             zone.profile, config)
     result.scores = board
-    result.submission_model = load_meta(forecast_path).get("model")
-    result.trained_through = (refit_end(zone.first, zone.last, config) if config.finetune.refit
-                              else zone_periods(zone.first, zone.last, config).training_end)
+    result.submission_model = load_meta(forecast_path).get("model") if trained else None
+    result.trained_through = None if not trained else (
+        refit_end(zone.first, zone.last, config) if config.finetune.refit
+        else zone_periods(zone.first, zone.last, config).training_end)
     never_valid = ~(stack != fill).any(axis=0)
     origin = forecast_origin(zone.last, config)
     leads = forecast_leads(zone.last, config)
-    forecast = model_images(forecast_path, zone, stack, config, [(origin, lead) for lead in leads])
+    forecast = (model_images(forecast_path, zone, stack, config, [(origin, lead) for lead in leads]) if trained
+                else {})  # a zone too short to train on: the fallback (the EMA, ``untrained_blend``) alone
     # the fallback of the forecast, with the φ the network's base channels had (fitted on the training
     # period); the baselines already fill their gaps (climatology, persistence)
     bases = ZoneBaselines(stack, config, zone.first, fitted).forecasts([(origin, lead) for lead in leads])
     for lead in leads:
         reference = bases[origin, lead][fallback]
-        values = blend(baselines.fill_gaps(forecast[origin, lead], reference), reference, weight)
+        values = (blend(baselines.fill_gaps(forecast[origin, lead], reference), reference, weight) if trained
+                  else reference.copy())
         values[never_valid] = np.nan  # permanently nodata → fill
         path = run_dir / "predictions" / month_file_name(zone.name, origin + lead)
         result.files.append(write_geotiff(path, values, zone.profile, fill, config.data.valid_range,
@@ -647,22 +660,25 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
       None, "scores": scores.json summary}.
     """
     run_dir = config.run_dir
-    present = [zone for zone in zones if raw_path(run_dir, zone.name, "forecast").is_file()]
+    present = [zone for zone in zones if raw_path(run_dir, zone.name, "forecast").is_file()
+               or not trainable(zone.first, zone.last, config)]
     missing = [zone.name for zone in zones if zone not in present]
-    if not present:
+    if not any(raw_path(run_dir, zone.name, "forecast").is_file() for zone in present):
         raise PhenocastError(f"expected window predictions in {run_dir / 'predictions' / 'raw'}, found "
                              f"none; run python run.py --stage predict first")
     # first the evidence of every zone (the check half of its validation period), then one decision
     evidence, fitted = {}, {}
     for zone in present:
         evidence[zone.name], fitted[zone.name] = zone_evidence(zone, config, run_dir, log)
-    decided = decide_blends(evidence, config)
+    decided = {**decide_blends(evidence, config), **{zone.name: untrained_blend(zone, config) for zone in present
+                                                     if not trainable(zone.first, zone.last, config)}}
     results: list[ZoneResult] = []
     for zone in present:
         result = postprocess_zone(zone, config, run_dir, decided[zone.name], fitted[zone.name], log)
         results.append(result)
-        log(f"postprocess {zone.name}: {len(result.files)} GeoTIFF(s), {result.fallback} + "
-            f"{result.model_weight:.2f}·(model − {result.fallback}): {result.weight_reason}")
+        log(f"postprocess {zone.name}: {len(result.files)} GeoTIFF(s), " + (
+            f"{result.fallback} + {result.model_weight:.2f}·(model − {result.fallback}): "
+            if result.submission_model is not None else "") + result.weight_reason)
     board = Scoreboard(score for result in results for score in result.scores.scores)
     periods, validations = {}, {}
     for zone in zones:
@@ -670,7 +686,8 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
         validations[zone.name] = spans.validation
         periods[zone.name] = {"months": [zone.first, zone.last], "training_end": spans.training_end,
                               **{p.name: [p.start, p.end] for p in spans.scored},
-                              "shortened": shortened_periods(zone.name, zone.first, zone.last, config) is not None}
+                              "shortened": shortened_periods(zone.name, zone.first, zone.last, config) is not None,
+                              "trained": trainable(zone.first, zone.last, config)}
     validation = board.restrict_period("validation")
     parts = {part: Scoreboard(score for score in validation.scores
                               if validation_part(score.origin, validations[score.zone]) == part).summary()["pooled"]

@@ -39,7 +39,7 @@ from phenocast import import_tensorflow_quietly, records
 from phenocast.config import Config, config_hash
 from phenocast.errors import PhenocastError
 from phenocast.io import atomic_path, remove_stale_temporaries
-from phenocast.origins import check_zone_length, shortened_notes
+from phenocast.origins import check_trainable, shortened_notes
 from phenocast.tiling import extract_window, window_grid
 from phenocast.zones import Zone, discover_zones, input_fingerprint, inputs_unchanged, read_zone
 
@@ -238,11 +238,10 @@ def preprocess(config: Config, workers: int | None = None, progress: bool = True
     """
     started = time.time()
     zones = discover_zones(config.data.dir, config.data.zones, report=log)
-    for zone in zones:
-        try:
-            check_zone_length(zone.name, zone.first, zone.last, config)
-        except PhenocastError as error:
-            log(f"warning: {error} (records are written anyway; run.py will refuse this zone)")
+    try:
+        check_trainable(zones, config)
+    except PhenocastError as error:
+        log(f"warning: {error} (records are written anyway; run.py will refuse the run)")
     for line in shortened_notes(zones, config):
         log(line)
     folder = config.records_dir

@@ -260,12 +260,16 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
     figures = run_dir / "report"
     figures.mkdir(parents=True, exist_ok=True)
     data = config.data
-    shortened = [zone for zone, values in summary["periods"].items() if values.get("shortened")]
+    untrained = [zone for zone, values in summary["periods"].items() if values.get("trained") is False]
+    shortened = [zone for zone, values in summary["periods"].items() if values.get("shortened")
+                 and zone not in untrained]
     lines = [f"# phenocast report: {config.output.name}", "",
              f"Data `{data.dir}`, {len(summary['periods'])} zone(s). Each zone's months split into training, "
              f"validation (the {data.val_months} months that chose checkpoints, epochs and blend weights) and "
              f"test (the last {data.test_months} months, which chose nothing)"
-             f"{f', shorter in {len(shortened)} zone(s) too short for them (below)' if shortened else ''}; origins "
+             f"{f', shorter in {len(shortened)} zone(s) too short for them (below)' if shortened else ''}"
+             f"{f', none in {len(untrained)} zone(s) too short to train on' if untrained else ''}"
+             f"{', forecast by the EMA alone (below)' if untrained else ''}; origins "
              f"{'in the forecast calendar phase' if config.sequence.origins == 'fixed' else 'every month'}, "
              f"leads 1..{config.predict.horizon}; RMSE in NDVI units over valid pixels of the int16 images as "
              f"written (lower is better; best per row in bold).", "",
@@ -279,12 +283,19 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
     for zone, values in summary["periods"].items():
         spans = ", ".join(f"{name} {values[name][0]}..{values[name][1]}" for name in ("validation", "test")
                           if name in values)
+        if zone in untrained:
+            lines.append(f"- zone {zone}: months {values['months'][0]}..{values['months'][1]}, too short to train "
+                         f"on: nothing trained, validated or scored here; its forecast is the EMA alone")
+            continue
         lines.append(f"- zone {zone}: months {values['months'][0]}..{values['months'][1]}, training targets "
                      f"through {values['training_end']}; {spans}"
                      + (f" (shortened: the zone is too short for {data.val_months} validation and "
                         f"{data.test_months} test months)" if zone in shortened else ""))
     for zone, submission in summary.get("submission", {}).items():
         written = submission["model"]
+        if written is None:
+            lines.append(f"- the submission of {zone} is the EMA alone (the zone is too short to train on)")
+            continue
         written = (f"the mean of {len(written)} ensemble members (`{written[0]}`, …)" if isinstance(written, list)
                    else f"`{written}`")
         refit = "refit" in str(submission["model"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from phenocast import origins
@@ -124,3 +126,32 @@ def test_validation_origins_alternate_between_select_and_check_in_blocks():
     assert parts == (["select"] * 3 + ["check"] * 3) * 4
     with pytest.raises(ValueError, match="not an origin of the validation period"):
         origins.validation_part(validation.end, validation)
+
+
+@pytest.mark.parametrize("months", [17, 12, 5, 1])
+def test_a_zone_too_short_to_train_gets_no_period_and_only_a_run_of_such_zones_is_refused(months):
+    config = config_with("data.val_months=24", "data.test_months=24", "sequence.origins=all")
+    first = 7
+    last = first + months - 1
+    assert not origins.trainable(first, last, config) and origins.trainable(first, first + 17, config)
+    assert origins.period_lengths(months, config) == (0, 0)
+    periods = origins.zone_periods(first, last, config)
+    assert periods.validation is None and periods.test is None and periods.training_end == last
+    assert origins.training_origins(first, last, config) == []
+    assert origins.period_images(first, last, config, "validation") == []
+    assert origins.shortened_periods("S", first, last, config) == (
+        f"zone S has {months} months ({first}..{last}), fewer than the 18 a training period needs: it is not "
+        f"trained on, validated or scored, and its forecast is the EMA alone")
+
+    @dataclass
+    class Span:
+        name: str
+        first: int
+        last: int
+
+    short, long = Span("S", first, last), Span("L", 1, 18)
+    origins.check_trainable([short, long], config)  # one zone can train: the run goes on
+    origins.check_trainable([long], config)
+    with pytest.raises(PhenocastError, match=f"^no zone of the run is long enough to train on: zone S has {months} "
+                                             f"months .*needs at least 18 months"):
+        origins.check_trainable([short, Span("T", 1, 17)], config)

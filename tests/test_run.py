@@ -201,3 +201,49 @@ def test_a_zone_too_short_for_the_periods_runs_with_its_test_period_shortened(ti
     report = (run_dir / "report.md").read_text()
     assert "test 43..60 (shortened: the zone is too short for 12 validation and 20 test months)" in report
     assert "which chose nothing), shorter in 2 zone(s) too short for them (below); origins" in report
+
+
+def test_a_zone_too_short_to_train_on_is_forecast_by_the_ema_and_the_others_run(tmp_path: Path):
+    # with sequence.years 2 a training period needs 30 months; Z2 has 20, so it cannot train: the run goes on
+    # with Z1, and Z2's forecast is the EMA of its own months (before: the whole run stopped with exit 2)
+    import rasterio
+
+    from phenocast.features import ema
+    from phenocast.zones import discover_zones, read_zone, to_int16
+
+    data_dir = tmp_path / "data"
+    write_zone(data_dir, "Z1", synthetic_stack(60, 20, 14, seed=1))
+    short = synthetic_stack(20, 10, 10, seed=2)
+    write_zone(data_dir, "Z2", short)
+    world, output = (data_dir, tmp_path / "records"), tmp_path / "outputs"
+    prepared = script("preprocess.py", *arguments(world, output))
+    assert prepared.returncode == 0, prepared.stderr
+    note = ("note: zone Z2 has 20 months (1..20), fewer than the 30 a training period needs: it is not trained "
+            "on, validated or scored, and its forecast is the EMA alone")
+    assert note in prepared.stdout
+    result = script("run.py", *arguments(world, output, "train.epochs=0", "finetune.refit=false"))
+    assert result.returncode == 0, result.stderr
+    assert note in result.stdout and "predict Z2: too short to train on" in result.stdout
+    run_dir = output / "sample"
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert scores["periods"]["Z2"]["trained"] is False and scores["periods"]["Z1"]["trained"] is True
+    assert "validation" not in scores["periods"]["Z2"] and "test" not in scores["periods"]["Z2"]
+    assert scores["model_weight"]["Z2"]["fallback"] == "ema" and scores["model_weight"]["Z2"]["weight"] == 0
+    assert scores["submission"]["Z2"]["model"] is None and scores["submission"]["Z1"]["model"]
+    assert scores["headline"]["images"] == 9 + 8 + 7  # Z1's test images only
+    assert not list((run_dir / "predictions" / "raw").glob("Z2-*"))
+    stack = read_zone(next(zone for zone in discover_zones(data_dir, report=None) if zone.name == "Z2"), -3000,
+                      [-2000, 10000])
+    for month in (21, 22, 23):
+        with rasterio.open(run_dir / "predictions" / f"Z2-{month:03d}.tif") as dataset:
+            written = dataset.read(1)
+        expected = to_int16(ema(stack, month - 1, -3000, 0.4), -3000, [-2000, 10000])
+        defined = expected != -3000  # elsewhere the EMA's gaps are filled (climatology, persistence)
+        assert defined.mean() > 0.9
+        np.testing.assert_array_equal(written[defined], expected[defined])
+    assert script("postprocess.py", *arguments(world, output), "--check",
+                  str(run_dir / "submission.zip")).returncode == 0
+    report = (run_dir / "report.md").read_text()
+    assert "none in 1 zone(s) too short to train on, forecast by the EMA alone (below)" in report
+    assert "- zone Z2: months 1..20, too short to train on" in report
+    assert "- the submission of Z2 is the EMA alone" in report
