@@ -183,29 +183,11 @@ def test_run_refuses_a_zone_too_short_for_the_sequence(tiny_world: tuple[Path, P
     assert "too short for the configured sequence" in result.stderr
 
 
-def test_a_zone_too_short_for_the_periods_runs_with_its_test_period_shortened(tiny_world: tuple[Path, Path],
-                                                                            tmp_path: Path):
-    # 60 months: a training period needs 30 (27 months of history with sequence.years 2, 3 targets), so
-    # 12 validation and 20 test months do not fit; the test period keeps 18 months, validation all 12
-    output = tmp_path / "outputs"
-    result = script("run.py", *arguments(tiny_world, output, "data.test_months=20", "train.epochs=0",
-                                         "finetune.refit=false"))
-    assert result.returncode == 0, result.stderr
-    assert "note: zone Z1 has 60 months (1..60), too few for 12 validation" in result.stdout
-    assert "the 30 a training period needs: it gets 12 validation and 18 test months" in result.stdout
-    run_dir = output / "sample"
-    scores = json.loads((run_dir / "scores.json").read_text())
-    assert scores["periods"]["Z1"]["test"] == [43, 60] and scores["periods"]["Z1"]["validation"] == [31, 42]
-    assert scores["periods"]["Z1"]["training_end"] == 30 and scores["periods"]["Z1"]["shortened"]
-    assert scores["headline"]["images"] == 2 * (18 + 17 + 16)  # every test origin's leads inside the period
-    report = (run_dir / "report.md").read_text()
-    assert "test 43..60 (shortened: the zone is too short for 12 validation and 20 test months)" in report
-    assert "which chose nothing), shorter in 2 zone(s) too short for them (below); origins" in report
-
-
-def test_a_zone_too_short_to_train_on_is_forecast_by_the_ema_and_the_others_run(tmp_path: Path):
-    # with sequence.years 2 a training period needs 30 months; Z2 has 20, so it cannot train: the run goes on
-    # with Z1, and Z2's forecast is the EMA of its own months (before: the whole run stopped with exit 2)
+def test_short_zones_run_shortened_and_a_zone_too_short_to_train_on_submits_its_ema(tmp_path: Path):
+    # with sequence.years 2 a training period needs 30 months (27 of history, 3 targets). Z1 has 60, too few
+    # for 12 validation and 20 test months: its test period keeps 18 months, validation all 12. Z2 has 20,
+    # too few to train on: the run goes on with Z1, and Z2's forecast is the EMA of its own months. With the
+    # code before either change the run stopped with exit 2.
     import rasterio
 
     from phenocast.features import ema
@@ -213,24 +195,30 @@ def test_a_zone_too_short_to_train_on_is_forecast_by_the_ema_and_the_others_run(
 
     data_dir = tmp_path / "data"
     write_zone(data_dir, "Z1", synthetic_stack(60, 20, 14, seed=1))
-    short = synthetic_stack(20, 10, 10, seed=2)
-    write_zone(data_dir, "Z2", short)
+    write_zone(data_dir, "Z2", synthetic_stack(20, 10, 10, seed=2))
     world, output = (data_dir, tmp_path / "records"), tmp_path / "outputs"
-    prepared = script("preprocess.py", *arguments(world, output))
+    untrained = ("note: zone Z2 has 20 months (1..20), fewer than the 30 a training period needs: it is not "
+                 "trained on, validated or scored, and its forecast is the EMA alone")
+    shortened = ("note: zone Z1 has 60 months (1..60), too few for 12 validation (data.val_months) and 20 test "
+                 "months (data.test_months) after the 30 a training period needs: it gets 12 validation and 18 "
+                 "test months")
+    prepared = script("preprocess.py", *arguments(world, output, "data.test_months=20"))
     assert prepared.returncode == 0, prepared.stderr
-    note = ("note: zone Z2 has 20 months (1..20), fewer than the 30 a training period needs: it is not trained "
-            "on, validated or scored, and its forecast is the EMA alone")
-    assert note in prepared.stdout
-    result = script("run.py", *arguments(world, output, "train.epochs=0", "finetune.refit=false"))
+    assert untrained in prepared.stdout and shortened in prepared.stdout
+    result = script("run.py", *arguments(world, output, "data.test_months=20", "train.epochs=0",
+                                         "finetune.refit=false"))
     assert result.returncode == 0, result.stderr
-    assert note in result.stdout and "predict Z2: too short to train on" in result.stdout
+    assert untrained in result.stdout and shortened in result.stdout
+    assert "predict Z2: too short to train on" in result.stdout
     run_dir = output / "sample"
     scores = json.loads((run_dir / "scores.json").read_text())
+    assert scores["periods"]["Z1"]["test"] == [43, 60] and scores["periods"]["Z1"]["validation"] == [31, 42]
+    assert scores["periods"]["Z1"]["training_end"] == 30 and scores["periods"]["Z1"]["shortened"]
+    assert scores["headline"]["images"] == 18 + 17 + 16  # Z1's test origins' leads inside the period
     assert scores["periods"]["Z2"]["trained"] is False and scores["periods"]["Z1"]["trained"] is True
     assert "validation" not in scores["periods"]["Z2"] and "test" not in scores["periods"]["Z2"]
     assert scores["model_weight"]["Z2"]["fallback"] == "ema" and scores["model_weight"]["Z2"]["weight"] == 0
     assert scores["submission"]["Z2"]["model"] is None and scores["submission"]["Z1"]["model"]
-    assert scores["headline"]["images"] == 9 + 8 + 7  # Z1's test images only
     assert not list((run_dir / "predictions" / "raw").glob("Z2-*"))
     stack = read_zone(next(zone for zone in discover_zones(data_dir, report=None) if zone.name == "Z2"), -3000,
                       [-2000, 10000])
@@ -241,9 +229,11 @@ def test_a_zone_too_short_to_train_on_is_forecast_by_the_ema_and_the_others_run(
         defined = expected != -3000  # elsewhere the EMA's gaps are filled (climatology, persistence)
         assert defined.mean() > 0.9
         np.testing.assert_array_equal(written[defined], expected[defined])
-    assert script("postprocess.py", *arguments(world, output), "--check",
+    assert script("postprocess.py", *arguments(world, output, "data.test_months=20"), "--check",
                   str(run_dir / "submission.zip")).returncode == 0
     report = (run_dir / "report.md").read_text()
-    assert "none in 1 zone(s) too short to train on, forecast by the EMA alone (below)" in report
+    assert "test 43..60 (shortened: the zone is too short for 12 validation and 20 test months)" in report
+    assert ("which chose nothing), shorter in 1 zone(s) too short for them (below), none in 1 zone(s) too "
+            "short to train on, forecast by the EMA alone (below); origins") in report
     assert "- zone Z2: months 1..20, too short to train on" in report
     assert "- the submission of Z2 is the EMA alone" in report
