@@ -373,7 +373,7 @@ def postprocess_zone(zone: Zone, config: Config, run_dir: Path, decided: Blend, 
     images and the forecast GeoTIFFs of one zone.
 
     Raises:
-      FileNotFoundError: the run has no forecast predictions for the zone.
+      FileNotFoundError: the run has no forecast predictions for the zone (one that can train).
     """
     fill, scale = config.data.fill_value, config.data.scale
     forecast_path = raw_path(run_dir, zone.name, "forecast")
@@ -653,7 +653,8 @@ def write_scores(board: Scoreboard, path: Path, config: Config, extra: dict | No
 
 
 def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None] = print) -> dict:
-    """Postprocess every zone of the run that has forecast predictions; zip and check when all have.
+    """Postprocess every zone of the run that has forecast predictions, and every zone too short to train on
+    (``origins.trainable``: its EMA, ``untrained_blend``); zip and check when all have.
 
     Returns:
       {"zones": processed zone names, "missing": zones without predictions, "files": n, "zip": path or
