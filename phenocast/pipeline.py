@@ -603,9 +603,9 @@ class Pipeline:
         settings = stage_settings(self.config, "predict")
         forecaster: Forecaster | None = None  # one traced graph, the weights of each model file loaded into it
         for name in self.targets:
-            if name not in self.samples:
+            if name not in self.trained:
                 self.log(f"predict {name}: too short to train on, forecast by the EMA alone (postprocess)")
-                continue
+        for name in self.trained:
             sample = self.samples[name]
             for kind in self.prediction_kinds():
                 origins = sample.origins("test" if kind == REFIT_TEST else kind)

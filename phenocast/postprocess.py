@@ -661,10 +661,11 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
       None, "scores": scores.json summary}.
     """
     run_dir = config.run_dir
-    present = [zone for zone in zones if raw_path(run_dir, zone.name, "forecast").is_file()
-               or not trainable(zone.first, zone.last, config)]
+    untrained = {zone.name for zone in zones if not trainable(zone.first, zone.last, config)}  # the EMA alone
+    predicted = {zone.name for zone in zones if raw_path(run_dir, zone.name, "forecast").is_file()}
+    present = [zone for zone in zones if zone.name in predicted | untrained]
     missing = [zone.name for zone in zones if zone not in present]
-    if not any(raw_path(run_dir, zone.name, "forecast").is_file() for zone in present):
+    if not predicted:
         raise PhenocastError(f"expected window predictions in {run_dir / 'predictions' / 'raw'}, found "
                              f"none; run python run.py --stage predict first")
     # first the evidence of every zone (the check half of its validation period), then one decision
@@ -672,7 +673,7 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
     for zone in present:
         evidence[zone.name], fitted[zone.name] = zone_evidence(zone, config, run_dir, log)
     decided = {**decide_blends(evidence, config), **{zone.name: untrained_blend(zone, config) for zone in present
-                                                     if not trainable(zone.first, zone.last, config)}}
+                                                     if zone.name in untrained}}
     results: list[ZoneResult] = []
     for zone in present:
         result = postprocess_zone(zone, config, run_dir, decided[zone.name], fitted[zone.name], log)
@@ -688,7 +689,7 @@ def run_postprocess(config: Config, zones: list[Zone], log: Callable[[str], None
         periods[zone.name] = {"months": [zone.first, zone.last], "training_end": spans.training_end,
                               **{p.name: [p.start, p.end] for p in spans.scored},
                               "shortened": shortened_periods(zone.name, zone.first, zone.last, config) is not None,
-                              "trained": trainable(zone.first, zone.last, config)}
+                              "trained": zone.name not in untrained}
     validation = board.restrict_period("validation")
     parts = {part: Scoreboard(score for score in validation.scores
                               if validation_part(score.origin, validations[score.zone]) == part).summary()["pooled"]
