@@ -161,7 +161,7 @@ def estimate_velocity(frames, weight, smoothing: float, iterations: int = ADVECT
     def total(values):
         return ops.sum(values * covered, axis=(1, 2, 3))
 
-    for _ in range(iterations):
+    def step(_, velocity):
         a = b = d = e = f = 0.0
         for previous, current in zip(frames[:-1], frames[1:]):
             moved = shift_images(previous, velocity)
@@ -177,7 +177,9 @@ def estimate_velocity(frames, weight, smoothing: float, iterations: int = ADVECT
         step_columns = -(a * f - b * e) / determinant
         velocity = velocity + ops.stack([step_rows, step_columns], axis=1)
         speed = ops.sqrt(ops.sum(velocity ** 2, axis=1, keepdims=True))
-        velocity = velocity * ops.minimum(1.0, cap / ops.maximum(speed, 1e-12))
+        return velocity * ops.minimum(1.0, cap / ops.maximum(speed, 1e-12))
+
+    velocity = ops.fori_loop(0, iterations, step, velocity)
     return velocity
 
 

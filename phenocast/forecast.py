@@ -39,7 +39,7 @@ class WindowPredictions:
 
 
 class Forecaster:
-    """A model's forecast of a batch under one flip/rotation, traced once for every batch and transform
+    """A model's forecast of a batch under one flip/rotation, traced once for every batch size and transform
     (eager calls would run op by op; one graph per transform would trace eight times)."""
 
     def __init__(self, model):
@@ -49,7 +49,11 @@ class Forecaster:
 
         self.model = model
 
-        @tf.function(reduce_retracing=True)
+        # any batch size (the last batch of a zone is smaller): one trace, not one per batch shape
+        signature = (tf.TensorSpec((None, *model.inputs[0].shape[1:]), model.inputs[0].dtype),
+                     tf.TensorSpec((), tf.int32))
+
+        @tf.function(input_signature=signature)
         def forecast(inputs, transform):
             output = model(dihedral(inputs, transform), training=False)  # the forecast alone
             if len(output.shape) == 5:  # per-year outputs: the last step is the forecast

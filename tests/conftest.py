@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +62,19 @@ def write_zone(data_dir: Path, name: str, stack: np.ndarray, first: int = 1, gap
             continue
         write_geotiff(folder / month_file_name(name, month), image, profile, FILL, VALID_RANGE)
     return folder
+
+
+def in_process(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``preprocess.py``, ``run.py`` or ``postprocess.py`` run in this process, with its exit code and output:
+    TensorFlow starts once per test process instead of once per command (seconds each). A command that must
+    start clean (killed, resumed, devices configured before TensorFlow starts) runs as a subprocess."""
+    import importlib
+
+    module = importlib.import_module(script.removesuffix(".py"))
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = module.main(list(args))
+    return subprocess.CompletedProcess([script, *args], code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, synthetic_stack, write_zone
+from conftest import ROOT, in_process, synthetic_stack, write_zone
 
 TINY = ["tiling.centre=8", "tiling.margin=4", "sequence.years=2", "data.val_months=12", "data.test_months=9",
         "sequence.origins=all", "data.sample=false", "train.ensemble=1",
@@ -69,7 +69,8 @@ def test_end_to_end_run_gives_a_valid_submission_and_reruns_skip(tiny_world: tup
                  "predictions/Z2-063.tif", "predictions/test/Z1-test.tif", "predictions/validation/Z2-validation.tif",
                  "logs/pretrain.csv", "logs/refit-pretrain.csv"):
         assert (run_dir / name).exists(), name
-    checked = script("postprocess.py", *arguments(tiny_world, output), "--check", str(run_dir / "submission.zip"))
+    checked = in_process("postprocess.py", *arguments(tiny_world, output), "--check",
+                         str(run_dir / "submission.zip"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     scores = json.loads((run_dir / "scores.json").read_text())
     for period in ("test", "validation"):
@@ -104,16 +105,16 @@ def test_end_to_end_run_gives_a_valid_submission_and_reruns_skip(tiny_world: tup
             assert f"{ratio:.3f} [{low:.3f}–{high:.3f}]" in line
         assert line.endswith(f"{row['blend_over_best_baseline'][0]:.3f} [{row['blend_over_best_baseline'][1]:.3f}–"
                              f"{row['blend_over_best_baseline'][2]:.3f}] |")
-    again = script("run.py", *arguments(tiny_world, output, "postprocess.model_weight=fit"))
+    again = in_process("run.py", *arguments(tiny_world, output, "postprocess.model_weight=fit"))
     assert again.returncode == 0, again.stderr
     for line in ("pretrain: finished earlier", "refit-pretrain: finished earlier",
                  "predict Z1 (forecast): up to date, skipped", "predict Z2 (test): up to date, skipped"):
         assert line in again.stdout, again.stdout
-    subset = script("run.py", *arguments(tiny_world, output), "--stage", "refit,predict", "--zones", "Z2")
+    subset = in_process("run.py", *arguments(tiny_world, output), "--stage", "refit,predict", "--zones", "Z2")
     assert subset.returncode == 0 and "Z1" not in subset.stdout, subset.stdout
     assert "predict Z2 (forecast): up to date, skipped" in subset.stdout
     # a finished stage whose settings changed is refused, with the key named and the way out
-    stale = script("run.py", *arguments(tiny_world, output, "train.weight_decay=0.5"))
+    stale = in_process("run.py", *arguments(tiny_world, output, "train.weight_decay=0.5"))
     assert stale.returncode == 2 and len(stale.stderr.strip().splitlines()) == 1, stale.stderr
     assert "pretrain in" in stale.stderr and "train.weight_decay 0.01 → 0.5" in stale.stderr
     assert "--restart pretrain" in stale.stderr and "output.name" in stale.stderr
@@ -171,14 +172,14 @@ def test_pretraining_mirrors_over_two_logical_cpu_devices(tiny_world: tuple[Path
 
 
 def test_run_refuses_missing_records_with_one_line(tiny_world: tuple[Path, Path], tmp_path: Path):
-    result = script("run.py", *arguments((tiny_world[0], tmp_path / "no-records"), tmp_path / "nothing"))
+    result = in_process("run.py", *arguments((tiny_world[0], tmp_path / "no-records"), tmp_path / "nothing"))
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: expected preprocessed records in")
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_run_refuses_a_zone_too_short_for_the_sequence(tiny_world: tuple[Path, Path], tmp_path: Path):
-    result = script("run.py", *arguments(tiny_world, tmp_path / "outputs", "sequence.years=5"))
+    result = in_process("run.py", *arguments(tiny_world, tmp_path / "outputs", "sequence.years=5"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "too short for the configured sequence" in result.stderr
 
@@ -202,10 +203,10 @@ def test_short_zones_run_shortened_and_a_zone_too_short_to_train_on_submits_its_
     shortened = ("note: zone Z1 has 60 months (1..60), too few for 12 validation (data.val_months) and 20 test "
                  "months (data.test_months) after the 30 a training period needs: it gets 12 validation and 18 "
                  "test months")
-    prepared = script("preprocess.py", *arguments(world, output, "data.test_months=20"))
+    prepared = in_process("preprocess.py", *arguments(world, output, "data.test_months=20"))
     assert prepared.returncode == 0, prepared.stderr
     assert untrained in prepared.stdout and shortened in prepared.stdout
-    result = script("run.py", *arguments(world, output, "data.test_months=20", "train.epochs=0",
+    result = in_process("run.py", *arguments(world, output, "data.test_months=20", "train.epochs=0",
                                          "finetune.refit=false"))
     assert result.returncode == 0, result.stderr
     assert untrained in result.stdout and shortened in result.stdout
@@ -229,7 +230,7 @@ def test_short_zones_run_shortened_and_a_zone_too_short_to_train_on_submits_its_
         defined = expected != -3000  # elsewhere the EMA's gaps are filled (climatology, persistence)
         assert defined.mean() > 0.9
         np.testing.assert_array_equal(written[defined], expected[defined])
-    assert script("postprocess.py", *arguments(world, output, "data.test_months=20"), "--check",
+    assert in_process("postprocess.py", *arguments(world, output, "data.test_months=20"), "--check",
                   str(run_dir / "submission.zip")).returncode == 0
     report = (run_dir / "report.md").read_text()
     assert "test 43..60 (shortened: the zone is too short for 12 validation and 20 test months)" in report

@@ -15,7 +15,7 @@ from phenocast.errors import PhenocastError
 from phenocast.evaluate import leaderboard
 from phenocast.sweep import load_sweep
 
-from conftest import ROOT, synthetic_stack, write_zone
+from conftest import ROOT, in_process, synthetic_stack, write_zone
 
 
 def write_sweep(path: Path, data_dir: Path, output: Path, members: str) -> Path:
@@ -27,15 +27,7 @@ def write_sweep(path: Path, data_dir: Path, output: Path, members: str) -> Path:
 
 def run(*args: str) -> subprocess.CompletedProcess:
     """run.py in this process (TensorFlow starts once for the module), with its exit code and output."""
-    import contextlib
-    import io
-
-    import run as script
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = script.main(list(args))
-    return subprocess.CompletedProcess(["run.py", *args], code, stdout.getvalue(), stderr.getvalue())
+    return in_process("run.py", *args)
 
 
 def test_a_two_member_sweep_finishes_skips_and_tabulates(tmp_path: Path):
