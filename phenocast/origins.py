@@ -275,12 +275,13 @@ def trainable(first: int, last: int, config: Config) -> bool:
 
 
 def check_trainable(zones: Iterable, config: Config) -> None:
-    """Raise ``check_zone_length``'s one-line error for the first zone when no zone (anything with
+    """Raise ``check_zone_length``'s one-line error for the longest zone when no zone (anything with
     ``name``, ``first`` and ``last``) has a training origin: then nothing can train."""
     zones = list(zones)
     if zones and not any(trainable(zone.first, zone.last, config) for zone in zones):
+        longest = max(zones, key=lambda zone: zone.last - zone.first)  # the first of equals
         try:
-            check_zone_length(zones[0].name, zones[0].first, zones[0].last, config)
+            check_zone_length(longest.name, longest.first, longest.last, config)
         except PhenocastError as error:
             raise PhenocastError(f"no zone of the run is long enough to train on: {error}") from None
 
@@ -301,4 +302,4 @@ def check_zone_length(name: str, first: int, last: int, config: Config) -> None:
         f"{min(config.sequence.offsets)}, at least {MONTHS_PER_YEAR + 1} for the fitted baselines; "
         f"{config.predict.horizon} target months (predict.horizon){phase}), and validation and test periods "
         f"follow it (shortened in short zones, down to none); lower sequence.years or the deepest of "
-        f"sequence.offsets, or drop the zone from data.zones")
+        f"sequence.offsets (as configs/small.yaml does, for zones of a few years)")
