@@ -73,7 +73,8 @@ def predict_windows(model, zone, origins: list[int], config: Config, tta: bool =
     """Predict every window of ``zone`` (a ``dataset.ZoneSamples``) at each origin.
 
     Args:
-      model: a Keras model built by ``model.build_model``, or its ``Forecaster`` (reused across calls).
+      model: a Keras model built by ``model.build_model``, or its ``Forecaster`` (reused across calls), or a
+        list of them (an ensemble: the mean of their predictions, each batch's inputs assembled once for all).
       origins: origin month indices.
       tta: also predict the 7 other flips/rotations (undone before saving).
 
@@ -84,7 +85,8 @@ def predict_windows(model, zone, origins: list[int], config: Config, tta: bool =
 
     from phenocast.dataset import TRANSFORMS, origin_dataset
 
-    forecaster = model if isinstance(model, Forecaster) else Forecaster(model)
+    members = model if isinstance(model, (list, tuple)) else [model]
+    forecasters = [member if isinstance(member, Forecaster) else Forecaster(member) for member in members]
     batch_size = batch_size or config.predict.batch_size
     transforms = list(range(TRANSFORMS)) if tta else [0]
     dataset = origin_dataset([zone], config, lambda _: origins, with_targets=False)
@@ -92,8 +94,11 @@ def predict_windows(model, zone, origins: list[int], config: Config, tta: bool =
     horizon, size = config.predict.horizon, config.window
     predictions: dict[tuple[int, int], dict[int, np.ndarray]] = {}
     for inputs, (_, rows, cols, batch_origins) in dataset:
-        stacked = np.stack([forecaster(inputs, transform).numpy() for transform in transforms], axis=1)
-        for index in range(stacked.shape[0]):  # stacked: (batch, transforms, size, size, horizon)
+        stacked = None  # the members' sum, in member order: (batch, transforms, size, size, horizon)
+        for forecaster in forecasters:
+            member = np.stack([forecaster(inputs, transform).numpy() for transform in transforms], axis=1)
+            stacked = member if stacked is None else stacked + member
+        for index in range(stacked.shape[0]):
             key = (int(rows[index]), int(cols[index]))
             predictions.setdefault(key, {})[int(batch_origins[index])] = stacked[index]
     keys = sorted(predictions)
@@ -101,6 +106,7 @@ def predict_windows(model, zone, origins: list[int], config: Config, tta: bool =
     for w, key in enumerate(keys):
         for o, origin in enumerate(origins):
             differences[w, o] = np.moveaxis(predictions[key][origin], -1, 1)  # (transforms, horizon, h, w)
+    differences /= len(forecasters)
     return WindowPredictions(zone.name, np.array([k[0] for k in keys]), np.array([k[1] for k in keys]),
                              np.asarray(origins, dtype=np.int64), differences)
 

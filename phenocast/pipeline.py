@@ -601,7 +601,9 @@ class Pipeline:
 
         self._strategy()
         settings = stage_settings(self.config, "predict")
-        forecaster: Forecaster | None = None  # one traced graph, the weights of each model file loaded into it
+        # one traced graph per ensemble member, the weights of each model file loaded into it; the members
+        # predict from the same assembled inputs, batch by batch (``predict_windows``)
+        forecasters: list[Forecaster] = []
         for name in self.targets:
             if name not in self.trained:
                 self.log(f"predict {name}: too short to train on, forecast by the EMA alone (postprocess)")
@@ -624,18 +626,13 @@ class Pipeline:
                 if path.is_file() and load_meta(path) == meta:
                     self.log(f"predict {name} ({kind}): up to date, skipped")
                     continue
-                predictions = None
-                for model_file in model_files:
-                    if forecaster is None:
-                        forecaster = Forecaster(network.load_model(model_file))
+                for member, model_file in enumerate(model_files):
+                    if member == len(forecasters):
+                        forecasters.append(Forecaster(network.load_model(model_file)))
                     else:
-                        forecaster.model.set_weights(network.load_model(model_file).get_weights())
-                    member = predict_windows(forecaster, sample, origins, self.config, tta=self.config.predict.tta)
-                    if predictions is None:
-                        predictions = member
-                    else:
-                        predictions.differences += member.differences
-                predictions.differences /= len(model_files)
+                        forecasters[member].model.set_weights(network.load_model(model_file).get_weights())
+                predictions = predict_windows(forecasters[:len(model_files)], sample, origins, self.config,
+                                              tta=self.config.predict.tta)
                 save_windows(predictions, path, meta)
                 by = meta["model"] if len(models) == 1 else f"the mean of {len(models)} members"
                 self.log(f"predict {name} ({kind}): {len(predictions.rows)} windows × {len(origins)} "
