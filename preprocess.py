@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phenocast import import_tensorflow_quietly
 from phenocast.cli import add_config_arguments, config_from_arguments
 from phenocast.config import save_config
 from phenocast.errors import cli_main
@@ -33,8 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     config = config_from_arguments(arguments)
-    import_tensorflow_quietly()
-    from phenocast.preprocess import preprocess
+    from phenocast.preprocess import preprocess  # starts TensorFlow once the zones passed their checks
     from phenocast.sample import ensure_sample
 
     ensure_sample(config)

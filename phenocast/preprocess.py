@@ -244,6 +244,7 @@ def preprocess(config: Config, workers: int | None = None, progress: bool = True
         log(f"warning: {error} (records are written anyway; run.py will refuse the run)")
     for line in shortened_notes(zones, config):
         log(line)
+    import_tensorflow_quietly()  # after the zones were checked: bad input is refused without waiting for it
     folder = config.records_dir
     folder.mkdir(parents=True, exist_ok=True)
     stale = remove_stale_temporaries(folder)
