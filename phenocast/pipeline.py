@@ -604,6 +604,8 @@ class Pipeline:
         # one traced graph per ensemble member, the weights of each model file loaded into it; the members
         # predict from the same assembled inputs, batch by batch (``predict_windows``)
         forecasters: list[Forecaster] = []
+        loaded: list[Path] = []  # the model file whose weights each forecaster holds
+        digests: dict[Path, str] = {}  # every zone and period of a member often read the same file
         for name in self.targets:
             if name not in self.trained:
                 self.log(f"predict {name}: too short to train on, forecast by the EMA alone (postprocess)")
@@ -620,17 +622,22 @@ class Pipeline:
                         raise PhenocastError(f"expected the model {model_file} for zone {name}, found none; "
                                              f"run the pretrain, finetune and refit stages first")
                 models = [str(file.relative_to(self.run_dir)) for file in model_files]
+                for file in model_files:
+                    if file not in digests:
+                        digests[file] = file_digest(file)
                 meta = {"model": models[0] if len(models) == 1 else models,
-                        "model_digest": [file_digest(file) for file in model_files] if len(models) > 1
-                        else file_digest(model_files[0]), "origins": origins, "settings": settings}
+                        "model_digest": [digests[file] for file in model_files] if len(models) > 1
+                        else digests[model_files[0]], "origins": origins, "settings": settings}
                 if path.is_file() and load_meta(path) == meta:
                     self.log(f"predict {name} ({kind}): up to date, skipped")
                     continue
                 for member, model_file in enumerate(model_files):
                     if member == len(forecasters):
                         forecasters.append(Forecaster(network.load_model(model_file)))
-                    else:
+                        loaded.append(model_file)
+                    elif loaded[member] != model_file:
                         forecasters[member].model.set_weights(network.load_model(model_file).get_weights())
+                        loaded[member] = model_file
                 predictions = predict_windows(forecasters[:len(model_files)], sample, origins, self.config,
                                               tta=self.config.predict.tta)
                 save_windows(predictions, path, meta)
