@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         raise PhenocastError("--member needs --sweep")
     config = config_from_arguments(arguments)
     worker()  # a malformed TF_CONFIG fails here, in one line, before TensorFlow starts
-    import_tensorflow_quietly()
     stages = parse_stages(arguments.stage)
     zones = [zone.strip() for zone in arguments.zones.split(",")] if arguments.zones else None
     from phenocast.pipeline import Pipeline

@@ -36,11 +36,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from phenocast import import_tensorflow_quietly
 from phenocast.config import DEFAULTS_PATH, Config, flatten, save_config
 from phenocast.errors import PhenocastError
 from phenocast.forecast import REFIT_TEST
 from phenocast.io import atomic_write_text
-from phenocast.origins import shortened_notes
+from phenocast.origins import check_trainable, shortened_notes
 from phenocast.zones import Zone, discover_zones
 from phenocast.zones import file_digest as content_digest
 
@@ -115,8 +116,7 @@ class Pipeline:
     """A run: its config, zones, folders and stages."""
 
     def __init__(self, config: Config, zones: list[str] | None = None, log: Callable[[str], None] = print):
-        from phenocast.dataset import zone_samples
-        from phenocast.devices import worker
+        from phenocast.cluster import worker
         from phenocast.preprocess import load_zone_records
 
         self.config = config
@@ -132,6 +132,11 @@ class Pipeline:
                                      f"({', '.join(names)}); check --zones and data.zones")
         self.targets = [name for name in names if not zones or name in zones]
         self.manifest, records = load_zone_records(config, names, zones=self.zones)
+        check_trainable(records, config)
+        # TensorFlow starts only now: missing or stale records and zones too short are refused without it
+        import_tensorflow_quietly()
+        from phenocast.dataset import zone_samples
+
         self.samples = {sample.name: sample for sample in zone_samples(records, config)}
         # the target zones that train and predict; a zone too short to train (origins.trainable) has no
         # sample, and postprocess forecasts it by the EMA alone

@@ -171,17 +171,35 @@ def test_pretraining_mirrors_over_two_logical_cpu_devices(tiny_world: tuple[Path
     assert json.loads((output / "sample" / "checkpoints" / "pretrain" / "done.json").read_text())["epochs"] == 1
 
 
-def test_run_refuses_missing_records_with_one_line(tiny_world: tuple[Path, Path], tmp_path: Path):
-    result = in_process("run.py", *arguments((tiny_world[0], tmp_path / "no-records"), tmp_path / "nothing"))
-    assert result.returncode == 2
-    assert result.stderr.strip().startswith("error: expected preprocessed records in")
-    assert len(result.stderr.strip().splitlines()) == 1
+REFUSALS = """
+import contextlib, io, json, sys
+import run
+results = []
+for argv in json.loads(sys.argv[1]):
+    stderr = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
+        results.append([run.main(argv), stderr.getvalue()])
+print(json.dumps({"results": results, "tensorflow": "tensorflow" in sys.modules}))
+"""
 
 
-def test_run_refuses_a_zone_too_short_for_the_sequence(tiny_world: tuple[Path, Path], tmp_path: Path):
-    result = in_process("run.py", *arguments(tiny_world, tmp_path / "outputs", "sequence.years=5"))
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "too short for the configured sequence" in result.stderr
+def test_run_refuses_missing_records_and_zones_too_short_in_one_line_before_tensorflow_starts(
+        tiny_world: tuple[Path, Path], tmp_path: Path):
+    """Both refusals come before TensorFlow is imported (8-9 s on a small CPU), and write nothing."""
+    commands = [arguments((tiny_world[0], tmp_path / "no-records"), tmp_path / "nothing"),
+                arguments(tiny_world, tmp_path / "outputs", "sequence.years=5")]
+    result = subprocess.run([sys.executable, "-c", REFUSALS, json.dumps(commands)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    (missing_code, missing), (short_code, short) = report["results"]
+    assert missing_code == short_code == 2
+    assert missing.strip().startswith("error: expected preprocessed records in")
+    assert short.strip().startswith("error: no zone of the run is long enough to train on: zone Z1 has 60 months")
+    assert "too short for the configured sequence" in short
+    assert len(missing.strip().splitlines()) == len(short.strip().splitlines()) == 1
+    assert report["tensorflow"] is False
+    assert not (tmp_path / "nothing").exists() and not (tmp_path / "outputs").exists()
 
 
 def test_short_zones_run_shortened_and_a_zone_too_short_to_train_on_submits_its_ema(tmp_path: Path):
