@@ -43,14 +43,16 @@ def trained(tmp_path_factory):
 
 
 def test_the_trained_network_beats_its_base_on_held_out_months(trained):
+    import tensorflow as tf
+
     import model as network
     from model.health import base_rmse
-    from phenocast.dataset import origin_dataset
+    from phenocast.dataset import origin_dataset, steps_in
 
     config, run = trained
     samples = list(run.samples.values())
     test = origin_dataset(samples, config, lambda zone: zone.test, target_end_of=lambda zone: zone.target_end("test"))
-    test = test.batch(8)
+    test = test.apply(tf.data.experimental.assert_cardinality(steps_in(samples, lambda zone: zone.test))).batch(8)
     model = network.load_model(run.stage_folder("pretrain") / "best.keras")
     network.compile_model(model, config, network.make_optimizer(model, 1e-3, 0.0))
     learned = model.evaluate(test, verbose=0, return_dict=True)["masked_rmse"]
