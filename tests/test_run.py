@@ -172,14 +172,12 @@ def test_pretraining_mirrors_over_two_logical_cpu_devices(tiny_world: tuple[Path
 
 
 REFUSALS = """
-import contextlib, io, json, sys
-import run
-results = []
-for argv in json.loads(sys.argv[1]):
-    stderr = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
-        results.append([run.main(argv), stderr.getvalue()])
-print(json.dumps({"results": results, "tensorflow": "tensorflow" in sys.modules}))
+import json, sys
+sys.path.insert(0, "tests")
+from conftest import in_process
+results = [in_process("run.py", *argv) for argv in json.loads(sys.argv[1])]
+print(json.dumps({"results": [[result.returncode, result.stderr] for result in results],
+                  "tensorflow": "tensorflow" in sys.modules}))
 """
 
 
