@@ -74,7 +74,9 @@ class DataConfig(Section):
     val_months: int = Field(ge=0)  # months before the test period that choose checkpoints, epochs, blend weights
     test_months: int = Field(ge=0)  # the last months of every zone: only scored, never used to choose anything
     sample: bool  # generate the built-in sample into dir when it holds no zone
-    first_month: int = Field(ge=1, le=12)  # calendar month of month index 1; for calendar encoding and reports
+    # calendar month (1..12) of month index 1, for the calendar channels and the report's months: one for
+    # every zone, or {zone: month} naming every zone of the run (zones whose numbering starts elsewhere)
+    first_month: int | dict[str, int]
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -88,7 +90,30 @@ class DataConfig(Section):
             raise ValueError(f"data.valid_range must fit in int16, got {low_high}")
         if self.zones is not None and len(set(self.zones)) != len(self.zones):
             raise ValueError(f"data.zones lists a zone twice: {self.zones}")
+        months = self.first_month if isinstance(self.first_month, dict) else {"": self.first_month}
+        wrong = {zone: month for zone, month in months.items() if not 1 <= month <= 12}
+        if wrong:
+            found = self.first_month if "" in months else wrong
+            raise ValueError(f"data.first_month must be a calendar month 1..12 (or {{zone: month}} with such "
+                             f"months), got {found}")
+        if isinstance(self.first_month, dict) and not self.first_month:
+            raise ValueError("data.first_month is an empty mapping: give one month for every zone, or one "
+                             "{zone: month} per zone")
         return self
+
+    def first_months(self, zones: list[str]) -> dict[str, int]:
+        """{zone: calendar month of its month index 1} for the run's ``zones``; a one-line error when
+        ``first_month`` is a mapping that misses one of them."""
+        if not isinstance(self.first_month, dict):
+            return dict.fromkeys(zones, self.first_month)
+        missing = [zone for zone in zones if zone not in self.first_month]
+        if missing:
+            raise PhenocastError(
+                f"data.first_month gives the calendar month of month 001 for {', '.join(sorted(self.first_month))}"
+                f", not for zone(s) {', '.join(missing)} of this run; add them to the mapping (e.g. --set "
+                f"'data.first_month={{{', '.join(f'{zone}: 7' for zone in zones)}}}') or give one month for "
+                f"every zone")
+        return {zone: self.first_month[zone] for zone in zones}
 
 
 class SampleConfig(Section):

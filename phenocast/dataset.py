@@ -151,7 +151,11 @@ class SampleAssembler:
         self.size = config.window
         self.centre = config.tiling.centre
         self.margin = config.tiling.margin
-        self.first_month = config.data.first_month
+        self.first_month = config.data.first_month  # one calendar month of month index 1, or {zone: month}
+        if isinstance(self.first_month, dict):
+            names = sorted(self.first_month)
+            self.month_zones = tf.constant(names)
+            self.zone_first_months = tf.constant([self.first_month[name] for name in names], tf.int32)
         self.base = None if config.model.base == "climatology" else config.model.base
         self.zone_names, self.phi = None, None
         if self.base == "damped":
@@ -161,11 +165,16 @@ class SampleAssembler:
             self.zone_names = tf.constant(names)
             self.phi = tf.constant(np.stack([damped[name] for name in names]), tf.float32)  # (zones, H, 12, 2)
 
+    @staticmethod
+    def _zone_row(names, table, zone, what: str):
+        """The row of ``table`` that ``names`` (a string vector) gives the window's zone (a string scalar)."""
+        found = tf.equal(names, zone)
+        tf.debugging.assert_equal(tf.reduce_any(found), True, message=f"no {what} for this zone")
+        return tf.gather(table, tf.argmax(tf.cast(found, tf.int32)))
+
     def _zone_phi(self, zone):
         """φ (horizon, 12, 2) of the window's zone (a string scalar)."""
-        found = tf.equal(self.zone_names, zone)
-        tf.debugging.assert_equal(tf.reduce_any(found), True, message="no damped φ for this zone")
-        return tf.gather(self.phi, tf.argmax(tf.cast(found, tf.int32)))
+        return self._zone_row(self.zone_names, self.phi, zone, "damped φ")
 
     # ---- climatology-relative differences ---------------------------------------------------------
     def _step_origins(self, origin):
@@ -286,10 +295,12 @@ class SampleAssembler:
         neighbours = tf.reshape(features.tf_smooth(images, usable, self.config.sequence.fill_missing), shape)
         return tf.where(valid, channels, neighbours)
 
-    def _calendar(self, first_month, origin):
+    def _calendar(self, window, origin):
         """sin/cos of the calendar month of the first target month, (years, size, size, 2)."""
-        month_index = tf.cast(first_month, tf.int32) + origin + 1  # the first target month's index
-        calendar = tf.math.floormod(month_index - 1 + self.first_month - 1, MONTHS_PER_YEAR)
+        month_index = tf.cast(window["first_month"], tf.int32) + origin + 1  # the first target month's index
+        first_month = (self.first_month if not isinstance(self.first_month, dict) else
+                       self._zone_row(self.month_zones, self.zone_first_months, window["zone"], "data.first_month"))
+        calendar = tf.math.floormod(month_index - 1 + first_month - 1, MONTHS_PER_YEAR)
         angle = 2.0 * math.pi * tf.cast(calendar, tf.float32) / MONTHS_PER_YEAR
         values = tf.stack([tf.sin(angle), tf.cos(angle)])
         return tf.broadcast_to(values, [self.years, self.size, self.size, 2])
@@ -323,7 +334,7 @@ class SampleAssembler:
         if sequence.context or sequence.zone_mean:
             parts += self._context(context["stack"], origin)
         if sequence.calendar:
-            parts.append(self._calendar(window["first_month"], origin))
+            parts.append(self._calendar(window, origin))
         if extra is not None:  # the seasonal curve (12) then the base forecast (horizon)
             parts.append(tf.transpose(extra, [0, 2, 3, 1]))
         if self.config.model.masked_pooling:

@@ -158,11 +158,13 @@ class Scoreboard:
             "origins": len({s.origin for s in self.scores}),
         }
 
-    def by_calendar_month(self, first_month: int) -> dict[int, dict[str, float]]:
-        """{calendar month 1..12: {method: rmse}} of the forecast months (month index 1 = first_month)."""
+    def by_calendar_month(self, first_month: int | dict[str, int]) -> dict[int, dict[str, float]]:
+        """{calendar month 1..12: {method: rmse}} of the forecast months (month index 1 = first_month, or
+        first_month[zone])."""
         groups: dict[int, list[Score]] = defaultdict(list)
         for score in self.scores:
-            groups[(score.month - 1 + first_month - 1) % 12 + 1].append(score)
+            first = first_month[score.zone] if isinstance(first_month, dict) else first_month
+            groups[(score.month - 1 + first - 1) % 12 + 1].append(score)
         return {month: {method: _round(rmse(s for s in groups[month] if s.method == method))
                         for method in self.methods} for month in sorted(groups)}
 

@@ -131,6 +131,7 @@ class Pipeline:
                 raise PhenocastError(f"--zones asks for {', '.join(unknown)}, not among the run's zones "
                                      f"({', '.join(names)}); check --zones and data.zones")
         self.targets = [name for name in names if not zones or name in zones]
+        config.data.first_months(names)  # a {zone: month} mapping names every zone
         self.manifest, records = load_zone_records(config, names, zones=self.zones)
         check_trainable(records, config)
         # TensorFlow starts only now: missing or stale records and zones too short are refused without it

@@ -238,10 +238,12 @@ def preprocess(config: Config, workers: int | None = None, progress: bool = True
     """
     started = time.time()
     zones = discover_zones(config.data.dir, config.data.zones, report=log)
-    try:
-        check_trainable(zones, config)
-    except PhenocastError as error:
-        log(f"warning: {error} (records are written anyway; run.py will refuse the run)")
+    for check in (lambda: check_trainable(zones, config),
+                  lambda: config.data.first_months([zone.name for zone in zones])):
+        try:
+            check()
+        except PhenocastError as error:
+            log(f"warning: {error} (records are written anyway; run.py will refuse the run)")
     for line in shortened_notes(zones, config):
         log(line)
     import_tensorflow_quietly()  # after the zones were checked: bad input is refused without waiting for it

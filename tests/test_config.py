@@ -83,11 +83,29 @@ def test_bad_overrides_name_the_key_and_the_expected_type(override, message):
     ("postprocess.model_weight=1.5", "postprocess.model_weight must be in [0, 1]"),
     ("train.profile_batches=[5, 2]", "train.profile_batches must be null or [start, stop]"),
     ("train.profile_batches=[0, 2]", "train.profile_batches must be null or [start, stop]"),
+    ("data.first_month=13", "data.first_month must be a calendar month 1..12 (or {zone: month} with such months), "
+                            "got 13"),
+    ("data.first_month={Z1: 2, Z2: 0}", "data.first_month must be a calendar month 1..12 (or {zone: month} with "
+                                        "such months), got {'Z2': 0}"),
+    ("data.first_month={}", "data.first_month is an empty mapping"),
 ])
 def test_cross_field_checks_run_at_load(override, message):
     with pytest.raises(PhenocastError, match="^invalid config: .*" + re.escape(message)) as error:
         load_config(DEFAULT, [override])
     assert "\n" not in str(error.value)
+
+
+def test_first_month_is_one_for_every_zone_or_one_per_zone():
+    assert load_config(DEFAULT, ["data.first_month=2"]).data.first_months(["Z1", "Z2"]) == {"Z1": 2, "Z2": 2}
+    data = load_config(DEFAULT, ["data.first_month={Z2: 11, Z1: 2, Z9: 5}"]).data
+    assert data.first_months(["Z1", "Z2"]) == {"Z1": 2, "Z2": 11}  # a zone the run leaves out may stay
+    with pytest.raises(PhenocastError) as error:
+        data.first_months(["Z1", "Z3", "Z4"])
+    assert str(error.value).startswith("data.first_month gives the calendar month of month 001 for Z1, Z2, Z9, not "
+                                       "for zone(s) Z3, Z4 of this run; add them to the mapping")
+    assert "\n" not in str(error.value)
+    with pytest.raises(PhenocastError, match="^config key data.first_month: expected int or dict, got 'July'"):
+        load_config(DEFAULT, ["data.first_month=July"])
 
 
 @pytest.mark.parametrize("text, value", [

@@ -143,19 +143,27 @@ def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path
                 np.testing.assert_allclose(y.numpy(), expected_y, atol=1e-6)
 
 
-def test_calendar_channels(prepared: Path, tmp_path: Path):
-    config = make_config(prepared, tmp_path, "sequence.calendar=true", "data.first_month=7")
+@pytest.mark.parametrize("first_month, expected", [
+    ("7", {"Z1": 6, "Z2": 6}),  # both zones end at month 60: the first target month is 61; month 1 July → July
+    ("{Z1: 7, Z2: 2}", {"Z1": 6, "Z2": 1}),  # Z2's month 1 is February → its month 61 is February
+])
+def test_calendar_channels(prepared: Path, tmp_path: Path, first_month: str, expected: dict[str, int]):
+    config = make_config(prepared, tmp_path, "sequence.calendar=true", f"data.first_month={first_month}")
     preprocess(config, progress=False, log=lambda message: None)
     _, zone_records = load_zone_records(config)
-    (zone,) = [z for z in zone_samples(zone_records, config) if z.name == "Z2"]
-    dataset = origin_dataset([zone], config, lambda z: [z.forecast], with_targets=False)
-    inputs, key = next(iter(dataset))
-    assert inputs.shape == (2, config.window, config.window, config.input_channels)
-    # Z2 starts at month 7 and ends at 60: the first target month is 61; month 1 is July → 61 is July
-    angle = 2 * np.pi * 6 / 12
+    zones = zone_samples(zone_records, config)
+    dataset = origin_dataset(zones, config, lambda z: [z.forecast], with_targets=False)
     start, stop = config.channel_slice("calendar")
-    np.testing.assert_allclose(inputs[0, 0, 0, start:stop], [np.sin(angle), np.cos(angle)], atol=1e-6)
-    assert key[0].numpy() == b"Z2" and key[3].numpy() == 60
+    seen = set()
+    for inputs, key in dataset:
+        assert inputs.shape == (2, config.window, config.window, config.input_channels)
+        zone = key[0].numpy().decode()
+        assert key[3].numpy() == 60
+        angle = 2 * np.pi * expected[zone] / 12  # calendar month index 0 = January
+        np.testing.assert_allclose(inputs[..., start:stop], np.broadcast_to(
+            [np.sin(angle), np.cos(angle)], inputs[..., start:stop].shape), atol=1e-6)
+        seen.add(zone)
+    assert seen == {"Z1", "Z2"}
 
 
 def test_dihedral_transforms_invert():

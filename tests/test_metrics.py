@@ -124,3 +124,11 @@ def test_years_after_training_count_from_each_zone_s_own_training_end():
     assert years["validation", 1].summary()["pooled"]["model"] == pytest.approx(np.sqrt((1 + 4 + 25) / 3))
     with pytest.raises(KeyError):
         Scoreboard(scores).by_year_after({"Z1": 10})  # every zone needs its training end
+
+
+def test_calendar_months_follow_each_zone_s_first_month():
+    scores = [Score("Z1", 10, 2, "ema", 4.0, 10), Score("Z2", 10, 2, "ema", 1.0, 10)]  # both forecast month 12
+    board = Scoreboard(scores)
+    assert board.by_calendar_month(1) == {12: {"ema": pytest.approx(np.sqrt(2.5))}}  # month 1 Jan: 12 December
+    by_zone = board.by_calendar_month({"Z1": 1, "Z2": 7})  # Z2's month 1 July: its month 12 June
+    assert by_zone == {6: {"ema": 1.0}, 12: {"ema": 2.0}}

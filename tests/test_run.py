@@ -181,21 +181,24 @@ print(json.dumps({"results": [[result.returncode, result.stderr] for result in r
 """
 
 
-def test_run_refuses_missing_records_and_zones_too_short_in_one_line_before_tensorflow_starts(
+def test_run_refuses_missing_records_zones_too_short_and_a_first_month_short_of_zones_before_tensorflow(
         tiny_world: tuple[Path, Path], tmp_path: Path):
-    """Both refusals come before TensorFlow is imported (8-9 s on a small CPU), and write nothing."""
+    """Each refusal is one line and comes before TensorFlow is imported (8-9 s on a small CPU)."""
     commands = [arguments((tiny_world[0], tmp_path / "no-records"), tmp_path / "nothing"),
-                arguments(tiny_world, tmp_path / "outputs", "sequence.years=5")]
+                arguments(tiny_world, tmp_path / "outputs", "sequence.years=5"),
+                arguments(tiny_world, tmp_path / "outputs", "data.first_month={Z1: 2}")]
     result = subprocess.run([sys.executable, "-c", REFUSALS, json.dumps(commands)], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    (missing_code, missing), (short_code, short) = report["results"]
-    assert missing_code == short_code == 2
+    (missing_code, missing), (short_code, short), (months_code, months) = report["results"]
+    assert missing_code == short_code == months_code == 2
     assert missing.strip().startswith("error: expected preprocessed records in")
     assert short.strip().startswith("error: no zone of the run is long enough to train on: zone Z1 has 60 months")
     assert "too short for the configured sequence" in short
-    assert len(missing.strip().splitlines()) == len(short.strip().splitlines()) == 1
+    assert months.strip().startswith("error: data.first_month gives the calendar month of month 001 for Z1, not "
+                                     "for zone(s) Z2 of this run")
+    assert all(len(message.strip().splitlines()) == 1 for message in (missing, short, months))
     assert report["tensorflow"] is False
     assert not (tmp_path / "nothing").exists() and not (tmp_path / "outputs").exists()
 
