@@ -77,6 +77,23 @@ def in_process(script: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess([script, *args], code, stdout.getvalue(), stderr.getvalue())
 
 
+def held_out_rmse(run, trained) -> tuple[float, float]:
+    """The masked RMSE of the ``trained`` model and of its base on a finished run's test months (held out of
+    training and of every choice), in batches of 8 of a dataset whose size Keras knows."""
+    import tensorflow as tf
+
+    import model as network
+    from model.health import base_rmse
+    from phenocast.dataset import origin_dataset, steps_in
+
+    config, samples = run.config, list(run.samples.values())
+    test = origin_dataset(samples, config, lambda zone: zone.test, target_end_of=lambda zone: zone.target_end("test"))
+    test = test.apply(tf.data.experimental.assert_cardinality(steps_in(samples, lambda zone: zone.test))).batch(8)
+    network.compile_model(trained, config, network.make_optimizer(trained, 1e-3, 0.0))
+    return (trained.evaluate(test, verbose=0, return_dict=True)["masked_rmse"],
+            base_rmse(test, config.channel_slice("base")))
+
+
 @pytest.fixture
 def tiny_data(tmp_path: Path) -> Path:
     """Two zones of 40 months, 24×20 and 16×16 pixels; Z2 has gaps at months 5 and 17."""

@@ -14,7 +14,7 @@ from phenocast.preprocess import preprocess  # noqa: E402
 from phenocast.ridge import fit_ridge  # noqa: E402
 from phenocast.synthetic.planted import generate_planted  # noqa: E402
 
-from conftest import ROOT, TINY_NETWORK  # noqa: E402
+from conftest import ROOT, TINY_NETWORK, held_out_rmse  # noqa: E402
 
 
 def planted_table(rng, rows: int, kernel: np.ndarray, bias: np.ndarray, noise: float):
@@ -63,11 +63,7 @@ def test_a_ridge_started_network_forecasts_the_ridge_before_training(persistence
     """``model.linear_path: ridge`` with no training epoch: the pre-trained model is base + the ridge
     fitted on training origins; on a persistence world it already beats its base on held-out months, and
     pre-training scored it first (epoch 0 is the stage's model)."""
-    import tensorflow as tf
-
     import model as network
-    from model.health import base_rmse
-    from phenocast.dataset import origin_dataset, steps_in
     from phenocast.pipeline import Pipeline
     from phenocast.training import StageResult
 
@@ -83,12 +79,7 @@ def test_a_ridge_started_network_forecasts_the_ridge_before_training(persistence
     model = network.load_model(run.stage_folder("pretrain") / "best.keras")
     assert np.any(model.get_layer("forecast_linear_head").kernel.numpy())
     assert not np.any(model.get_layer("forecast_head").kernel.numpy())
-    samples = list(run.samples.values())
-    test = origin_dataset(samples, config, lambda zone: zone.test, target_end_of=lambda zone: zone.target_end("test"))
-    test = test.apply(tf.data.experimental.assert_cardinality(steps_in(samples, lambda zone: zone.test))).batch(8)
-    network.compile_model(model, config, network.make_optimizer(model, 1e-3, 0.0))
-    ridge = model.evaluate(test, verbose=0, return_dict=True)["masked_rmse"]
-    base = base_rmse(test, config.channel_slice("base"))
+    ridge, base = held_out_rmse(run, model)
     assert ridge < 0.9 * base, (ridge, base)
 
 
