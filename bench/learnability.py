@@ -38,7 +38,11 @@ Usage::
 
     python bench/learnability.py [--worlds persistence,moving,regional,landcover,control]
         [--config configs/sample.yaml] [--set train.epochs=3 …] [--zones 2] [--months 120] [--size N]
+        [--knob anomaly_scale=4 …]
         [--seed 0 | --seeds 0,1,2] [--out outputs/learnability] [--json results.json]
+
+``--knob KNOB=VALUE`` replaces a knob of the worlds (``python -m phenocast.synthetic.planted --set``), e.g. a
+finer or faster moving field; the knobs are part of the world's folder name.
 
 Worlds are generated once into ``<out>/<world>-…/data`` and runs go to ``<out>/<world>-…/<config name>``:
 a rerun reuses finished stages (the pipeline's resumability), so an interrupted bench continues.
@@ -63,6 +67,7 @@ import model as network  # noqa: E402
 from model.network import ChannelSlice  # noqa: E402
 from phenocast.cli import seed_list  # noqa: E402
 from phenocast.config import Config, load_config  # noqa: E402
+from phenocast.errors import PhenocastError  # noqa: E402
 from phenocast.forecast import Forecaster, predict_windows, raw_path, save_windows  # noqa: E402
 from phenocast.forecasters import fit_baselines, load_oracle  # noqa: E402
 from phenocast.io import atomic_write_text  # noqa: E402
@@ -72,7 +77,7 @@ from phenocast.pipeline import Pipeline  # noqa: E402
 from phenocast.postprocess import period_methods  # noqa: E402
 from phenocast.preprocess import preprocess  # noqa: E402
 from phenocast.ridge import fit_zones  # noqa: E402
-from phenocast.synthetic.planted import PLANTED_WORLDS, generate_planted  # noqa: E402
+from phenocast.synthetic.planted import PLANTED_WORLDS, generate_planted, parse_knob  # noqa: E402
 from phenocast.training import epoch_model  # noqa: E402
 from phenocast.zones import read_zone, to_int16  # noqa: E402
 
@@ -126,13 +131,21 @@ def ridge_model(config: Config, run: Pipeline) -> tuple[keras.Model, float]:
     return model, fit.penalty
 
 
+def knob_label(value) -> str:
+    """A knob's value in a folder name: 4.0 → 4, (5.0, 6.0) → 5_6."""
+    values = value if isinstance(value, tuple | list) else (value,)
+    return "_".join(f"{item:g}" if isinstance(item, float) else str(item) for item in values)
+
+
 def bench_world(args, world: str, seed: int) -> dict:
     """Generate (with the world seed ``seed``), preprocess, train and score one world; returns its row."""
-    label = f"{world}-seed{seed}-z{args.zones}-m{args.months}" + (f"-s{args.size}" if args.size else "")
+    knobs = dict(parse_knob(world, text) for text in args.knob)
+    label = (f"{world}-seed{seed}-z{args.zones}-m{args.months}" + (f"-s{args.size}" if args.size else "")
+             + "".join(f"-{name}{knob_label(value)}" for name, value in sorted(knobs.items())))
     folder = Path(args.out) / label
     data_dir = folder / "data"
     if not (data_dir / "Z1").is_dir():
-        generate_planted(data_dir, world, zones=args.zones, months=args.months, size=args.size, seed=seed)
+        generate_planted(data_dir, world, zones=args.zones, months=args.months, size=args.size, seed=seed, **knobs)
     config = world_config(args, world, data_dir, folder)
     started = time.time()
     preprocess(config, progress=False, log=lambda message: None)
@@ -272,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zones", type=int, default=2)
     parser.add_argument("--months", type=int, default=120)
     parser.add_argument("--size", type=int, default=None, help="pixels per side (the world's default if unset)")
+    parser.add_argument("--knob", action="append", default=[], metavar="KNOB=VALUE",
+                        help="replace a knob of every world benched (repeatable; python -m "
+                             "phenocast.synthetic.planted --set), e.g. --knob anomaly_scale=4")
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0, help="the worlds' seed")
     seeds.add_argument("--seeds", type=seed_list, default=None,
@@ -287,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [world for world in worlds if world not in WORLDS]
     if unknown:
         print(f"error: unknown world(s) {', '.join(unknown)}; expected some of {', '.join(WORLDS)}", file=sys.stderr)
+        return 2
+    try:  # every knob must name a knob of every world benched, before anything runs
+        for world in worlds:
+            for text in args.knob:
+                parse_knob(world, text)
+    except PhenocastError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     seeds = args.seeds or [args.seed]
     rows = []

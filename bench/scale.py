@@ -457,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     workdir = arguments.workdir.resolve()
     base = load_config(arguments.config, arguments.set)
+    if isinstance(base.data.first_month, dict):  # the generated zones Z1..Zn share one calendar
+        print(f"error: data.first_month is a mapping ({base.data.first_month}); this bench generates its own "
+              f"zones on one calendar: give one month (--set data.first_month=7)", file=sys.stderr)
+        return 2
     data_dir, generate_seconds = ensure_world(workdir, arguments.zones, arguments.size, arguments.months, base)
     config = load_config(arguments.config, [*arguments.set, f"data.dir={data_dir}", "data.sample=false",
                                             f"output.dir={workdir / 'out'}", "records.dir=null"])

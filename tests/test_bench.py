@@ -96,6 +96,18 @@ def test_scale_bench_runs_end_to_end_on_a_tiny_world(tmp_path):
     assert not list(path.parent.glob(".*.tmp"))  # the atomic write left no temporary behind
 
 
+def test_scale_bench_refuses_a_calendar_month_per_zone_in_one_line(tmp_path):
+    """Its zones are generated on one calendar: a {zone: month} mapping is one error line, exit 2, nothing
+    written."""
+    command = [sys.executable, str(ROOT / "bench" / "scale.py"), "--workdir", str(tmp_path / "work"),
+               "--set", "data.first_month={Z1: 2}"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "data.first_month is a mapping" in errors[0], result.stderr[-2000:]
+    assert not (tmp_path / "work").exists()
+
+
 def test_train_step_bench_times_the_network_under_jax_without_tensorflow(tmp_path):
     pytest.importorskip("jax", reason="jax is not installed: pip install 'jax[cpu]' (requirements-dev.txt)")
     path = tmp_path / "train_step.json"
@@ -263,6 +275,34 @@ def test_learnability_pools_seeds_by_their_mean_squares_and_bootstraps_over_seed
         pool_seeds([rows[0], {**rows[1], "world": "moving"}])
     with pytest.raises(ValueError, match="at least one seed"):
         pool_seeds([])
+
+
+def test_learnability_knobs_reach_the_generated_world_and_a_wrong_one_is_refused_first(tmp_path, monkeypatch,
+                                                                                      capsys):
+    """bench/learnability.py --knob: the world is generated with the knob, in a folder named after it; a
+    knob the world lacks is one error line and exit 2 before anything is written."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import learnability
+
+    out = tmp_path / "bench"
+    assert learnability.main(["--worlds", "moving", "--knob", "bogus=1", "--out", str(out)]) == 2
+    assert "unknown knob(s) bogus" in capsys.readouterr().err and not out.exists()
+
+    class Generated(Exception):
+        pass
+
+    def generate(data_dir, world, **arguments):
+        raise Generated(data_dir, world, arguments)
+
+    monkeypatch.setattr(learnability, "generate_planted", generate)
+    args = learnability.build_parser().parse_args(["--knob", "speed=[5, 6]", "--knob", "anomaly_scale=4",
+                                                   "--out", str(out)])
+    with pytest.raises(Generated) as generated:
+        learnability.bench_world(args, "moving", 3)
+    data_dir, world, arguments = generated.value.args
+    assert world == "moving" and arguments["seed"] == 3
+    assert arguments["speed"] == (5.0, 6.0) and arguments["anomaly_scale"] == 4.0
+    assert data_dir == out / "moving-seed3-z2-m120-anomaly_scale4-speed5_6" / "data"
 
 
 def test_sample_worlds_pool_the_images_of_every_world_per_validation_half():
