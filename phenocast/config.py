@@ -691,13 +691,27 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_hash(config: Config, keys: list[str]) -> str:
-    """A short stable hash of the given dotted keys' values (e.g. the fields that change records)."""
+def dotted_values(config: Config, keys: list[str]) -> dict[str, Any]:
+    """{dotted key: its value} (a section as a plain dict), e.g. ``{"tiling.margin": 24}``."""
     values = {}
     for dotted in keys:
         value: Any = config
         for part in dotted.split("."):
             value = getattr(value, part)
         values[dotted] = value.model_dump() if isinstance(value, BaseModel) else value
-    blob = json.dumps(values, sort_keys=True).encode()
+    return values
+
+
+def config_hash(config: Config, keys: list[str]) -> str:
+    """A short stable hash of the given dotted keys' values (e.g. the fields that change records)."""
+    blob = json.dumps(dotted_values(config, keys), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys whose values differ, with their values (``train.weight_decay 0.01 → 0.1``)."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key, "<unset>") != new.get(key, "<unset>"):
+            changes.append(f"{key} {json.dumps(old.get(key, '<unset>'))} → {json.dumps(new.get(key, '<unset>'))}")
+    return changes

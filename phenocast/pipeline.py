@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from phenocast import import_tensorflow_quietly
-from phenocast.config import DEFAULTS_PATH, Config, flatten, save_config
+from phenocast.config import DEFAULTS_PATH, Config, describe_changes, flatten, save_config
 from phenocast.errors import PhenocastError
 from phenocast.forecast import REFIT_TEST
 from phenocast.io import atomic_write_text
@@ -104,12 +104,7 @@ ADDED_KEYS = {"model.ridge_samples": 96, "model.centre_layers": False, "sequence
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The keys whose values differ, with their values (``train.weight_decay 0.01 → 0.1``); a key of
     ``ADDED_KEYS`` missing from ``old`` has its value there."""
-    old = {**{key: value for key, value in ADDED_KEYS.items() if key in new}, **old}
-    changes = []
-    for key in sorted(set(old) | set(new)):
-        if old.get(key, "<unset>") != new.get(key, "<unset>"):
-            changes.append(f"{key} {json.dumps(old.get(key, '<unset>'))} → {json.dumps(new.get(key, '<unset>'))}")
-    return changes
+    return describe_changes({**{key: value for key, value in ADDED_KEYS.items() if key in new}, **old}, new)
 
 
 class Pipeline:

@@ -36,7 +36,7 @@ from skimage.measure import block_reduce
 from tqdm import tqdm
 
 from phenocast import import_tensorflow_quietly, records
-from phenocast.config import Config, config_hash
+from phenocast.config import Config, config_hash, describe_changes, dotted_values
 from phenocast.errors import PhenocastError
 from phenocast.io import atomic_path, remove_stale_temporaries
 from phenocast.origins import check_trainable, shortened_notes
@@ -52,6 +52,28 @@ def record_settings_hash(config: Config) -> str:
     """Hash of the record-relevant config fields, the schema version and the data folder."""
     return f"v{records.SCHEMA_VERSION}-" + config_hash(config, RECORD_KEYS) + "-" + hashlib.sha256(
         str(Path(config.data.dir).resolve()).encode()).hexdigest()[:8]
+
+
+def record_settings(config: Config) -> dict[str, Any]:
+    """What the records of a folder are built from, as the manifest keeps it: the schema version, the data
+    folder and the ``RECORD_KEYS``; ``record_settings_hash`` is its fingerprint."""
+    return {"records.schema": records.SCHEMA_VERSION, "data.dir": str(Path(config.data.dir).resolve()),
+            **dotted_values(config, RECORD_KEYS)}
+
+
+def settings_change(manifest: dict[str, Any], config: Config) -> str:
+    """What differs between the records in a folder (its manifest) and the config, for the one line that
+    says why every zone is rebuilt: ``data.dir "/a/data" → "/b/data"``. A manifest written before it kept
+    ``record_settings`` is compared on the fields it kept; where none of them differs, the keys that may."""
+    old = manifest.get("record_settings")
+    if old is None:  # the fields every manifest has held
+        kept = {"records.schema": "schema", "data.dir": "data_dir", "data.fill_value": "fill_value",
+                "data.valid_range": "valid_range", "tiling.centre": "centre", "tiling.margin": "margin",
+                "records.compression": "compression"}
+        old = {key: manifest[field] for key, field in kept.items() if field in manifest}
+    new = record_settings(config)
+    changes = describe_changes(old, {key: new[key] for key in old})
+    return "; ".join(changes) if changes else f"one of {', '.join(sorted(set(new) - set(old)) or RECORD_KEYS)}"
 
 
 CONTEXT_CHUNK = 12  # months block-averaged at once (the integer temporaries stay small)
@@ -256,12 +278,12 @@ def preprocess(config: Config, workers: int | None = None, progress: bool = True
     build, skip, settings = plan(config, zones, manifest)
     if manifest is None or manifest.get("settings") != settings:
         if manifest is not None:
-            log(f"record settings changed ({', '.join(RECORD_KEYS)}): rebuilding every zone in {folder}")
+            log(f"record settings changed ({settings_change(manifest, config)}): rebuilding every zone in {folder}")
         manifest = {"schema": records.SCHEMA_VERSION, "settings": settings, "zones": {}}
     manifest.update({"compression": config.records.compression,
                      "fill_value": config.data.fill_value, "valid_range": config.data.valid_range,
                      "centre": config.tiling.centre, "margin": config.tiling.margin,
-                     "data_dir": str(Path(config.data.dir).resolve())})
+                     "data_dir": str(Path(config.data.dir).resolve()), "record_settings": record_settings(config)})
     for zone in skip:
         log(f"zone {zone.name}: records up to date, skipped")
     for zone in build:  # forget the old entry first: a kill from here on leaves the zone incomplete

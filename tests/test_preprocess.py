@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -145,13 +146,22 @@ def test_rerun_skips_and_changes_rebuild_only_what_they_affect(tiny_data: Path, 
     messages.clear()
     summary = preprocess(tiny_config(tiny_data, tmp_path, *fixed, "tiling.margin=2"), progress=False,
                          log=messages.append)
-    assert summary["built"] == 2 and any("record settings changed" in m for m in messages)
+    margin = tiny_config(tiny_data, tmp_path).tiling.margin
+    assert summary["built"] == 2 and f"record settings changed (tiling.margin {margin} → 2)" in " ".join(messages)
     # a new overlap by default goes to its own folder, so sweeps keep both
     assert tiny_config(tiny_data, tmp_path, "tiling.margin=2").records_dir != config.records_dir
     # a model or training change does not touch records
     summary = preprocess(tiny_config(tiny_data, tmp_path, "train.lr=0.1", "train.weight_decay=0.5"), progress=False,
                          log=messages.append)
     assert summary["built"] == 0
+    # another data folder of the same name shares the default records folder: the line names the folders
+    twin = tmp_path / "elsewhere" / tiny_data.name
+    shutil.copytree(tiny_data, twin)
+    assert tiny_config(twin, tmp_path).records_dir == config.records_dir
+    messages.clear()
+    summary = preprocess(tiny_config(twin, tmp_path), progress=False, log=messages.append)
+    assert summary["built"] == 2
+    assert f'record settings changed (data.dir "{tiny_data.resolve()}" → "{twin.resolve()}")' in " ".join(messages)
 
 
 def test_reading_refuses_missing_or_stale_records(tiny_data: Path, tmp_path: Path):
