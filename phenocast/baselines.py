@@ -6,7 +6,8 @@ one image at a time: no floating-point copy of the whole stack is made. Position
 into the stack. A prediction is float32 ``(height, width)`` with NaN where the method has no value.
 
 - persistence: the most recent valid value of each pixel.
-- climatology, EMA (the original's), damped (the EMA plus the origin month's anomaly, damped per lead):
+- climatology, EMA (the original's), damped (the EMA, or a fitted weighted mean of earlier years, plus the
+  origin month's anomaly, damped per lead):
   defined in ``phenocast.features``, where the model's features are defined too.
 - per-pixel EMA: the EMA with α chosen per pixel from a grid, minimising the squared error of the
   EMA's one-year-ahead forecasts over the training months.
@@ -28,6 +29,7 @@ from phenocast.features import (  # noqa: F401 (re-exported: the baselines' own 
     ema,
     ema_update,
     fit_damped,
+    fit_damped_reference,
     same_month_positions,
 )
 
@@ -135,9 +137,13 @@ def baseline_forecasts(stack: np.ndarray, origin: int, targets: list[int], fill_
         del forecasts["ema_pixel"]
     if damped_fit is None:
         del forecasts["damped"]
-    else:
-        origin_ema = cached("ema", origin, lambda: ema(stack, origin, fill_value, ema_alpha))
-        anomaly, smoothed = anomaly_features(stack, origin, fill_value, ema_alpha, smoothing, origin_ema, fill)
+    else:  # the damped forecast's reference: the EMA, or the zone's weighted mean (damped_fit.beta)
+        name = "ema" if damped_fit.beta is None else f"weighted_mean {damped_fit.beta}"
+
+        def reference(position: int) -> np.ndarray:
+            return cached(name, position, lambda: damped_fit.reference(stack, position, fill_value, ema_alpha))
+
+        anomaly, smoothed = anomaly_features(stack, origin, fill_value, ema_alpha, smoothing, reference(origin), fill)
     for target in targets:
         if not origin < target <= origin + MONTHS_PER_YEAR:
             raise ValueError(f"target position {target} is not 1..12 months after origin {origin}")
@@ -152,5 +158,5 @@ def baseline_forecasts(stack: np.ndarray, origin: int, targets: list[int], fill_
             forecasts["ema_pixel"][target] = fill_gaps(raw_pixel, clim)
         if damped_fit is not None:
             weights = damped_fit.weights(target - origin, target)
-            forecasts["damped"][target] = fill_gaps(damped(raw_ema, anomaly, smoothed, weights), clim)
+            forecasts["damped"][target] = fill_gaps(damped(reference(target), anomaly, smoothed, weights), clim)
     return forecasts

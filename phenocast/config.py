@@ -351,6 +351,8 @@ class EvaluateConfig(Section):
     damped_smoothing: int = Field(ge=1)  # pixels: the box of the damped baseline's smoothed anomaly
     damped_by_month: bool  # the damped baseline's φ per lead and calendar month (else per lead)
     damped_fill: bool  # a missing origin pixel's anomaly is its smoothed anomaly (else the pixel gets the EMA)
+    damped_reference: Literal["ema", "fitted"]  # the damped forecast's reference: the EMA at ema_alpha, or a
+    #   weighted mean of the earlier years with β per zone from alpha_grid fitted with φ (phenocast.features)
     bootstrap: int = Field(ge=0)  # replicates of the paired bootstrap over forecast origins; 0 = no interval
     confidence: float = Field(gt=0, lt=1)  # of the bootstrap interval
 

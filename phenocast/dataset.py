@@ -68,7 +68,7 @@ class ZoneSamples:
     validation: list[int]
     test: list[int]
     forecast: int
-    damped: np.ndarray | None = None  # φ (horizon, 12, 2) of the zone's damped baseline (model.base damped)
+    damped: features.DampedFit | None = None  # the zone's fitted damped baseline (model.base damped)
 
     @property
     def name(self) -> str:
@@ -104,12 +104,13 @@ def input_settings(config: Config) -> tuple[str, ...]:
                 "data.first_month", "tiling", "records", "sequence", "model", "predict.horizon", "predict.months",
                 "evaluate.ema_alpha")
     if config.model.base == "damped":
-        settings += tuple(key for key in features.DAMPED_SETTINGS if key not in settings)
+        settings += tuple(key for key in features.damped_settings(config.evaluate.damped_reference)
+                          if key not in settings)
     return settings
 
 
-def damped_table(zones: list[ZoneSamples]) -> dict[str, np.ndarray]:
-    """Zone name → damped φ of the zones that have one (``SampleAssembler``'s ``damped``)."""
+def damped_table(zones: list[ZoneSamples]) -> dict[str, features.DampedFit]:
+    """Zone name → fitted damped baseline of the zones that have one (``SampleAssembler``'s ``damped``)."""
     return {zone.name: zone.damped for zone in zones if zone.damped is not None}
 
 
@@ -137,11 +138,11 @@ class SampleAssembler:
 
     Args:
       config: the run's config.
-      damped: zone name → φ (horizon, 12, 2) of its damped baseline (``DampedFit.phi``), needed when
-        ``model.base`` is damped.
+      damped: zone name → its fitted damped baseline (``DampedFit``: φ, and β with
+        ``evaluate.damped_reference: fitted``), needed when ``model.base`` is damped.
     """
 
-    def __init__(self, config: Config, damped: dict[str, np.ndarray] | None = None):
+    def __init__(self, config: Config, damped: dict[str, features.DampedFit] | None = None):
         self.config = config
         self.years = config.sequence.years
         self.offsets = tf.constant(config.sequence.offsets, tf.int32)  # (channels,)
@@ -157,13 +158,18 @@ class SampleAssembler:
             self.month_zones = tf.constant(names)
             self.zone_first_months = tf.constant([self.first_month[name] for name in names], tf.int32)
         self.base = None if config.model.base == "climatology" else config.model.base
-        self.zone_names, self.phi = None, None
+        self.zone_names, self.phi, self.beta = None, None, None
         if self.base == "damped":
             if not damped:
                 raise ValueError("model.base damped needs every zone's fitted φ (SampleAssembler(damped=…))")
             names = sorted(damped)
             self.zone_names = tf.constant(names)
-            self.phi = tf.constant(np.stack([damped[name] for name in names]), tf.float32)  # (zones, H, 12, 2)
+            self.phi = tf.constant(np.stack([damped[name].phi for name in names]), tf.float32)  # (zones, H, 12, 2)
+            if config.evaluate.damped_reference == "fitted":
+                missing = [name for name in names if damped[name].beta is None]
+                if missing:
+                    raise ValueError(f"evaluate.damped_reference fitted needs every zone's β; {missing} have none")
+                self.beta = tf.constant([damped[name].beta for name in names], tf.float32)  # (zones,)
 
     @staticmethod
     def _zone_row(names, table, zone, what: str):
@@ -172,9 +178,10 @@ class SampleAssembler:
         tf.debugging.assert_equal(tf.reduce_any(found), True, message=f"no {what} for this zone")
         return tf.gather(table, tf.argmax(tf.cast(found, tf.int32)))
 
-    def _zone_phi(self, zone):
-        """φ (horizon, 12, 2) of the window's zone (a string scalar)."""
-        return self._zone_row(self.zone_names, self.phi, zone, "damped φ")
+    def _zone_damped(self, zone):
+        """(φ (horizon, 12, 2), β: a scalar, or None for the EMA) of the window's zone (a string scalar)."""
+        beta = None if self.beta is None else self._zone_row(self.zone_names, self.beta, zone, "damped β")
+        return self._zone_row(self.zone_names, self.phi, zone, "damped φ"), beta
 
     # ---- climatology-relative differences ---------------------------------------------------------
     def _step_origins(self, origin):
@@ -198,12 +205,12 @@ class SampleAssembler:
         return values, valid
 
     def _channels(self, stack, origin, with_targets: bool, seasonal: bool = False, base: str | None = None,
-                  inside=None, phi=None):
+                  inside=None, damped=None):
         """Month channels (years, offsets, h, w) and their validity, targets and validity (or None), and
         extra channels (or None): with ``seasonal`` the climatology of the 12 months after each step's origin
         (years, 12, h, w), NDVI units; with ``base`` (ema or damped) then the base forecast of the target
         months as differences from the step's climatology (years, horizon, h, w); ``inside`` (h, w) bool
-        marks pixels inside the zone and ``phi`` (horizon, 12, 2) the damped weights."""
+        marks pixels inside the zone and ``damped`` is the zone's (φ, β) (``_zone_damped``)."""
         step_origins = self._step_origins(origin)
         sums, counts = features.tf_cumulative_sums(stack, origin, self.fill)
         mean, exists = features.tf_climatology_per_step(sums, counts, step_origins)
@@ -217,7 +224,7 @@ class SampleAssembler:
                               tf.gather(mean, phases, batch_dims=1) / self.scale, 0.0)
             extra += [values[:, :1], values[:, 1:] - values[:, :1]]
         if base is not None:
-            extra.append(self._base(stack, step_origins, mean, exists, base, inside, phi))
+            extra.append(self._base(stack, step_origins, mean, exists, base, inside, damped))
         extra = tf.concat(extra, axis=1) if extra else None
         if not with_targets:
             return channels, channel_valid, None, None, extra
@@ -225,10 +232,11 @@ class SampleAssembler:
         targets, valid = self._differences(stack, step_origins[:, None] + leads[None, :], mean, exists)
         return channels, channel_valid, targets, valid, extra
 
-    def _base(self, stack, step_origins, mean, exists, base: str, inside, phi):
+    def _base(self, stack, step_origins, mean, exists, base: str, inside, damped):
         """The base forecast of each step's target months, as differences from that step's climatology.
 
-        Exactly the numpy baseline of ``phenocast.features`` (``ema``, or ``damped`` with the zone's φ):
+        Exactly the numpy baseline of ``phenocast.features`` (``ema``, or ``damped`` with the zone's φ and
+        reference):
         every position used is <= the step's origin. The smoothed anomaly averages pixels inside the
         zone only, so window centres (margin >= smoothing // 2) equal the zone-wide baseline.
 
@@ -238,9 +246,11 @@ class SampleAssembler:
         alpha = self.config.evaluate.ema_alpha
         leads = tf.range(1, self.horizon + 1, dtype=tf.int32)
         targets = step_origins[:, None] + leads[None, :]  # (years, horizon)
-        if base == "damped":  # one EMA pass over the origin month (lead 0) and the targets
-            value, seen = features.tf_ema(stack, tf.concat([step_origins[:, None], targets], axis=1), self.fill,
-                                          alpha)  # (years, 1 + horizon, h, w)
+        if base == "damped":  # one pass of the reference over the origin month (lead 0) and the targets
+            phi, beta = damped
+            positions = tf.concat([step_origins[:, None], targets], axis=1)
+            value, seen = (features.tf_ema(stack, positions, self.fill, alpha) if beta is None else
+                           features.tf_weighted_mean(stack, positions, self.fill, beta))  # (years, 1 + horizon, h, w)
             value = features.tf_damped(value[:, 1:], stack, step_origins, value[:, 0], seen[:, 0], inside, phi,
                                        targets, self.fill, self.config.evaluate.damped_smoothing,
                                        self.config.evaluate.damped_fill)
@@ -324,10 +334,10 @@ class SampleAssembler:
         origin = tf.cast(origin, tf.int32)
         sequence = self.config.sequence
         inside = self.inside_mask(window["position"], window["zone_size"])  # (size, size)
-        phi = self._zone_phi(window["zone"]) if self.base == "damped" else None
+        damped = self._zone_damped(window["zone"]) if self.base == "damped" else None
         channels, channel_valid, targets, valid, extra = self._channels(
             window["stack"], origin, with_targets, seasonal=sequence.climatology, base=self.base, inside=inside,
-            phi=phi)
+            damped=damped)
         if sequence.fill_missing:
             channels = self._fill_missing(channels, channel_valid, inside)
         parts = [tf.transpose(channels, [0, 2, 3, 1])]  # (years, size, size, offsets)

@@ -24,6 +24,11 @@ and the EMA of t depend on t only, never on months after the origin.
   truth(t) - EMA(t) on (a_o, smooth(a_o)) over fitting images (``phenocast.origins.fitting_images``:
   every origin of the training period with a year of history). A pixel without a_o gets EMA(t); with
   ``evaluate.damped_fill`` its a_o is smooth(a_o) instead, where the box holds an anomaly (in the fit too).
+- **reference** of the damped forecast (``evaluate.damped_reference``): ``ema``, the EMA above in EMA(t) and
+  a_o; or ``fitted``, the *weighted mean* W_β(t) of the same-phase values before t with weights (1 - β)^k
+  for the value k years back (normalised over the valid ones: a long record's β → 0 is the climatology,
+  and no first year keeps a large weight), β per zone from ``evaluate.alpha_grid`` fitted with φ: the β
+  whose least-squares φ leaves the smallest squared error on the fitting images.
 
 The TF sample assembly (``phenocast.dataset``) uses the ``tf_*`` functions at the end of this module: the
 same climatology (as of each step's origin, from cumulative per-year sums), EMA and damped forecast,
@@ -45,7 +50,13 @@ MONTHS_PER_YEAR = 12
 MIN_FIT_IMAGES = 3  # a (lead, calendar phase) cell of a per-month damped fit needs this many images
 # the settings the damped forecast and its fitted φ are computed from (beyond the zone's months and periods)
 DAMPED_SETTINGS = ("evaluate.ema_alpha", "evaluate.damped_smoothing", "evaluate.damped_by_month",
-                   "evaluate.damped_fill", "predict.horizon")
+                   "evaluate.damped_fill", "evaluate.damped_reference", "predict.horizon")
+FITTED_REFERENCE_SETTINGS = ("evaluate.alpha_grid",)  # and, with a fitted reference, its candidate β
+
+
+def damped_settings(reference: str) -> tuple[str, ...]:
+    """The settings the damped forecast is computed from under ``evaluate.damped_reference``."""
+    return DAMPED_SETTINGS + (FITTED_REFERENCE_SETTINGS if reference == "fitted" else ())
 
 
 def as_float(image: np.ndarray, fill_value: int) -> np.ndarray:
@@ -127,6 +138,40 @@ def ema(stack: np.ndarray, target: int, fill_value: int, alpha: float | np.ndarr
     return out
 
 
+class WeightedMean:
+    """The running weighted mean of images, the newest weighing 1 and each older one (1 - β) times the next:
+    ``total = (1 - β)·total + β·image``, ``weight = (1 - β)·weight + β`` where the image is valid (a masked
+    pixel keeps both); ``value`` = total / weight, NaN where nothing was valid yet. Its TensorFlow twin is
+    ``tf_weighted_mean``."""
+
+    def __init__(self, shape: tuple[int, ...], beta: float):
+        self.beta = np.float32(beta)
+        self.total = np.zeros(shape, np.float32)
+        self.weight = np.zeros(shape, np.float32)
+
+    def update(self, image: np.ndarray) -> None:
+        valid = np.isfinite(image)
+        keep = 1 - self.beta
+        self.total = np.where(valid, keep * self.total + self.beta * np.nan_to_num(image), self.total).astype(
+            np.float32)
+        self.weight = np.where(valid, keep * self.weight + self.beta, self.weight).astype(np.float32)
+
+    @property
+    def value(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.weight > 0, self.total / np.maximum(self.weight, np.float32(1e-12)),
+                            np.nan).astype(np.float32)
+
+
+def weighted_mean(stack: np.ndarray, target: int, fill_value: int, beta: float) -> np.ndarray:
+    """W_β(target): the ``WeightedMean`` of the same-phase positions before ``target``, oldest first.
+    float32 (height, width); NaN where no value was valid."""
+    mean = WeightedMean(stack.shape[1:], beta)
+    for position in same_month_positions(target):
+        mean.update(as_float(stack[position], fill_value))
+    return mean.value
+
+
 def smooth(values: np.ndarray, size: int) -> np.ndarray:
     """Nodata-aware box mean: the mean of the finite values in the ``size × size`` box around each pixel
     (cut at the edges); NaN where the box holds none. float32 (height, width)."""
@@ -164,6 +209,14 @@ class DampedFit:
     phi: np.ndarray  # float64 (horizon, 12, 2): weights of a_o and smooth(a_o)
     images: np.ndarray  # int (horizon, 12): fitting images per cell
     by_month: bool
+    beta: float | None = None  # the weighted mean's β (reference ``fitted``); None: the EMA
+    squared_error: float = float("nan")  # what φ leaves on the fitting images (stored units²)
+
+    def reference(self, stack: np.ndarray, target: int, fill_value: int, alpha: float) -> np.ndarray:
+        """The forecast's reference at ``target``: W_β(target), or EMA(target) at ``alpha``."""
+        if self.beta is None:
+            return ema(stack, target, fill_value, alpha)
+        return weighted_mean(stack, target, fill_value, self.beta)
 
     def weights(self, lead: int, target: int) -> np.ndarray:
         """(φ₁, φ₂) for a lead and target position."""
@@ -171,9 +224,10 @@ class DampedFit:
 
     def to_dict(self) -> dict:
         """JSON form: φ per lead (pooled over phases unless ``by_month``)."""
+        reference = {} if self.beta is None else {"beta": self.beta}
         if self.by_month:
-            return {"by_month": True, "phi": self.phi.round(4).tolist()}
-        return {"by_month": False, "phi": self.phi[:, 0].round(4).tolist()}
+            return {"by_month": True, "phi": self.phi.round(4).tolist(), **reference}
+        return {"by_month": False, "phi": self.phi[:, 0].round(4).tolist(), **reference}
 
 
 def _solve(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:
@@ -186,7 +240,8 @@ def _solve(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:
 
 
 def fit_damped(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value: int, alpha: float,
-               size: int, horizon: int, by_month: bool = False, fill: bool = False) -> DampedFit:
+               size: int, horizon: int, by_month: bool = False, fill: bool = False,
+               beta: float | None = None) -> DampedFit:
     """Least-squares φ of the damped forecast on the given images (0-based (origin, lead) positions).
 
     One pass over the origins in order with a running EMA per calendar phase, so the cost is one EMA
@@ -200,9 +255,10 @@ def fit_damped(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value:
       by_month: a φ per lead and calendar phase of the target, falling back to the lead's pooled φ where
         a phase has fewer than ``MIN_FIT_IMAGES`` images.
       fill: a missing a_o is smooth(a_o) (``filled_anomaly``), in the fit as in the forecast.
+      beta: the reference is the weighted mean W_β (``WeightedMean``) instead of the EMA at ``alpha``.
 
     Returns:
-      The ``DampedFit``.
+      The ``DampedFit``, with the squared error its φ leaves on the images.
     """
     leads_of: dict[int, list[int]] = {}
     for origin, lead in images:
@@ -213,21 +269,30 @@ def fit_damped(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value:
         leads_of.setdefault(origin, []).append(lead)
     xtx = np.zeros((horizon, MONTHS_PER_YEAR, 2, 2))
     xty = np.zeros((horizon, MONTHS_PER_YEAR, 2))
+    yty = np.zeros((horizon, MONTHS_PER_YEAR))
     counts = np.zeros((horizon, MONTHS_PER_YEAR), dtype=np.int64)
-    running = [np.full(stack.shape[1:], np.nan, np.float32) for _ in range(MONTHS_PER_YEAR)]
+    if beta is None:
+        running = [np.full(stack.shape[1:], np.nan, np.float32) for _ in range(MONTHS_PER_YEAR)]
+    else:
+        means = [WeightedMean(stack.shape[1:], beta) for _ in range(MONTHS_PER_YEAR)]
     last_origin = max(leads_of, default=-1)
     for position in range(last_origin + 1):
         phase = position % MONTHS_PER_YEAR
-        origin_ema = running[phase]  # EMA(position): the same phase's earlier images only
+        # the reference of this position: the same phase's earlier images only
+        origin_ema = running[phase] if beta is None else means[phase].value
         image = as_float(stack[position], fill_value)
         if position in leads_of:
             anomaly = image - origin_ema
             smoothed = smooth(anomaly, size)
             anomaly = filled_anomaly(anomaly, smoothed) if fill else anomaly
-        running[phase] = ema_update(running[phase], image, alpha)
+        if beta is None:
+            running[phase] = ema_update(running[phase], image, alpha)
+        else:
+            means[phase].update(image)
         for lead in leads_of.get(position, ()):
             target = position + lead
-            residual = as_float(stack[target], fill_value) - running[target % MONTHS_PER_YEAR]
+            reference = running[target % MONTHS_PER_YEAR] if beta is None else means[target % MONTHS_PER_YEAR].value
+            residual = as_float(stack[target], fill_value) - reference
             valid = np.isfinite(anomaly) & np.isfinite(smoothed) & np.isfinite(residual)
             if not valid.any():
                 continue
@@ -235,6 +300,7 @@ def fit_damped(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value:
             cell = (lead - 1, target % MONTHS_PER_YEAR)
             xtx[cell] += features.T @ features
             xty[cell] += features.T @ residual[valid].astype(np.float64)
+            yty[cell] += float(residual[valid].astype(np.float64) @ residual[valid].astype(np.float64))
             counts[cell] += 1
     phi = np.zeros((horizon, MONTHS_PER_YEAR, 2))
     for lead_index in range(horizon):
@@ -245,7 +311,26 @@ def fit_damped(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value:
                 phi[lead_index, phase] = _solve(xtx[lead_index, phase], xty[lead_index, phase])
             else:
                 phi[lead_index, phase] = pooled
-    return DampedFit(phi, counts, by_month)
+    # Σ (r - φ·x)² over the images = r·r - 2 φ·(x·r) + φ·(x·x)·φ, per cell with its φ
+    squared_error = float(np.sum(yty - 2 * np.einsum("lpi,lpi->lp", phi, xty)
+                                 + np.einsum("lpi,lpij,lpj->lp", phi, xtx, phi)))
+    return DampedFit(phi, counts, by_month, beta, squared_error)
+
+
+def fit_damped_reference(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value: int, alpha: float,
+                         size: int, horizon: int, reference: str = "ema", betas: Iterable[float] = (),
+                         by_month: bool = False, fill: bool = False) -> DampedFit:
+    """``fit_damped`` with the reference ``evaluate.damped_reference`` asks for: the EMA at ``alpha``
+    (``ema``), or (``fitted``) the weighted mean whose β of ``betas`` leaves the smallest squared error on
+    the images (the first such β on a tie)."""
+    images = list(images)
+    if reference == "ema":
+        return fit_damped(stack, images, fill_value, alpha, size, horizon, by_month, fill)
+    fits = [fit_damped(stack, images, fill_value, alpha, size, horizon, by_month, fill, beta=float(beta))
+            for beta in betas]
+    if not fits:
+        raise ValueError("a fitted reference needs at least one β (evaluate.alpha_grid)")
+    return min(fits, key=lambda fit: fit.squared_error)
 
 
 def damped(target_ema: np.ndarray, anomaly: np.ndarray, smoothed: np.ndarray, weights: np.ndarray
@@ -328,6 +413,38 @@ def tf_ema(stack, targets, fill_value: int, alpha: float):
     _, value, seen = tf.while_loop(lambda k, *_: k < back, step,
                                    (tf.constant(0), tf.zeros(shape, tf.float32), tf.zeros(shape, tf.bool)))
     return value, seen
+
+
+def tf_weighted_mean(stack, targets, fill_value: int, beta):
+    """``weighted_mean`` (W_β) of every target position, as ``tf_ema`` runs the EMA.
+
+    Args:
+      stack: int16 (months, height, width); targets: int32 (years, n) positions.
+      beta: float32 scalar (a tensor: the window's zone's β).
+
+    Returns:
+      value float32 and seen bool, both (years, n, height, width); value is 0 where not seen.
+    """
+    import tensorflow as tf
+
+    available = tf.shape(stack)[0]
+    back = tf.reduce_max(targets) // MONTHS_PER_YEAR + 1
+    shape = tf.concat([tf.shape(targets), tf.shape(stack)[1:]], axis=0)
+    beta = tf.cast(beta, tf.float32)
+
+    def step(k, total, weight):
+        positions = targets - MONTHS_PER_YEAR * (back - k)
+        usable = (positions >= 0) & (positions < available)
+        images = tf.gather(stack, tf.clip_by_value(positions, 0, available - 1))
+        valid = (images != fill_value) & usable[:, :, None, None]
+        total = tf.where(valid, (1 - beta) * total + beta * tf.cast(images, tf.float32), total)
+        weight = tf.where(valid, (1 - beta) * weight + beta, weight)
+        return k + 1, total, weight
+
+    _, total, weight = tf.while_loop(lambda k, *_: k < back, step,
+                                     (tf.constant(0), tf.zeros(shape, tf.float32), tf.zeros(shape, tf.float32)))
+    seen = weight > 0
+    return tf.where(seen, total / tf.maximum(weight, 1e-12), 0.0), seen
 
 
 def tf_smooth(values, valid, size: int):

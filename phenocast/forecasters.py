@@ -8,8 +8,9 @@ origins.fit_end``: the training period's end; nothing after it):
 - persistence, climatology, ema: nothing (the EMA's α is the setting ``evaluate.ema_alpha``);
 - ema_pixel: α per pixel from ``evaluate.alpha_grid`` (``baselines.fit_alpha``) on months first..fit_end;
 - damped: φ per lead (and calendar phase with ``evaluate.damped_by_month``) by least squares
-  (``features.fit_damped``) on the images ``origins.fitting_images(first, fit_end, horizon)``; the same φ
-  is the base of the network's input channels under ``model.base: damped``.
+  (``features.fit_damped``) on the images ``origins.fitting_images(first, fit_end, horizon)``, with
+  ``evaluate.damped_reference: fitted`` the weighted mean's β with it (``features.fit_damped_reference``);
+  the same fit is the base of the network's input channels under ``model.base: damped``.
 
 The fitted parameters live in ``<run>/baselines/``: ``<zone>-damped.json`` (φ and its fitting image counts)
 and ``<zone>-ema_pixel.npz`` (the α map), each with the key it was fitted from: the zone's input files
@@ -89,9 +90,10 @@ def fit_damped_zone(stack: np.ndarray, config: Config, first: int, end: int) -> 
     one fit that the ``damped`` baseline and ``model.base: damped`` share."""
     evaluate = config.evaluate
     images = [(origin - first, lead) for origin, lead in fitting_images(first, end, config.predict.horizon)]
-    return features.fit_damped(stack, images, config.data.fill_value, evaluate.ema_alpha,
-                               evaluate.damped_smoothing, config.predict.horizon, by_month=evaluate.damped_by_month,
-                               fill=evaluate.damped_fill)
+    return features.fit_damped_reference(stack, images, config.data.fill_value, evaluate.ema_alpha,
+                                         evaluate.damped_smoothing, config.predict.horizon,
+                                         evaluate.damped_reference, evaluate.alpha_grid,
+                                         by_month=evaluate.damped_by_month, fill=evaluate.damped_fill)
 
 
 def fit_baselines(stack: np.ndarray, config: Config, first: int, end: int) -> FittedBaselines:
@@ -108,8 +110,10 @@ def fit_baselines(stack: np.ndarray, config: Config, first: int, end: int) -> Fi
 
 def fit_key(zone: Zone, config: Config, method: str) -> dict:
     """What a fitted baseline of a zone is computed from: its input files, months and settings (JSON)."""
+    reads = (features.damped_settings(config.evaluate.damped_reference) if method == "damped"
+             else FIT_SETTINGS[method])
     settings = {key: value for key, value in flatten(config.to_dict()).items()
-                if key.startswith("data.") or key in FIT_SETTINGS[method]}
+                if key.startswith("data.") or key in reads}
     key = {"inputs": input_fingerprint(zone), "first": zone.first, "last": zone.last, "settings": settings}
     return json.loads(json.dumps(key))  # as it reads back
 
@@ -125,7 +129,8 @@ def _read_damped(path: Path, key: dict, by_month: bool) -> features.DampedFit | 
     saved = json.loads(path.read_text())
     if saved.get("key") != key or "images" not in saved:  # stale, or written before the counts were kept
         return None
-    return features.DampedFit(np.asarray(saved["phi"], np.float64), np.asarray(saved["images"], np.int64), by_month)
+    return features.DampedFit(np.asarray(saved["phi"], np.float64), np.asarray(saved["images"], np.int64), by_month,
+                              saved.get("beta"), saved.get("squared_error", float("nan")))
 
 
 def _read_alpha(path: Path, key: dict) -> np.ndarray | None:
@@ -162,9 +167,11 @@ def _saved_damped(zone: Zone, config: Config, run_dir: Path, stack: Callable[[],
     if fit is None:
         end = fit_end(zone.first, zone.last, config)
         fit = fit_damped_zone(stack(), config, zone.first, end)
-        atomic_write_text(path, json.dumps({"key": key, "phi": fit.phi.tolist(), "images": fit.images.tolist()})
-                          + "\n")
-        log(f"baselines: zone {zone.name} damped φ per lead {fit.to_dict()['phi']} fitted on months "
+        reference = {} if fit.beta is None else {"beta": fit.beta, "squared_error": fit.squared_error}
+        atomic_write_text(path, json.dumps({"key": key, "phi": fit.phi.tolist(), "images": fit.images.tolist(),
+                                            **reference}) + "\n")
+        beta = "" if fit.beta is None else f" over the weighted mean of β {fit.beta:g}"
+        log(f"baselines: zone {zone.name} damped φ per lead {fit.to_dict()['phi']}{beta} fitted on months "
             f"{zone.first}..{end} → {path}")
     return fit
 

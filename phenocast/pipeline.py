@@ -98,7 +98,7 @@ def host_memory() -> int:
 # record without the key (made before it existed) counts as holding this value, so finished runs and the
 # sample's pre-trained networks (``train.init_from: sample``) stay usable.
 ADDED_KEYS = {"model.ridge_samples": 96, "model.centre_layers": False, "sequence.fill_missing": 0,
-              "evaluate.damped_fill": False}
+              "evaluate.damped_fill": False, "evaluate.damped_reference": "ema"}
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -141,22 +141,20 @@ class Pipeline:
             for line in shortened_notes(self.zones, config):
                 log(line)
         if config.model.base == "damped":
-            self.samples = {name: dataclasses.replace(sample, damped=self._damped_phi(name))
+            self.samples = {name: dataclasses.replace(sample, damped=self._damped_fit(name))
                             for name, sample in self.samples.items()}
         self.zone_index = {name: index for index, name in enumerate(names)}  # seeds do not depend on --zones
         self._compiled: dict[int, tuple] = {}  # schedule → (compiled model, its optimizer's initial state)
         self.member = 0  # the ensemble member whose stages run (train.ensemble)
         self._start_files: dict[int, Path] = {}  # train.init_from per member, resolved (``_init_file``)
 
-    def _damped_phi(self, name: str):
-        """The zone's damped φ (``forecasters.saved_damped``: fitted once per run on the training period, the
-        same fit the damped baseline is scored with, in ``baselines/<zone>-damped.json``), float32."""
-        import numpy as np
-
+    def _damped_fit(self, name: str):
+        """The zone's damped baseline (``forecasters.saved_damped``: fitted once per run on the training period,
+        the same fit the damped baseline is scored with, in ``baselines/<zone>-damped.json``)."""
         from phenocast.forecasters import saved_damped
 
         zone = next(zone for zone in self.zones if zone.name == name)
-        return saved_damped(zone, self.config, self.run_dir, log=self.log).phi.astype(np.float32)
+        return saved_damped(zone, self.config, self.run_dir, log=self.log)
 
     # ---- folders ------------------------------------------------------------------------------------
     @property

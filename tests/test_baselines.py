@@ -141,3 +141,55 @@ def test_fit_damped_recovers_the_damping_of_a_world_that_has_it():
     # a fill pixel at the origin month never enters the fit, and the fit ignores images without targets
     with pytest.raises(ValueError, match="past the stack"):
         baselines.fit_damped(stack, [(months - 1, 1)], FILL, 0.4, 5, horizon=1)
+
+
+def test_the_weighted_mean_weighs_each_earlier_year_by_one_minus_beta_and_skips_masked_ones():
+    from phenocast.features import weighted_mean
+
+    stack = np.full((40, 1, 2), 0, dtype=np.int16)
+    stack[[3, 15, 27], 0, 0] = [1000, 2000, 4000]  # phase 3, three years; target 39 is the fourth
+    stack[[3, 15, 27], 0, 1] = [1000, FILL, 4000]  # the middle year masked
+    beta = 0.25
+    weights = np.array([0.75**2, 0.75, 1.0])  # oldest first: the newest weighs 1
+    expected_full = (weights @ [1000, 2000, 4000]) / weights.sum()
+    expected_masked = (0.75 * 1000 + 4000) / 1.75  # the masked year counts for nothing, not as a year
+    np.testing.assert_allclose(weighted_mean(stack, 39, FILL, beta)[0], [expected_full, expected_masked], rtol=1e-6)
+    # a long record with a small β is the climatology (no first year keeps a large weight); β = 1 the last year
+    np.testing.assert_allclose(weighted_mean(stack, 39, FILL, 1e-6)[0, 0], 7000 / 3, rtol=1e-4)
+    assert weighted_mean(stack, 39, FILL, 1.0)[0, 0] == 4000
+    assert np.isnan(weighted_mean(stack, 3, FILL, beta)).all()  # no earlier year
+
+
+def test_a_fitted_reference_takes_the_beta_that_leaves_the_least_error_a_long_mean_without_a_trend():
+    """``evaluate.damped_reference: fitted``: the weighted mean's β is the grid's β whose least-squares φ leaves
+    the smallest squared error on the fitting images; the error it reports is that of its φ. A stationary
+    seasonal curve under noise takes the longest mean of the grid; a curve that drifts year by year a shorter one."""
+    rng = np.random.default_rng(0)
+    months, size = 120, 12
+    season = 3000 + 1500 * np.sin(2 * np.pi * np.arange(months) / 12)[:, None, None]
+    images = [(origin, lead) for origin in range(12, months - 3) for lead in (1, 2)]
+    grid = (0.1, 0.4, 0.9)
+    fits = {}
+    for world, drift in (("stationary", 0.0), ("drifting", 400.0)):
+        # each calendar month's level walks from year to year on its own: the origin month's anomaly does not
+        # show the target month's, only recent years of that month do
+        trend = (drift * rng.normal(size=(months // 12, 12)).cumsum(axis=0)).reshape(months, 1, 1)
+        stack = np.round(season + trend + rng.normal(0, 300, (months, size, size))).astype(np.int16)
+        fit = baselines.fit_damped_reference(stack, images, FILL, 0.4, 5, 2, "fitted", grid)
+        each = [baselines.fit_damped(stack, images, FILL, 0.4, 5, 2, beta=beta) for beta in grid]
+        assert fit.beta == grid[int(np.argmin([one.squared_error for one in each]))]
+        fits[world] = fit
+        # the reported error is the sum of the squared residuals its φ leaves
+        total = 0.0
+        for origin, lead in images:
+            anomaly, smoothed = baselines.anomaly_features(
+                stack, origin, FILL, 0.4, 5, fit.reference(stack, origin, FILL, 0.4))
+            first, second = fit.weights(lead, origin + lead)
+            residual = (stack[origin + lead] - fit.reference(stack, origin + lead, FILL, 0.4)
+                        - first * anomaly - second * smoothed)
+            total += float(np.sum(residual.astype(np.float64) ** 2))
+        assert fit.squared_error == pytest.approx(total, rel=1e-4)
+    assert fits["stationary"].beta == 0.1 and fits["drifting"].beta > 0.1
+    # the EMA reference is the fit as before: no β, the same φ
+    ema = baselines.fit_damped_reference(stack, images, FILL, 0.4, 5, 2, "ema", grid)
+    assert ema.beta is None and ema.phi.tobytes() == baselines.fit_damped(stack, images, FILL, 0.4, 5, 2).phi.tobytes()

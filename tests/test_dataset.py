@@ -44,7 +44,7 @@ def prepared(tmp_path: Path):
 
 
 def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config, position, zone_size,
-                     first_month: int, phi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     first_month: int, damped: features.DampedFit | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Plain numpy: per step, differences from the climatology as of that step's origin; the base from
     ``phenocast.features`` (the smoothed anomaly over pixels inside the zone)."""
     years, offsets, horizon = config.sequence.years, config.sequence.offsets, config.predict.horizon
@@ -91,7 +91,8 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
         if config.model.base != "climatology":  # the base itself, minus the climatology as of the step's origin
             anomaly = smoothed = None
             if config.model.base == "damped":
-                anomaly, _ = features.anomaly_features(stack, step_origin, FILL, alpha, 1)
+                anomaly, _ = features.anomaly_features(stack, step_origin, FILL, alpha, 1,
+                                                       damped.reference(stack, step_origin, FILL, alpha))
                 smoothed = features.smooth(np.where(inside, anomaly, np.nan), config.evaluate.damped_smoothing)
                 if config.evaluate.damped_fill:  # a missing origin pixel takes the smoothed anomaly
                     anomaly = features.filled_anomaly(anomaly, smoothed)
@@ -99,7 +100,8 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
             for lead in range(1, horizon + 1):
                 average = baselines.ema(stack, step_origin + lead, FILL, alpha)
                 if anomaly is not None:
-                    average = features.damped(average, anomaly, smoothed, phi[lead - 1, (step_origin + lead) % 12])
+                    average = features.damped(damped.reference(stack, step_origin + lead, FILL, alpha), anomaly,
+                                              smoothed, damped.weights(lead, step_origin + lead))
                 climatology = baselines.climatology(stack, step_origin + lead, FILL, end=step_origin + 1)
                 defined = ~np.isnan(average) & ~np.isnan(climatology)
                 averages.append(np.where(defined, (np.nan_to_num(average) - np.nan_to_num(climatology)) / scale, 0))
@@ -112,22 +114,25 @@ def reference_sample(stack: np.ndarray, context: np.ndarray, origin: int, config
     return np.stack(inputs), np.stack(targets)
 
 
-@pytest.mark.parametrize("climatology, base, masked, zone_mean, fill_missing, damped_fill", [
-    (False, "climatology", False, False, 0, False), (True, "climatology", True, False, 3, False),
-    (False, "ema", True, True, 0, False), (True, "damped", True, False, 5, False),
-    (False, "damped", True, False, 0, True)])
+@pytest.mark.parametrize("climatology, base, masked, zone_mean, fill_missing, damped_fill, reference", [
+    (False, "climatology", False, False, 0, False, "ema"), (True, "climatology", True, False, 3, False, "ema"),
+    (False, "ema", True, True, 0, False, "ema"), (True, "damped", True, False, 5, False, "ema"),
+    (False, "damped", True, False, 0, True, "ema"), (False, "damped", True, False, 0, True, "fitted")])
 def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path: Path, climatology: bool,
                                                         base: str, masked: bool, zone_mean: bool, fill_missing: int,
-                                                        damped_fill: bool):
+                                                        damped_fill: bool, reference: str):
     config = make_config(prepared, tmp_path, f"sequence.climatology={str(climatology).lower()}",
                          f"model.base={base}", f"model.masked_pooling={str(masked).lower()}",
                          f"sequence.zone_mean={str(zone_mean).lower()}", f"sequence.fill_missing={fill_missing}",
-                         f"evaluate.damped_fill={str(damped_fill).lower()}")
+                         f"evaluate.damped_fill={str(damped_fill).lower()}", f"evaluate.damped_reference={reference}")
     preprocess(config, progress=False, log=lambda message: None)
     _, zone_records = load_zone_records(config)
     rng = np.random.default_rng(3)
-    phis = {records.name: rng.uniform(-0.5, 0.8, (3, 12, 2)).astype(np.float32) for records in zone_records}
-    assembler = SampleAssembler(config, phis)
+    betas = {"Z1": 0.15, "Z2": 0.7}  # each zone its own weighted mean (with the fitted reference)
+    fits = {records.name: features.DampedFit(rng.uniform(-0.5, 0.8, (3, 12, 2)).astype(np.float32), None, True,
+                                             betas[records.name] if reference == "fitted" else None)
+            for records in zone_records}
+    assembler = SampleAssembler(config, fits)
     assert config.input_channels == (24 + (12 if zone_mean else 0) + (12 if climatology else 0)
                                      + (3 if base != "climatology" else 0) + (1 if masked else 0))
     for records in zone_records:
@@ -138,7 +143,7 @@ def test_assembled_samples_equal_the_numpy_construction(prepared: Path, tmp_path
                 inputs, y = assembler(tensors, {"stack": tf.constant(context["stack"])}, origin)
                 expected_inputs, expected_y = reference_sample(
                     window["stack"], context["stack"], origin, config, window["position"],
-                    window["zone_size"], records.first, phis[records.name])
+                    window["zone_size"], records.first, fits[records.name])
                 np.testing.assert_allclose(inputs.numpy(), expected_inputs, atol=2e-6)
                 np.testing.assert_allclose(y.numpy(), expected_y, atol=1e-6)
 

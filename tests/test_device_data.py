@@ -18,6 +18,7 @@ from phenocast.config import load_config
 from phenocast.dataset import training_dataset, zone_samples
 from phenocast.device_data import DeviceData, stage_bytes, use_device_data
 from phenocast.errors import PhenocastError
+from phenocast.features import DampedFit
 from phenocast.preprocess import load_zone_records, preprocess
 
 from conftest import ROOT, synthetic_stack, write_zone
@@ -54,7 +55,7 @@ def test_device_batches_equal_the_tf_data_batches_bit_for_bit(zones, kind: str, 
         config.model.base = "damped"
         config.data.first_month = {"Z1": 3, "Z2": 10}
         rng = np.random.default_rng(2)
-        samples = [dataclasses.replace(zone, damped=rng.uniform(-0.5, 0.8, (3, 12, 2)).astype(np.float32))
+        samples = [dataclasses.replace(zone, damped=DampedFit(rng.uniform(-0.5, 0.8, (3, 12, 2)), None, True))
                    for zone in samples]
     data = DeviceData(samples, config, seed=5, kind=kind)
     assemble, unfolded = tf.function(data.batch), tf.function(data.batch)

@@ -44,21 +44,23 @@ def config_of(tmp_path: Path, *overrides: str):
                        [*SHORT, f"data.dir={tmp_path / 'data'}", f"output.dir={tmp_path / 'runs'}", *overrides])
 
 
-def test_parameters_are_fitted_once_and_read_back_bit_for_bit(zone, tmp_path: Path, fits: list[int]):
-    config = config_of(tmp_path)
+@pytest.mark.parametrize("reference", ["ema", "fitted"])
+def test_parameters_are_fitted_once_and_read_back_bit_for_bit(zone, tmp_path: Path, fits: list[int], reference: str):
+    config = config_of(tmp_path, f"evaluate.damped_reference={reference}", "evaluate.alpha_grid=[0.2, 0.5]")
+    per_fit = 1 if reference == "ema" else 2  # φ once per candidate β
     stack = read_zone(zone, FILL, VALID_RANGE)
     fresh = fit_baselines(stack, config, zone.first, fit_end(zone.first, zone.last, config))
-    assert len(fits) == 1
+    assert len(fits) == per_fit and (fresh.damped.beta is None) == (reference == "ema")
     written = saved_baselines(zone, config, config.run_dir, log=lambda _: None)
-    assert len(fits) == 2 and baselines_path(config.run_dir, "Z1", "damped").is_file()
+    assert len(fits) == 2 * per_fit and baselines_path(config.run_dir, "Z1", "damped").is_file()
     # the pipeline's base channels and every later reader get the saved φ and α: no fit
     read = saved_baselines(zone, config, config.run_dir, stack, log=lambda _: None)
     assert saved_damped(zone, config, config.run_dir, log=lambda _: None).phi.tobytes() == fresh.damped.phi.tobytes()
-    assert len(fits) == 2
+    assert len(fits) == 2 * per_fit
     for fitted in (written, read):
         assert fitted.end == fresh.end and fitted.to_dict() == fresh.to_dict()
         assert fitted.alpha_map.tobytes() == fresh.alpha_map.tobytes()
-        assert fitted.damped.phi.tobytes() == fresh.damped.phi.tobytes()
+        assert fitted.damped.phi.tobytes() == fresh.damped.phi.tobytes() and fitted.damped.beta == fresh.damped.beta
         np.testing.assert_array_equal(fitted.damped.images, fresh.damped.images)
     images = period_images(zone.first, zone.last, config, "test")
     expected = ZoneBaselines(stack, config, zone.first, fresh).forecasts(images)
@@ -70,6 +72,7 @@ def test_parameters_are_fitted_once_and_read_back_bit_for_bit(zone, tmp_path: Pa
 
 @pytest.mark.parametrize(("override", "refitted"), [
     ("evaluate.damped_smoothing=3", {"damped"}), ("evaluate.alpha_grid=[0.2,0.6]", {"ema_pixel"}),
+    ("evaluate.damped_reference=fitted", {"damped"}),
     ("data.val_months=24", {"damped", "ema_pixel"}), ("train.lr=0.01", set())])
 def test_a_stale_parameter_is_refitted_and_only_that_one(zone, tmp_path: Path, override: str, refitted: set):
     config = config_of(tmp_path)

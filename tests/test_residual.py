@@ -63,7 +63,7 @@ def test_an_untrained_model_forecasts_exactly_the_base(world: Path, tmp_path: Pa
             # stored units: 1e-2 is 1e-6 in NDVI
             np.testing.assert_allclose(image[finite], expected[key][base][finite], rtol=0, atol=1e-2)
         if base == "damped":
-            np.testing.assert_allclose(run.samples[zone.name].damped, fitted.damped.phi, rtol=1e-6)
+            np.testing.assert_allclose(run.samples[zone.name].damped.phi, fitted.damped.phi, rtol=1e-6)
 
 
 def test_padded_pixels_do_not_change_pooled_statistics():
