@@ -221,6 +221,18 @@ def health_lines(logs: Path) -> list[str]:
     return lines
 
 
+def damped_line(zone: str, fitted: dict, alpha: float) -> str:
+    """The report's line on a zone's damped forecast, from ``scores.json``'s fitted baselines: its reference
+    (the EMA, or the fitted weighted mean's β), its φ and the months it was fitted on."""
+    damped = fitted["damped"]
+    reference = (f"the weighted mean of the earlier years (β {damped['beta']:g}, fitted)" if "beta" in damped
+                 else f"the EMA (α {alpha:g})")
+    phi = ("per lead and calendar month (scores.json)" if damped["by_month"] else
+           "(φ₁, φ₂) per lead " + ", ".join(f"({first:.3f}, {second:.3f})" for first, second in damped["phi"]))
+    return (f"- damped forecast of {zone}: {reference} + φ₁·a_o + φ₂·smooth(a_o), {phi}, fitted on months "
+            f"through {fitted['fit_end']}")
+
+
 def _number(text: str | None) -> float:
     try:
         return float(text)
@@ -308,6 +320,9 @@ def write_report(config: Config, zones: list[Zone], log: Callable[[str], None] =
         fallback = weight.get("fallback", weight["base"])
         lines.append(f"- blend of {zone} = {fallback} + w·(model − {fallback}) (model.base {weight['base']}), "
                      f"w = {weight['weight']:.2f}: {weight['reason']}")
+    for zone, fitted in summary.get("fitted_baselines", {}).items():
+        if fitted and "damped" in fitted:
+            lines.append(damped_line(zone, fitted, config.evaluate.ema_alpha))
     for name in ("test", "validation"):
         if name in summary:
             methods = ordered_methods(list(summary[name]["pooled"]))

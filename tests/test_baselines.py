@@ -193,3 +193,14 @@ def test_a_fitted_reference_takes_the_beta_that_leaves_the_least_error_a_long_me
     # the EMA reference is the fit as before: no β, the same φ
     ema = baselines.fit_damped_reference(stack, images, FILL, 0.4, 5, 2, "ema", grid)
     assert ema.beta is None and ema.phi.tobytes() == baselines.fit_damped(stack, images, FILL, 0.4, 5, 2).phi.tobytes()
+
+
+def test_the_report_names_the_damped_forecasts_reference_and_phi():
+    from phenocast.report import damped_line
+
+    fitted = {"fit_end": 71, "damped": {"by_month": False, "phi": [[0.2861, 0.1168], [0.1358, -0.0394]]}}
+    assert damped_line("Z1", fitted, 0.4) == (
+        "- damped forecast of Z1: the EMA (α 0.4) + φ₁·a_o + φ₂·smooth(a_o), (φ₁, φ₂) per lead (0.286, 0.117), "
+        "(0.136, -0.039), fitted on months through 71")
+    fitted["damped"]["beta"] = 0.1
+    assert "the weighted mean of the earlier years (β 0.1, fitted) + φ₁" in damped_line("Z1", fitted, 0.4)

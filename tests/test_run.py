@@ -94,6 +94,7 @@ def test_end_to_end_run_gives_a_valid_submission_and_reruns_skip(tiny_world: tup
     assert report.index("## Test RMSE") < report.index("## Validation RMSE")
     assert "![Z1 month" in report and (run_dir / "report" / "calendar.png").is_file()
     assert "checkpoints/refit-pretrain/best.keras" in report
+    assert "- damped forecast of Z1: the EMA (α 0.4) + φ₁·a_o" in report  # scores.json's fitted φ, named
     years = scores["years_after_training"]  # the report's table of years after training reads scores.json
     assert "## RMSE by year after training" in report and len(years) >= 2
     assert f"| blend ÷ {headline['best_baseline']} |" in report
