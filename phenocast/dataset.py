@@ -172,16 +172,16 @@ class SampleAssembler:
                 self.beta = tf.constant([damped[name].beta for name in names], tf.float32)  # (zones,)
 
     @staticmethod
-    def _zone_row(names, table, zone, what: str):
-        """The row of ``table`` that ``names`` (a string vector) gives the window's zone (a string scalar)."""
+    def _zone_row(names, zone, what: str):
+        """The row that ``names`` (a string vector) gives the window's zone (a string scalar)."""
         found = tf.equal(names, zone)
         tf.debugging.assert_equal(tf.reduce_any(found), True, message=f"no {what} for this zone")
-        return tf.gather(table, tf.argmax(tf.cast(found, tf.int32)))
+        return tf.argmax(tf.cast(found, tf.int32))
 
     def _zone_damped(self, zone):
         """(φ (horizon, 12, 2), β: a scalar, or None for the EMA) of the window's zone (a string scalar)."""
-        beta = None if self.beta is None else self._zone_row(self.zone_names, self.beta, zone, "damped β")
-        return self._zone_row(self.zone_names, self.phi, zone, "damped φ"), beta
+        row = self._zone_row(self.zone_names, zone, "damped φ")
+        return tf.gather(self.phi, row), None if self.beta is None else tf.gather(self.beta, row)
 
     # ---- climatology-relative differences ---------------------------------------------------------
     def _step_origins(self, origin):
@@ -309,7 +309,8 @@ class SampleAssembler:
         """sin/cos of the calendar month of the first target month, (years, size, size, 2)."""
         month_index = tf.cast(window["first_month"], tf.int32) + origin + 1  # the first target month's index
         first_month = (self.first_month if not isinstance(self.first_month, dict) else
-                       self._zone_row(self.month_zones, self.zone_first_months, window["zone"], "data.first_month"))
+                       tf.gather(self.zone_first_months,
+                                 self._zone_row(self.month_zones, window["zone"], "data.first_month")))
         calendar = tf.math.floormod(month_index - 1 + first_month - 1, MONTHS_PER_YEAR)
         angle = 2.0 * math.pi * tf.cast(calendar, tf.float32) / MONTHS_PER_YEAR
         values = tf.stack([tf.sin(angle), tf.cos(angle)])

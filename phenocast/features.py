@@ -138,6 +138,18 @@ def ema(stack: np.ndarray, target: int, fill_value: int, alpha: float | np.ndarr
     return out
 
 
+class RunningEMA:
+    """The EMA as a running reference, ``update(image)`` then ``value`` (``ema_update``'s recursion), the
+    interface ``WeightedMean`` shares: NaN where nothing was valid yet."""
+
+    def __init__(self, shape: tuple[int, ...], alpha: float):
+        self.alpha = alpha
+        self.value = np.full(shape, np.nan, np.float32)
+
+    def update(self, image: np.ndarray) -> None:
+        self.value = ema_update(self.value, image, self.alpha)
+
+
 class WeightedMean:
     """The running weighted mean of images, the newest weighing 1 and each older one (1 - β) times the next:
     ``total = (1 - β)·total + β·image``, ``weight = (1 - β)·weight + β`` where the image is valid (a masked
@@ -244,8 +256,8 @@ def fit_damped(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value:
                beta: float | None = None) -> DampedFit:
     """Least-squares φ of the damped forecast on the given images (0-based (origin, lead) positions).
 
-    One pass over the origins in order with a running EMA per calendar phase, so the cost is one EMA
-    update per month however many images there are.
+    One pass over the origins in order with a running reference (the EMA, or the weighted mean) per
+    calendar phase, so the cost is one update per month however many images there are.
 
     Args:
       stack: int16 (months, height, width).
@@ -271,36 +283,29 @@ def fit_damped(stack: np.ndarray, images: Iterable[tuple[int, int]], fill_value:
     xty = np.zeros((horizon, MONTHS_PER_YEAR, 2))
     yty = np.zeros((horizon, MONTHS_PER_YEAR))
     counts = np.zeros((horizon, MONTHS_PER_YEAR), dtype=np.int64)
-    if beta is None:
-        running = [np.full(stack.shape[1:], np.nan, np.float32) for _ in range(MONTHS_PER_YEAR)]
-    else:
-        means = [WeightedMean(stack.shape[1:], beta) for _ in range(MONTHS_PER_YEAR)]
+    running = [RunningEMA(stack.shape[1:], alpha) if beta is None else WeightedMean(stack.shape[1:], beta)
+               for _ in range(MONTHS_PER_YEAR)]  # the reference per calendar phase
     last_origin = max(leads_of, default=-1)
     for position in range(last_origin + 1):
         phase = position % MONTHS_PER_YEAR
-        # the reference of this position: the same phase's earlier images only
-        origin_ema = running[phase] if beta is None else means[phase].value
         image = as_float(stack[position], fill_value)
-        if position in leads_of:
-            anomaly = image - origin_ema
+        if position in leads_of:  # the reference before this image: the same phase's earlier images only
+            anomaly = image - running[phase].value
             smoothed = smooth(anomaly, size)
             anomaly = filled_anomaly(anomaly, smoothed) if fill else anomaly
-        if beta is None:
-            running[phase] = ema_update(running[phase], image, alpha)
-        else:
-            means[phase].update(image)
+        running[phase].update(image)
         for lead in leads_of.get(position, ()):
             target = position + lead
-            reference = running[target % MONTHS_PER_YEAR] if beta is None else means[target % MONTHS_PER_YEAR].value
-            residual = as_float(stack[target], fill_value) - reference
+            residual = as_float(stack[target], fill_value) - running[target % MONTHS_PER_YEAR].value
             valid = np.isfinite(anomaly) & np.isfinite(smoothed) & np.isfinite(residual)
             if not valid.any():
                 continue
             features = np.stack([anomaly[valid], smoothed[valid]], axis=1).astype(np.float64)
             cell = (lead - 1, target % MONTHS_PER_YEAR)
             xtx[cell] += features.T @ features
-            xty[cell] += features.T @ residual[valid].astype(np.float64)
-            yty[cell] += float(residual[valid].astype(np.float64) @ residual[valid].astype(np.float64))
+            truth = residual[valid].astype(np.float64)
+            xty[cell] += features.T @ truth
+            yty[cell] += float(truth @ truth)
             counts[cell] += 1
     phi = np.zeros((horizon, MONTHS_PER_YEAR, 2))
     for lead_index in range(horizon):
@@ -388,6 +393,31 @@ def tf_climatology_per_step(sums, counts, step_origins):
     return total / tf.maximum(count, 1.0), count > 0
 
 
+def _tf_same_month_scan(stack, targets, fill_value: int, update, state):
+    """Run ``update(state, images, valid) → state`` over the same-phase positions before every target position,
+    oldest first (the loop ``tf_ema`` and ``tf_weighted_mean`` share).
+
+    Args:
+      stack: int16 (months, height, width); targets: int32 (years, n) positions.
+      update: the recursion's step; images float32 and valid bool, both (years, n, height, width).
+      state: a function of the (years, n, height, width) shape giving the initial state (a tuple of tensors).
+    """
+    import tensorflow as tf
+
+    available = tf.shape(stack)[0]
+    back = tf.reduce_max(targets) // MONTHS_PER_YEAR + 1  # years to look back, oldest first
+    shape = tf.concat([tf.shape(targets), tf.shape(stack)[1:]], axis=0)
+
+    def step(k, *values):
+        positions = targets - MONTHS_PER_YEAR * (back - k)
+        usable = (positions >= 0) & (positions < available)
+        images = tf.gather(stack, tf.clip_by_value(positions, 0, available - 1))  # (years, n, h, w)
+        valid = (images != fill_value) & usable[:, :, None, None]
+        return (k + 1, *update(values, tf.cast(images, tf.float32), valid))
+
+    return tf.while_loop(lambda k, *_: k < back, step, (tf.constant(0), *state(shape)))[1:]
+
+
 def tf_ema(stack, targets, fill_value: int, alpha: float):
     """``ema`` of every target position: the same-phase positions before it, oldest first.
 
@@ -399,19 +429,11 @@ def tf_ema(stack, targets, fill_value: int, alpha: float):
     """
     import tensorflow as tf
 
-    available = tf.shape(stack)[0]
-    back = tf.reduce_max(targets) // MONTHS_PER_YEAR + 1  # years to look back, oldest first
-    shape = tf.concat([tf.shape(targets), tf.shape(stack)[1:]], axis=0)
+    def update(values, images, valid):
+        return tf_ema_update(*values, images, valid, alpha)
 
-    def step(k, value, seen):
-        positions = targets - MONTHS_PER_YEAR * (back - k)
-        usable = (positions >= 0) & (positions < available)
-        images = tf.gather(stack, tf.clip_by_value(positions, 0, available - 1))  # (years, n, h, w)
-        valid = (images != fill_value) & usable[:, :, None, None]
-        return (k + 1, *tf_ema_update(value, seen, tf.cast(images, tf.float32), valid, alpha))
-
-    _, value, seen = tf.while_loop(lambda k, *_: k < back, step,
-                                   (tf.constant(0), tf.zeros(shape, tf.float32), tf.zeros(shape, tf.bool)))
+    value, seen = _tf_same_month_scan(stack, targets, fill_value, update,
+                                      lambda shape: (tf.zeros(shape, tf.float32), tf.zeros(shape, tf.bool)))
     return value, seen
 
 
@@ -427,22 +449,15 @@ def tf_weighted_mean(stack, targets, fill_value: int, beta):
     """
     import tensorflow as tf
 
-    available = tf.shape(stack)[0]
-    back = tf.reduce_max(targets) // MONTHS_PER_YEAR + 1
-    shape = tf.concat([tf.shape(targets), tf.shape(stack)[1:]], axis=0)
     beta = tf.cast(beta, tf.float32)
 
-    def step(k, total, weight):
-        positions = targets - MONTHS_PER_YEAR * (back - k)
-        usable = (positions >= 0) & (positions < available)
-        images = tf.gather(stack, tf.clip_by_value(positions, 0, available - 1))
-        valid = (images != fill_value) & usable[:, :, None, None]
-        total = tf.where(valid, (1 - beta) * total + beta * tf.cast(images, tf.float32), total)
-        weight = tf.where(valid, (1 - beta) * weight + beta, weight)
-        return k + 1, total, weight
+    def update(values, images, valid):
+        total, weight = values
+        return (tf.where(valid, (1 - beta) * total + beta * images, total),
+                tf.where(valid, (1 - beta) * weight + beta, weight))
 
-    _, total, weight = tf.while_loop(lambda k, *_: k < back, step,
-                                     (tf.constant(0), tf.zeros(shape, tf.float32), tf.zeros(shape, tf.float32)))
+    total, weight = _tf_same_month_scan(stack, targets, fill_value, update,
+                                        lambda shape: (tf.zeros(shape, tf.float32), tf.zeros(shape, tf.float32)))
     seen = weight > 0
     return tf.where(seen, total / tf.maximum(weight, 1e-12), 0.0), seen
 
