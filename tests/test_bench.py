@@ -238,7 +238,7 @@ def test_advection_bench_times_both_gathers_and_finds_them_equal(tmp_path: Path)
     assert all(entry["trace_s"] > 0 and entry["run_s"] > 0 for entry in written["results"].values())
 
 
-def test_damped_fit_bench_tiles_a_zone_and_fits_both_references(tiny_data, tmp_path: Path):
+def test_damped_fit_bench_tiles_a_zone_and_fits_both_references(tiny_data, tmp_path: Path, capsys):
     """bench/damped_fit.py on a tiny zone tiled to 18² and 60 months: both references fitted, the fitted one
     with a β of the grid; the tiling repeats the zone in time and space; too few months is one line."""
     sys.path.insert(0, str(ROOT / "bench"))
@@ -254,22 +254,21 @@ def test_damped_fit_bench_tiles_a_zone_and_fits_both_references(tiny_data, tmp_p
 
     out = tmp_path / "fit.json"
     periods = ["--set", "data.val_months=12", "--set", "data.test_months=12"]
-    result = subprocess.run([sys.executable, "bench/damped_fit.py", "--data", str(tiny_data), "--zone", "Z2",
-                             "--size", "18", "--months", "60", *periods, "--json", str(out)],
-                            cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "zone Z2 tiled to 60 months of 18² pixels" in result.stdout
-    assert "ratio (fitted ÷ ema)" in result.stdout
+    code = damped_fit.main(["--data", str(tiny_data), "--zone", "Z2", "--size", "18", "--months", "60",
+                            "--config", str(ROOT / "configs" / "default.yaml"), *periods, "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "zone Z2 tiled to 60 months of 18² pixels" in printed and "ratio (fitted ÷ ema)" in printed
     written = json.loads(out.read_text())
     assert set(written["results"]) == {"ema", "fitted"} and written["results"]["ema"]["beta"] is None
     grid = load_config(ROOT / "configs" / "default.yaml").evaluate.alpha_grid
     assert written["results"]["fitted"]["beta"] in grid
     assert all(entry["seconds"] > 0 and entry["peak_mb"] > 0 for entry in written["results"].values())
 
-    short = subprocess.run([sys.executable, "bench/damped_fit.py", "--data", str(tiny_data), "--months", "40",
-                            *periods], cwd=ROOT, capture_output=True, text=True)
-    assert short.returncode == 2 and not short.stdout
-    assert short.stderr.strip().splitlines()[-1] == (
+    assert damped_fit.main(["--data", str(tiny_data), "--months", "40", "--config",
+                            str(ROOT / "configs" / "default.yaml"), *periods]) == 2
+    printed = capsys.readouterr()
+    assert not printed.out and printed.err.strip() == (
         "error: expected --months of at least 48 (validation, test and two training years) and a positive "
         "--size, got 40 and 1200")
 
