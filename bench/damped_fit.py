@@ -50,9 +50,10 @@ def tiled(stack: np.ndarray, size: int, months: int) -> np.ndarray:
 def measure(stack: np.ndarray, config_path: str, overrides: list[str], reference: str) -> dict:
     """Seconds, peak traced memory and the result of the zone's damped fit with ``reference``."""
     from phenocast.forecasters import fit_damped_zone
+    from phenocast.origins import fit_end
 
     config = load_config(config_path, [*overrides, f"evaluate.damped_reference={reference}"])
-    end = len(stack) - config.data.val_months - config.data.test_months  # the training period's last month
+    end = fit_end(1, len(stack), config)  # the training period's last month, as a run fits it
     tracemalloc.start()
     start = time.perf_counter()
     fit = fit_damped_zone(stack, config, 1, end)
