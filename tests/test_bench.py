@@ -24,6 +24,8 @@ from model.flops import activation_bytes, conv_flops, training_flops  # noqa: E4
 from phenocast.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# the bench scripts import as modules; appended, so the top-level preprocess.py still comes before bench/preprocess.py
+sys.path.append(str(ROOT / "bench"))
 TINY = [  # 32-pixel windows, 3 years, a small network (as tests/test_model.py)
     "tiling.centre=16", "tiling.margin=8", "sequence.years=3", "model.filters=4", "model.growth_rate=4",
     "model.layers_per_block=[1, 1, 1]", "model.lstm_filters=[4, 6, 8]", "model.aspp_filters=8",
@@ -134,7 +136,6 @@ def test_variants_of_a_real_zone_keep_its_months_and_georeference(tiny_data, tmp
     shorter, the shifted one renumbered by 6 months, the cloudy one with more fill, the flat one flatter, the
     snowy one with fill in its winter months only, the noisy one lowered at a share of pixels, the tropical
     one with a weaker seasonal curve."""
-    sys.path.insert(0, str(ROOT / "bench"))
     from variants import CLOUD_SHARE, NOISY_SHARE, SHIFT, SHORT_CUT, SNOW_MONTHS, SNOW_SHARE, VARIANTS, write_variants
 
     from phenocast.zones import discover_zones, read_zone
@@ -200,7 +201,6 @@ def test_variants_of_a_real_zone_keep_its_months_and_georeference(tiny_data, tmp
 def test_variants_of_a_short_record_keep_their_last_months_and_the_table_lists_every_zone(tiny_data, tmp_path):
     """``--last-months``: each variant keeps its last N months (gaps included, the shifted one's renumbered
     months too); the bench's table has a row for a zone without a test period, NaN where it has none."""
-    sys.path.insert(0, str(ROOT / "bench"))
     from variants import SHIFT, SHORT_CUT, VARIANTS, table, write_variants
 
     from phenocast.zones import discover_zones
@@ -241,11 +241,8 @@ def test_advection_bench_times_both_gathers_and_finds_them_equal(tmp_path: Path)
 def test_damped_fit_bench_tiles_a_zone_and_fits_both_references(tiny_data, tmp_path: Path, capsys):
     """bench/damped_fit.py on a tiny zone tiled to 18² and 60 months: both references fitted, the fitted one
     with a β of the grid; the tiling repeats the zone in time and space; too few months is one line."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import damped_fit
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    import damped_fit
+
     stack = np.arange(3 * 2 * 4, dtype=np.int16).reshape(3, 2, 4)
     tiled = damped_fit.tiled(stack, 5, 7)
     assert tiled.shape == (7, 5, 5)
@@ -285,7 +282,6 @@ def test_learnability_pools_seeds_by_their_mean_squares_and_bootstraps_over_seed
     """bench/learnability.py --seeds: each RMSE pooled as the root of the image-weighted mean square, the
     gap share of the pooled RMSEs (not the mean of the seeds' shares), and an interval over seeds that
     spans the seeds' own values."""
-    sys.path.insert(0, str(ROOT / "bench"))
     from learnability import pool_seeds
 
     rows = [learnability_row(0, 100, model=1.1), learnability_row(1, 100, model=0.6),
@@ -316,7 +312,6 @@ def test_learnability_knobs_reach_the_generated_world_and_a_wrong_one_is_refused
                                                                                       capsys):
     """bench/learnability.py --knob: the world is generated with the knob, in a folder named after it; a
     knob the world lacks is one error line and exit 2 before anything is written."""
-    sys.path.insert(0, str(ROOT / "bench"))
     import learnability
 
     out = tmp_path / "bench"
@@ -344,7 +339,6 @@ def test_sample_worlds_pool_the_images_of_every_world_per_validation_half():
     """bench/sample_worlds.py's columns: each image of ``scores.json`` goes to the select or check half by
     its origin (blocks of 3 origins, select first) or to the test period, and the worlds' images are pooled
     as one run pools its zones (the root of the mean image MSE): hand-computed numbers."""
-    sys.path.insert(0, str(ROOT / "bench"))
     from sample_worlds import ratios, world_row
 
     def scores(entries, weight):
